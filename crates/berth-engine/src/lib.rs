@@ -1,0 +1,6 @@
+//! berth-engine is the one service layer of berth, as libpod is for Podman: containers, pods,
+//! volumes and networks; the state database; runtime-spec generation from an image config and
+//! the user's options; the per-container monitor; logs, stats, healthchecks and restart policy.
+//!
+//! The command line (and later an API socket) are faces over this crate and never reach past
+//! it into storage, the registry client or the runtime.

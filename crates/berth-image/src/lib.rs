@@ -1,0 +1,7 @@
+//! berth-image owns everything about an image that is not a file system: references in the
+//! docker/distribution grammar, digests, manifests and indexes, image configs, the
+//! content-addressed blob store, archives (oci-dir, oci-archive, docker-archive) and the
+//! registry client of the OCI distribution spec.
+//!
+//! It knows nothing of containers or of unpacked layers; berth-storage turns the blobs kept
+//! here into directories.

@@ -1,0 +1,5 @@
+//! berth-storage owns unpacked layers keyed by chain id, layer diffs (tar streams with OCI
+//! whiteouts), container layers, the mount drivers (native overlay, rootless overlay,
+//! fuse-overlayfs) and garbage collection of all of them.
+//!
+//! It reads layer blobs that berth-image verified and knows nothing of registries or processes.

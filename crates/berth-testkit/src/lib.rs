@@ -1,0 +1,28 @@
+//! berth-testkit gives berth's tests the real parts they run against, each made or started on
+//! this machine from Debian's packages: a busybox root file system and OCI image layout
+//! (busybox-static), a bigger Debian image for benchmarks (debootstrap), the reference
+//! registry in open, htpasswd and TLS modes (docker-registry), and an unprivileged user with
+//! subordinate id ranges for rootless tests (uidmap).
+//!
+//! Every piece cleans up after itself when dropped, also when the test panics. Nothing here
+//! is shipped; tests and benchmarks depend on it as a dev-dependency.
+
+pub mod busybox;
+pub mod debian;
+pub mod digest;
+pub mod host;
+pub mod layout;
+pub mod registry;
+pub mod user;
+
+use std::path::PathBuf;
+
+/// A directory for caches that outlive one test run (the debootstrap'd image), under the
+/// workspace's target directory unless BERTH_TEST_CACHE says otherwise.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("BERTH_TEST_CACHE") {
+        return PathBuf::from(dir);
+    }
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.join("../../target/berth-test-cache")
+}

@@ -1,0 +1,19 @@
+//! The `berth` command: argument parsing, output and exit codes over berth-engine and
+//! berth-build. Everything that does work lives in the library crates; this binary parses,
+//! resolves the options into one configuration, calls the engine and reports.
+
+mod cli;
+mod report;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    report::init_logging(cli.global.log_level.as_deref());
+    match cli.run() {
+        Ok(code) => code,
+        Err(err) => report::fail(&err),
+    }
+}
