@@ -5,3 +5,6 @@
 //!
 //! The crate is synchronous on purpose: fork, clone and setns do not mix with an async
 //! executor. berth-oci exposes it with runc's command line; berth-engine calls it in-process.
+
+pub mod cgroups;
+pub mod seccomp;

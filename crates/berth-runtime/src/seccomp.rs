@@ -1,0 +1,1 @@
+//! linux.seccomp compiled to BPF and loaded (see the confinement issue).
