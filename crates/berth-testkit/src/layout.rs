@@ -263,6 +263,31 @@ pub fn validate(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Reads back what [`LayoutBuilder::finish`] wrote into `dir`: the first manifest of its index
+/// and the blobs it names.
+pub fn read(dir: &Path) -> Result<Layout> {
+    let index = read_json(&dir.join("index.json"))?;
+    let manifest_digest =
+        index["manifests"][0]["digest"].as_str().context("index.json: no manifest")?.to_owned();
+    let manifest: Value = read_json(&blob_path(dir, &manifest_digest))?;
+    let config_digest =
+        manifest["config"]["digest"].as_str().context("manifest: no config")?.to_owned();
+    let config: Value = read_json(&blob_path(dir, &config_digest))?;
+    let diff_ids = config["rootfs"]["diff_ids"].as_array().context("config: no diff_ids")?;
+    let layers = manifest["layers"]
+        .as_array()
+        .context("manifest: no layers")?
+        .iter()
+        .zip(diff_ids)
+        .map(|(layer, diff_id)| Layer {
+            digest: layer["digest"].as_str().unwrap_or_default().to_owned(),
+            size: layer["size"].as_u64().unwrap_or_default(),
+            diff_id: diff_id.as_str().unwrap_or_default().to_owned(),
+        })
+        .collect();
+    Ok(Layout { dir: dir.to_path_buf(), manifest_digest, config_digest, layers })
+}
+
 fn check_blob(dir: &Path, descriptor: &Value) -> Result<Vec<u8>> {
     let digest = descriptor["digest"].as_str().context("descriptor without digest")?;
     let size = descriptor["size"].as_u64().context("descriptor without size")?;

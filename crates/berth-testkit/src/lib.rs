@@ -17,12 +17,9 @@ pub mod user;
 
 use std::path::PathBuf;
 
-/// A directory for caches that outlive one test run (the debootstrap'd image), under the
-/// workspace's target directory unless BERTH_TEST_CACHE says otherwise.
+/// A directory for caches that outlive one test run and one clone (the debootstrap'd image):
+/// /var/cache/berth-testkit unless BERTH_TEST_CACHE says otherwise.
 pub fn cache_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("BERTH_TEST_CACHE") {
-        return PathBuf::from(dir);
-    }
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest.join("../../target/berth-test-cache")
+    std::env::var_os("BERTH_TEST_CACHE")
+        .map_or_else(|| PathBuf::from("/var/cache/berth-testkit"), PathBuf::from)
 }
