@@ -5,3 +5,17 @@
 //!
 //! It knows nothing of containers or of unpacked layers; berth-storage turns the blobs kept
 //! here into directories.
+
+pub mod config;
+pub mod digest;
+pub mod manifest;
+pub mod platform;
+pub mod reference;
+pub mod store;
+
+pub use config::ImageConfig;
+pub use digest::Digest;
+pub use manifest::{Descriptor, ImageIndex, ImageManifest, Manifest};
+pub use platform::Platform;
+pub use reference::Reference;
+pub use store::BlobStore;
