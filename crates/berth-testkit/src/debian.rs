@@ -104,7 +104,9 @@ fn write_random(path: &Path, mib: u32) -> Result<()> {
 
 /// An exclusive flock on the cache directory, so that parallel test binaries build a cached
 /// item once. Released when dropped.
-struct CacheLock(File);
+struct CacheLock {
+    _file: File,
+}
 
 impl CacheLock {
     fn take(cache: &Path) -> Result<Self> {
@@ -113,7 +115,7 @@ impl CacheLock {
         // SAFETY: the descriptor is owned by `file` and stays open for the call.
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
         ensure!(rc == 0, "locking {}: {}", cache.display(), std::io::Error::last_os_error());
-        Ok(Self(file))
+        Ok(Self { _file: file })
     }
 }
 
