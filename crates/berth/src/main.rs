@@ -10,7 +10,10 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return report::usage(&err),
+    };
     report::init_logging(cli.global.log_level.as_deref());
     match cli.run() {
         Ok(code) => code,

@@ -49,6 +49,26 @@ pub fn fail(err: &anyhow::Error) -> ExitCode {
     ExitCode::from(EXIT_ENGINE)
 }
 
+/// Reports a command-line usage error the way every other error is reported — one line,
+/// exit 125, as Podman does — while help and version requests print normally and succeed.
+pub fn usage(err: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(err.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = err.print();
+        return ExitCode::SUCCESS;
+    }
+    if err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        let _ = err.print();
+        return ExitCode::from(EXIT_ENGINE);
+    }
+    let text = err.render().to_string();
+    let first = text.lines().next().unwrap_or("invalid arguments");
+    let message = first.strip_prefix("error: ").unwrap_or(first);
+    let _ = writeln!(io::stderr(), "berth: {message}");
+    let _ = writeln!(io::stderr(), "hint: see 'berth --help'");
+    ExitCode::from(EXIT_ENGINE)
+}
+
 /// The whole cause chain on one line, each cause after a colon.
 pub fn one_line(err: &anyhow::Error) -> String {
     let mut line = String::new();
