@@ -44,6 +44,7 @@ pub enum Command {
 
 impl Cli {
     pub fn run(self) -> anyhow::Result<ExitCode> {
+        tracing::debug!(command = ?self.command, root = ?self.global.root, "running");
         match self.command {
             Command::Version => {
                 println!("berth version {}", env!("CARGO_PKG_VERSION"));
