@@ -240,7 +240,7 @@ mod tests {
             Compression::Gzip
         );
 
-        let index = format!(r#"{{"schemaVersion":2,"manifests":[]}}"#);
+        let index = r#"{"schemaVersion":2,"manifests":[]}"#;
         let parsed = Manifest::parse(Some("application/json"), index.as_bytes()).unwrap();
         assert_eq!(parsed.media_type(), OCI_INDEX);
     }

@@ -3,3 +3,9 @@
 //! fuse-overlayfs) and garbage collection of all of them.
 //!
 //! It reads layer blobs that berth-image verified and knows nothing of registries or processes.
+
+pub mod layers;
+pub mod unpack;
+
+pub use layers::{LayerInfo, LayerStore};
+pub use unpack::{apply_layer, UnpackOptions, Whiteouts};
