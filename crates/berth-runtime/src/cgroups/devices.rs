@@ -85,7 +85,10 @@ fn parse_rule(rule: &LinuxDeviceCgroup) -> Result<Option<Rule>> {
             'w' => ACC_WRITE,
             'm' => ACC_MKNOD,
             _ => {
-                return Err(Error::DeviceRule { rule: text, reason: "access is not r, w, m".into() })
+                return Err(Error::DeviceRule {
+                    rule: text,
+                    reason: "access is not r, w, m".into(),
+                })
             }
         };
     }
@@ -99,8 +102,11 @@ fn parse_rule(rule: &LinuxDeviceCgroup) -> Result<Option<Rule>> {
             }),
         }
     };
-    let (major, minor) =
-        if typ.is_none() { (None, None) } else { (num(rule.major(), "major")?, num(rule.minor(), "minor")?) };
+    let (major, minor) = if typ.is_none() {
+        (None, None)
+    } else {
+        (num(rule.major(), "major")?, num(rule.minor(), "minor")?)
+    };
     Ok(Some(Rule { allow: rule.allow(), typ, major, minor, access }))
 }
 

@@ -18,6 +18,8 @@
 
 pub mod devices;
 mod path;
+#[cfg(test)]
+mod real_tests;
 mod stats;
 mod v1;
 mod v2;
@@ -65,7 +67,9 @@ pub enum Error {
     NotSupported { what: String },
     #[error("{resource} cannot be applied on cgroup {version}: {reason}")]
     Unsupported { resource: String, version: &'static str, reason: String },
-    #[error("{resource} was asked for, but the {controller} controller is not mounted under {root}")]
+    #[error(
+        "{resource} was asked for, but the {controller} controller is not mounted under {root}"
+    )]
     ControllerMissing { resource: String, controller: String, root: PathBuf },
     #[error(
         "{resource} was asked for, but this rootless runtime has no cgroup it may write \
@@ -225,9 +229,8 @@ impl ManagerBuilder {
 
     /// Detects the host's layout, resolves the path and picks the driver. Nothing is created yet.
     pub fn build(self) -> Result<Manager> {
-        let systemd_running = self
-            .systemd_running
-            .unwrap_or_else(|| Path::new("/run/systemd/system").is_dir());
+        let systemd_running =
+            self.systemd_running.unwrap_or_else(|| Path::new("/run/systemd/system").is_dir());
         let path = CgroupsPath::parse(
             self.cgroups_path.as_deref(),
             &self.id,
@@ -268,7 +271,8 @@ impl OwnCgroups {
         let mut own = OwnCgroups { v1: HashMap::new(), v2: "/".to_string() };
         for line in text.lines() {
             let mut parts = line.splitn(3, ':');
-            let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
+            let (Some(_), Some(controllers), Some(path)) =
+                (parts.next(), parts.next(), parts.next())
             else {
                 continue;
             };
@@ -593,10 +597,10 @@ pub(crate) fn read_pids(dir: &Path) -> Result<Vec<i32>> {
     };
     let mut pids = Vec::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let pid = line.trim().parse::<i32>().map_err(|e| Error::Parse {
-            path: path.clone(),
-            reason: format!("{line:?}: {e}"),
-        })?;
+        let pid = line
+            .trim()
+            .parse::<i32>()
+            .map_err(|e| Error::Parse { path: path.clone(), reason: format!("{line:?}: {e}") })?;
         pids.push(pid);
     }
     Ok(pids)
@@ -626,8 +630,8 @@ pub(crate) fn remove_tree(path: &Path) -> Result<()> {
         return std::fs::remove_dir_all(path)
             .map_err(|source| Error::Remove { path: path.to_path_buf(), source });
     }
-    let entries =
-        std::fs::read_dir(path).map_err(|source| Error::Remove { path: path.to_path_buf(), source })?;
+    let entries = std::fs::read_dir(path)
+        .map_err(|source| Error::Remove { path: path.to_path_buf(), source })?;
     for entry in entries.flatten() {
         if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
             remove_tree(&entry.path())?;

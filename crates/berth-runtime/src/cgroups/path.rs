@@ -134,7 +134,10 @@ mod tests {
         let abs = CgroupsPath::parse(Some("/berth/c1"), "c1", false, false).unwrap();
         assert_eq!(abs.resolve("/user.slice"), "/berth/c1");
         let rel = CgroupsPath::parse(Some("berth/c1"), "c1", false, false).unwrap();
-        assert_eq!(rel.resolve("/user.slice/session-1.scope"), "/user.slice/session-1.scope/berth/c1");
+        assert_eq!(
+            rel.resolve("/user.slice/session-1.scope"),
+            "/user.slice/session-1.scope/berth/c1"
+        );
         let default = CgroupsPath::parse(None, "c1", false, false).unwrap();
         assert_eq!(default.resolve("/"), "/c1");
     }

@@ -20,8 +20,20 @@ use super::{
 /// The v1 controllers berth knows; a directory of another name (`systemd`, `unified`) is not
 /// a controller hierarchy.
 const CONTROLLERS: &[&str] = &[
-    "blkio", "cpu", "cpuacct", "cpuset", "devices", "freezer", "hugetlb", "memory", "net_cls",
-    "net_prio", "perf_event", "pids", "rdma", "misc",
+    "blkio",
+    "cpu",
+    "cpuacct",
+    "cpuset",
+    "devices",
+    "freezer",
+    "hugetlb",
+    "memory",
+    "net_cls",
+    "net_prio",
+    "perf_event",
+    "pids",
+    "rdma",
+    "misc",
 ];
 
 /// The mounted v1 hierarchies under `root`: controller name → its mount directory.
@@ -291,7 +303,11 @@ impl Manager {
                 write(dir, weight_device, &format!("{}:{} {w}", d.major(), d.minor()))?;
             }
             if let Some(w) = d.leaf_weight() {
-                write(dir, "blkio.leaf_weight_device", &format!("{}:{} {w}", d.major(), d.minor()))?;
+                write(
+                    dir,
+                    "blkio.leaf_weight_device",
+                    &format!("{}:{} {w}", d.major(), d.minor()),
+                )?;
             }
         }
         let throttles = [
@@ -497,7 +513,10 @@ fn apply_devices(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<()> {
         let text = device_rule(rule);
         if let Some(access) = rule.access() {
             if access.chars().any(|c| !matches!(c, 'r' | 'w' | 'm')) {
-                return Err(Error::DeviceRule { rule: text, reason: "access is not r, w, m".into() });
+                return Err(Error::DeviceRule {
+                    rule: text,
+                    reason: "access is not r, w, m".into(),
+                });
             }
         }
         let file = if rule.allow() { "devices.allow" } else { "devices.deny" };
@@ -618,7 +637,10 @@ mod tests {
         let m = manager(tmp.path(), "/c1");
         m.create().unwrap();
         let mem = tmp.path().join("memory/c1");
-        files(&mem, &[("memory.limit_in_bytes", "1073741824"), ("memory.memsw.limit_in_bytes", "")]);
+        files(
+            &mem,
+            &[("memory.limit_in_bytes", "1073741824"), ("memory.memsw.limit_in_bytes", "")],
+        );
         // Make the memsw path a directory briefly so its write fails: the limit must be written.
         std::fs::remove_file(mem.join("memory.memsw.limit_in_bytes")).unwrap();
         std::fs::create_dir(mem.join("memory.memsw.limit_in_bytes")).unwrap();
@@ -670,7 +692,10 @@ mod tests {
                 ("cpuacct.stat", "user 3\nsystem 1\n"),
             ],
         );
-        files(&tmp.path().join("cpu/c1"), &[("cpu.stat", "nr_periods 10\nnr_throttled 4\nthrottled_time 99\n")]);
+        files(
+            &tmp.path().join("cpu/c1"),
+            &[("cpu.stat", "nr_periods 10\nnr_throttled 4\nthrottled_time 99\n")],
+        );
         files(&tmp.path().join("pids/c1"), &[("pids.current", "5\n"), ("pids.max", "max\n")]);
         let s = m.stats().unwrap();
         assert_eq!(s.memory.usage.limit, 67108864);

@@ -44,7 +44,10 @@ impl Manager {
         if super::writable(&self.path) {
             None
         } else {
-            Some(format!("{} is not writable (no delegated cgroup v2 subtree)", self.path.display()))
+            Some(format!(
+                "{} is not writable (no delegated cgroup v2 subtree)",
+                self.path.display()
+            ))
         }
     }
 
@@ -165,7 +168,10 @@ impl Manager {
             return Err(unsupported("memory.swappiness", "there is no per-cgroup swappiness"));
         }
         if m.disable_oom_killer() == Some(true) {
-            return Err(unsupported("memory.disableOOMKiller", "the OOM killer cannot be disabled"));
+            return Err(unsupported(
+                "memory.disableOOMKiller",
+                "the OOM killer cannot be disabled",
+            ));
         }
         let any = m.limit().is_some() || m.reservation().is_some() || m.swap().is_some();
         if !any {
@@ -435,7 +441,10 @@ mod tests {
         m.create().unwrap();
         let expected = "+cpuset +cpu +io +memory +hugetlb +pids";
         assert_eq!(content(tmp.path(), "cgroup.subtree_control"), expected);
-        assert_eq!(content(tmp.path(), "user.slice/runtime/berth/cgroup.subtree_control"), expected);
+        assert_eq!(
+            content(tmp.path(), "user.slice/runtime/berth/cgroup.subtree_control"),
+            expected
+        );
         assert!(!tmp.path().join("user.slice/runtime/berth/c1/cgroup.subtree_control").exists());
     }
 
@@ -446,7 +455,10 @@ mod tests {
         let m = manager(tmp.path(), "/c1");
         m.create().unwrap();
         let dir = tmp.path().join("c1");
-        files(&dir, &[("memory.swap.max", "max"), ("memory.high", "max"), ("cpu.max", "max 100000")]);
+        files(
+            &dir,
+            &[("memory.swap.max", "max"), ("memory.high", "max"), ("cpu.max", "max 100000")],
+        );
         let r = resources(
             r#"{
             "memory": {"limit": 67108864, "reservation": 33554432, "swap": 100663296},
