@@ -6,6 +6,7 @@
 //! It knows nothing of containers or of unpacked layers; berth-storage turns the blobs kept
 //! here into directories.
 
+pub mod archive;
 pub mod config;
 pub mod digest;
 pub mod manifest;

@@ -96,6 +96,15 @@ impl Reference {
         self.digest.as_ref()
     }
 
+    /// The repository as the user wrote it: without the `library/` docker.io added.
+    pub fn short_path(&self) -> &str {
+        if self.library_added {
+            &self.repository["library/".len()..]
+        } else {
+            &self.repository
+        }
+    }
+
     /// True when the user wrote the registry; false when docker.io was assumed.
     pub fn registry_explicit(&self) -> bool {
         self.registry_explicit
