@@ -4,3 +4,5 @@
 //!
 //! The command line (and later an API socket) are faces over this crate and never reach past
 //! it into storage, the registry client or the runtime.
+
+pub mod images;

@@ -594,7 +594,8 @@ fn write_docker(
     sink.file("manifest.json", json.len() as u64, &mut &json[..])
 }
 
-fn decompress<'a>(
+/// `input` decompressed by `compression`.
+pub fn decompress<'a>(
     input: impl Read + 'a,
     compression: Compression,
 ) -> Result<Box<dyn Read + 'a>, ArchiveError> {
