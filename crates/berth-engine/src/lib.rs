@@ -6,3 +6,7 @@
 //! it into storage, the registry client or the runtime.
 
 pub mod images;
+
+pub mod containers;
+pub mod spec;
+pub mod state;
