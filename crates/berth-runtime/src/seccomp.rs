@@ -1,1 +1,1322 @@
-//! linux.seccomp compiled to BPF and loaded (see the confinement issue).
+//! seccomp: `linux.seccomp` (OCI runtime spec, config-linux.md "Seccomp") compiled to a
+//! classic BPF program and loaded into the container's process.
+//!
+//! The work is split in two so that the child of the fork does no parsing and no allocation:
+//! - [`compile`], in the runtime before it forks, turns the spec into BPF through libseccomp
+//!   (Debian's libseccomp 2.5, via the `libseccomp` crate) and keeps the instructions and the
+//!   seccomp(2) flags in a [`Filter`];
+//! - [`Filter::load`], in the child just before exec, is one seccomp(2) call. The kernel
+//!   accepts it only from a process with no_new_privs set or with CAP_SYS_ADMIN, so the
+//!   caller sets no_new_privs first when the spec asks for it (or keeps CAP_SYS_ADMIN until
+//!   then). With SCMP_ACT_NOTIFY rules it returns the notification fd, which the runtime hands
+//!   to the agent at `listenerPath` with [`send_listener_fd`].
+//!
+//! Rules follow runc's reading of the spec: a syscall name libseccomp does not know is
+//! skipped (profiles list syscalls of every architecture); a rule whose action equals the
+//! default action is skipped; the conditions of one rule are ANDed unless two of them test the
+//! same argument, in which case each becomes a rule of its own (ORed); SCMP_ACT_ERRNO and
+//! SCMP_ACT_TRACE without errnoRet return EPERM.
+//!
+//! [`Profile`] reads the containers-common profile format (/usr/share/containers/seccomp.json,
+//! with its per-capability and per-architecture `includes`/`excludes`) and resolves it into a
+//! `linux.seccomp` for one container's capabilities, as Podman does; [`default_profile`] is
+//! berth's built-in equivalent for hosts without that file.
+
+use std::io::{Read, Seek};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use libseccomp::{
+    ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
+};
+use oci_spec::runtime::{
+    Arch, ContainerProcessState, LinuxSeccomp, LinuxSeccompAction as Action, LinuxSeccompArg,
+    LinuxSeccompFilterFlag as Flag, LinuxSeccompOperator as Op, LinuxSyscall,
+};
+use serde::Deserialize;
+
+/// Everything that can fail while compiling, loading or handing over a seccomp filter.
+#[derive(Debug, thiserror::Error)]
+pub enum SeccompError {
+    #[error("SCMP_ACT_NOTIFY cannot be the default action")]
+    NotifyDefault,
+    #[error("SCMP_ACT_NOTIFY rules need linux.seccomp.listenerPath")]
+    NotifyWithoutListener,
+    #[error("creating the seccomp filter with default action {action}")]
+    NewFilter {
+        action: String,
+        #[source]
+        source: libseccomp::error::SeccompError,
+    },
+    #[error("adding architecture {arch} to the seccomp filter")]
+    AddArch {
+        arch: String,
+        #[source]
+        source: libseccomp::error::SeccompError,
+    },
+    #[error("argument index {index} of syscall {name} is out of range (0-5)")]
+    ArgIndex { name: String, index: usize },
+    #[error("adding the seccomp rule {action} for syscall {name}")]
+    AddRule {
+        name: String,
+        action: String,
+        #[source]
+        source: libseccomp::error::SeccompError,
+    },
+    #[error("exporting the seccomp filter as BPF")]
+    Export {
+        #[source]
+        source: libseccomp::error::SeccompError,
+    },
+    #[error("reading back the exported seccomp BPF")]
+    ReadExport {
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the seccomp program has {len} instructions, more than the kernel's 4096")]
+    TooLong { len: usize },
+    #[error("loading the seccomp filter (seccomp SECCOMP_SET_MODE_FILTER)")]
+    Load {
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("reading seccomp profile {path}")]
+    ReadProfile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("parsing seccomp profile {path}")]
+    ParseProfile {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("sending the seccomp notification fd to the agent at {path}")]
+    SendListener {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, SeccompError>;
+
+// seccomp(2) operation and flags (linux/seccomp.h).
+const SECCOMP_SET_MODE_FILTER: libc::c_ulong = 1;
+const SECCOMP_FILTER_FLAG_TSYNC: libc::c_ulong = 1;
+const SECCOMP_FILTER_FLAG_LOG: libc::c_ulong = 2;
+const SECCOMP_FILTER_FLAG_SPEC_ALLOW: libc::c_ulong = 4;
+const SECCOMP_FILTER_FLAG_NEW_LISTENER: libc::c_ulong = 8;
+const SECCOMP_FILTER_FLAG_TSYNC_ESRCH: libc::c_ulong = 16;
+const SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV: libc::c_ulong = 32;
+
+/// A compiled filter: BPF instructions and seccomp(2) flags, ready for [`Filter::load`].
+pub struct Filter {
+    program: Vec<libc::sock_filter>,
+    flags: libc::c_ulong,
+    notify: bool,
+    listener_path: Option<PathBuf>,
+    listener_metadata: Option<String>,
+}
+
+impl std::fmt::Debug for Filter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Filter")
+            .field("instructions", &self.program.len())
+            .field("flags", &self.flags)
+            .field("notify", &self.notify)
+            .field("listener_path", &self.listener_path)
+            .finish()
+    }
+}
+
+impl Filter {
+    /// How many BPF instructions the filter has.
+    pub fn len(&self) -> usize {
+        self.program.len()
+    }
+
+    /// Whether the program is empty (it never is once compiled).
+    pub fn is_empty(&self) -> bool {
+        self.program.is_empty()
+    }
+
+    /// Whether the filter has SCMP_ACT_NOTIFY rules, so [`Filter::load`] returns a listener fd.
+    pub fn notifies(&self) -> bool {
+        self.notify
+    }
+
+    /// `linux.seccomp.listenerPath`: where the notification fd goes.
+    pub fn listener_path(&self) -> Option<&Path> {
+        self.listener_path.as_deref()
+    }
+
+    /// `linux.seccomp.listenerMetadata`, passed on to the agent.
+    pub fn listener_metadata(&self) -> Option<&str> {
+        self.listener_metadata.as_deref()
+    }
+
+    /// Installs the filter on the calling thread (all threads with SECCOMP_FILTER_FLAG_TSYNC).
+    ///
+    /// Meant for the child just before exec: it makes one system call and allocates nothing,
+    /// so it is safe after fork in a multi-threaded program. The caller owes either
+    /// no_new_privs (prctl PR_SET_NO_NEW_PRIVS) or CAP_SYS_ADMIN in its user namespace;
+    /// otherwise the kernel answers EACCES. Returns the notification fd when the filter has
+    /// SCMP_ACT_NOTIFY rules.
+    pub fn load(&self) -> Result<Option<OwnedFd>> {
+        let prog = libc::sock_fprog {
+            len: self.program.len() as libc::c_ushort,
+            filter: self.program.as_ptr() as *mut libc::sock_filter,
+        };
+        // SAFETY: `prog` points at `self.program`, which lives (unmoved) for the whole call;
+        // the kernel copies the instructions before seccomp(2) returns and never writes them.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                SECCOMP_SET_MODE_FILTER,
+                self.flags,
+                &prog as *const libc::sock_fprog,
+            )
+        };
+        if rc < 0 {
+            return Err(SeccompError::Load { source: std::io::Error::last_os_error() });
+        }
+        if self.flags & SECCOMP_FILTER_FLAG_NEW_LISTENER != 0 {
+            // SAFETY: with SECCOMP_FILTER_FLAG_NEW_LISTENER the return value is a new fd that
+            // nothing else owns (seccomp(2), "SECCOMP_FILTER_FLAG_NEW_LISTENER").
+            return Ok(Some(unsafe { OwnedFd::from_raw_fd(rc as i32) }));
+        }
+        Ok(None)
+    }
+}
+
+fn action_name(action: Action) -> String {
+    serde_json::to_value(action)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| format!("{action:?}"))
+}
+
+fn scmp_action(action: Action, errno_ret: Option<u32>) -> ScmpAction {
+    let errno = errno_ret.map(|e| e as i32).unwrap_or(libc::EPERM);
+    match action {
+        Action::ScmpActKill | Action::ScmpActKillThread => ScmpAction::KillThread,
+        Action::ScmpActKillProcess => ScmpAction::KillProcess,
+        Action::ScmpActTrap => ScmpAction::Trap,
+        Action::ScmpActErrno => ScmpAction::Errno(errno),
+        Action::ScmpActTrace => ScmpAction::Trace(errno as u16),
+        Action::ScmpActLog => ScmpAction::Log,
+        Action::ScmpActAllow => ScmpAction::Allow,
+        Action::ScmpActNotify => ScmpAction::Notify,
+    }
+}
+
+fn scmp_arch(arch: Arch) -> ScmpArch {
+    match arch {
+        Arch::ScmpArchNative => ScmpArch::Native,
+        Arch::ScmpArchX86 => ScmpArch::X86,
+        Arch::ScmpArchX86_64 => ScmpArch::X8664,
+        Arch::ScmpArchX32 => ScmpArch::X32,
+        Arch::ScmpArchArm => ScmpArch::Arm,
+        Arch::ScmpArchAarch64 => ScmpArch::Aarch64,
+        Arch::ScmpArchMips => ScmpArch::Mips,
+        Arch::ScmpArchMips64 => ScmpArch::Mips64,
+        Arch::ScmpArchMips64n32 => ScmpArch::Mips64N32,
+        Arch::ScmpArchMipsel => ScmpArch::Mipsel,
+        Arch::ScmpArchMipsel64 => ScmpArch::Mipsel64,
+        Arch::ScmpArchMipsel64n32 => ScmpArch::Mipsel64N32,
+        Arch::ScmpArchPpc => ScmpArch::Ppc,
+        Arch::ScmpArchPpc64 => ScmpArch::Ppc64,
+        Arch::ScmpArchPpc64le => ScmpArch::Ppc64Le,
+        Arch::ScmpArchS390 => ScmpArch::S390,
+        Arch::ScmpArchS390x => ScmpArch::S390X,
+        Arch::ScmpArchParisc => ScmpArch::Parisc,
+        Arch::ScmpArchParisc64 => ScmpArch::Parisc64,
+        Arch::ScmpArchRiscv64 => ScmpArch::Riscv64,
+        Arch::ScmpArchLoongarch64 => ScmpArch::Loongarch64,
+        Arch::ScmpArchM68k => ScmpArch::M68k,
+        Arch::ScmpArchSh => ScmpArch::Sh,
+        Arch::ScmpArchSheb => ScmpArch::Sheb,
+    }
+}
+
+fn compare(name: &str, arg: &LinuxSeccompArg) -> Result<ScmpArgCompare> {
+    if arg.index() > 5 {
+        return Err(SeccompError::ArgIndex { name: name.to_string(), index: arg.index() });
+    }
+    let index = arg.index() as u32;
+    let cmp = match arg.op() {
+        Op::ScmpCmpNe => ScmpArgCompare::new(index, ScmpCompareOp::NotEqual, arg.value()),
+        Op::ScmpCmpLt => ScmpArgCompare::new(index, ScmpCompareOp::Less, arg.value()),
+        Op::ScmpCmpLe => ScmpArgCompare::new(index, ScmpCompareOp::LessOrEqual, arg.value()),
+        Op::ScmpCmpEq => ScmpArgCompare::new(index, ScmpCompareOp::Equal, arg.value()),
+        Op::ScmpCmpGe => ScmpArgCompare::new(index, ScmpCompareOp::GreaterEqual, arg.value()),
+        Op::ScmpCmpGt => ScmpArgCompare::new(index, ScmpCompareOp::Greater, arg.value()),
+        // (arg & value) == valueTwo: libseccomp's datum_a is the mask.
+        Op::ScmpCmpMaskedEq => ScmpArgCompare::new(
+            index,
+            ScmpCompareOp::MaskedEqual(arg.value()),
+            arg.value_two().unwrap_or(0),
+        ),
+    };
+    Ok(cmp)
+}
+
+fn add_syscall_rules(
+    ctx: &mut ScmpFilterContext,
+    rule: &LinuxSyscall,
+    action: ScmpAction,
+) -> Result<()> {
+    let args = rule.args().as_deref().unwrap_or_default();
+    for name in rule.names() {
+        let Ok(syscall) = ScmpSyscall::from_name(name) else {
+            tracing::debug!(syscall = %name, "seccomp: syscall unknown to libseccomp, skipped");
+            continue;
+        };
+        let failed = |source| SeccompError::AddRule {
+            name: name.clone(),
+            action: action_name(rule.action()),
+            source,
+        };
+        if args.is_empty() {
+            ctx.add_rule(action, syscall).map_err(failed)?;
+            continue;
+        }
+        let conds = args.iter().map(|a| compare(name, a)).collect::<Result<Vec<_>>>()?;
+        let mut indices: Vec<usize> = args.iter().map(|a| a.index()).collect();
+        indices.sort_unstable();
+        indices.dedup();
+        if indices.len() == args.len() {
+            ctx.add_rule_conditional(action, syscall, &conds).map_err(failed)?;
+        } else {
+            // Two conditions on one argument can never both hold: they mean "either".
+            for cond in &conds {
+                ctx.add_rule_conditional(action, syscall, std::slice::from_ref(cond))
+                    .map_err(failed)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Compiles `linux.seccomp` into a [`Filter`]. Run it before forking.
+pub fn compile(spec: &LinuxSeccomp) -> Result<Filter> {
+    if spec.default_action() == Action::ScmpActNotify {
+        return Err(SeccompError::NotifyDefault);
+    }
+    let default = scmp_action(spec.default_action(), spec.default_errno_ret());
+    let mut ctx = ScmpFilterContext::new(default).map_err(|source| SeccompError::NewFilter {
+        action: action_name(spec.default_action()),
+        source,
+    })?;
+    for &arch in spec.architectures().iter().flatten() {
+        let a = scmp_arch(arch);
+        let present = ctx.is_arch_present(a).unwrap_or(false);
+        if !present {
+            ctx.add_arch(a).map_err(|source| SeccompError::AddArch {
+                arch: serde_json::to_string(&arch).unwrap_or_default(),
+                source,
+            })?;
+        }
+    }
+    let mut notify = false;
+    for rule in spec.syscalls().iter().flatten() {
+        let action = scmp_action(rule.action(), rule.errno_ret());
+        if action == default {
+            tracing::debug!(names = ?rule.names(), "seccomp: rule equals the default action");
+            continue;
+        }
+        notify |= rule.action() == Action::ScmpActNotify;
+        add_syscall_rules(&mut ctx, rule, action)?;
+    }
+    if notify && spec.listener_path().is_none() {
+        return Err(SeccompError::NotifyWithoutListener);
+    }
+
+    let mut flags = 0;
+    for flag in spec.flags().iter().flatten() {
+        flags |= match flag {
+            Flag::SeccompFilterFlagTsync => SECCOMP_FILTER_FLAG_TSYNC,
+            Flag::SeccompFilterFlagLog => SECCOMP_FILTER_FLAG_LOG,
+            Flag::SeccompFilterFlagSpecAllow => SECCOMP_FILTER_FLAG_SPEC_ALLOW,
+            Flag::SeccompFilterFlagWaitKillableRecv => SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
+        };
+    }
+    if notify {
+        flags |= SECCOMP_FILTER_FLAG_NEW_LISTENER;
+        // TSYNC reports a failed thread by its id, which collides with returning the fd.
+        if flags & SECCOMP_FILTER_FLAG_TSYNC != 0 {
+            flags |= SECCOMP_FILTER_FLAG_TSYNC_ESRCH;
+        }
+    }
+
+    let program = export(&ctx)?;
+    tracing::debug!(instructions = program.len(), flags, notify, "compiled seccomp filter");
+    Ok(Filter {
+        program,
+        flags,
+        notify,
+        listener_path: spec.listener_path().clone(),
+        listener_metadata: spec.listener_metadata().clone(),
+    })
+}
+
+/// libseccomp 2.5 exports BPF only to a file descriptor: export into a memfd and read it back.
+fn export(ctx: &ScmpFilterContext) -> Result<Vec<libc::sock_filter>> {
+    let read_err = |e: rustix::io::Errno| SeccompError::ReadExport {
+        source: std::io::Error::from_raw_os_error(e.raw_os_error()),
+    };
+    let memfd = rustix::fs::memfd_create("berth-seccomp", rustix::fs::MemfdFlags::CLOEXEC)
+        .map_err(read_err)?;
+    ctx.export_bpf(memfd.as_fd()).map_err(|source| SeccompError::Export { source })?;
+    let mut file = std::fs::File::from(memfd);
+    let mut bytes = Vec::new();
+    file.rewind()
+        .and_then(|_| file.read_to_end(&mut bytes))
+        .map_err(|source| SeccompError::ReadExport { source })?;
+    let insn = std::mem::size_of::<libc::sock_filter>();
+    let program: Vec<libc::sock_filter> = bytes
+        .chunks_exact(insn)
+        .map(|c| libc::sock_filter {
+            code: u16::from_ne_bytes([c[0], c[1]]),
+            jt: c[2],
+            jf: c[3],
+            k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+        })
+        .collect();
+    if program.len() > 4096 {
+        return Err(SeccompError::TooLong { len: program.len() });
+    }
+    Ok(program)
+}
+
+/// Hands the notification fd to the seccomp agent listening on `path`, with the container's
+/// process state as the message (runtime spec, "Seccomp listener"): one `sendmsg` carrying
+/// the JSON and the fd as SCM_RIGHTS.
+pub fn send_listener_fd(path: &Path, fd: &OwnedFd, state: &ContainerProcessState) -> Result<()> {
+    use rustix::net::{
+        connect, sendmsg, socket_with, AddressFamily, SendAncillaryBuffer, SendAncillaryMessage,
+        SendFlags, SocketAddrUnix, SocketFlags, SocketType,
+    };
+    let failed = |e: rustix::io::Errno| SeccompError::SendListener {
+        path: path.to_path_buf(),
+        source: std::io::Error::from_raw_os_error(e.raw_os_error()),
+    };
+    let payload = serde_json::to_vec(state).map_err(|e| SeccompError::SendListener {
+        path: path.to_path_buf(),
+        source: std::io::Error::other(e),
+    })?;
+    let sock = socket_with(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::CLOEXEC, None)
+        .map_err(failed)?;
+    let addr = SocketAddrUnix::new(path).map_err(failed)?;
+    connect(&sock, &addr).map_err(failed)?;
+    let fds = [fd.as_fd()];
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    control.push(SendAncillaryMessage::ScmRights(&fds));
+    let iov = [std::io::IoSlice::new(&payload)];
+    sendmsg(&sock, &iov, &mut control, SendFlags::empty()).map_err(failed)?;
+    Ok(())
+}
+
+/// A seccomp profile in the containers-common (and Docker) format: rules that apply only with
+/// some capabilities, on some architectures or from some kernel version on.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Profile {
+    pub default_action: Action,
+    #[serde(default)]
+    pub default_errno_ret: Option<u32>,
+    #[serde(default)]
+    pub arch_map: Vec<ArchMap>,
+    #[serde(default)]
+    pub syscalls: Vec<ProfileSyscall>,
+}
+
+/// The architectures a filter for `architecture` also covers (x86_64 also runs x86 and x32).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ArchMap {
+    pub architecture: Arch,
+    #[serde(default)]
+    pub sub_architectures: Vec<Arch>,
+}
+
+/// One rule of a [`Profile`].
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileSyscall {
+    #[serde(default)]
+    pub names: Vec<String>,
+    /// The older single-name form.
+    #[serde(default)]
+    pub name: Option<String>,
+    pub action: Action,
+    #[serde(default)]
+    pub errno_ret: Option<u32>,
+    #[serde(default)]
+    pub args: Option<Vec<LinuxSeccompArg>>,
+    #[serde(default)]
+    pub includes: Conditions,
+    #[serde(default)]
+    pub excludes: Conditions,
+}
+
+/// When a [`ProfileSyscall`] applies (`includes`: all must hold) or not (`excludes`: any).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Conditions {
+    #[serde(default)]
+    pub caps: Vec<String>,
+    /// Go's architecture names (`amd64`, `arm64`, ...), as in the profile files.
+    #[serde(default)]
+    pub arches: Vec<String>,
+    #[serde(default)]
+    pub min_kernel: Option<String>,
+}
+
+/// Where Podman's default profile lives.
+pub const CONTAINERS_PROFILE: &str = "/usr/share/containers/seccomp.json";
+
+/// This machine's architecture in Go's spelling, which profiles use.
+pub fn native_goarch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "x86" => "386",
+        "aarch64" => "arm64",
+        "powerpc64" => "ppc64le",
+        "loongarch64" => "loong64",
+        "mips64" => "mips64le",
+        other => other,
+    }
+}
+
+fn goarch_to_arch(goarch: &str) -> Option<Arch> {
+    Some(match goarch {
+        "amd64" => Arch::ScmpArchX86_64,
+        "386" => Arch::ScmpArchX86,
+        "arm64" => Arch::ScmpArchAarch64,
+        "arm" => Arch::ScmpArchArm,
+        "ppc64le" => Arch::ScmpArchPpc64le,
+        "ppc64" => Arch::ScmpArchPpc64,
+        "s390x" => Arch::ScmpArchS390x,
+        "riscv64" => Arch::ScmpArchRiscv64,
+        "mips64le" => Arch::ScmpArchMipsel64,
+        "mips64" => Arch::ScmpArchMips64,
+        "loong64" => Arch::ScmpArchLoongarch64,
+        _ => return None,
+    })
+}
+
+/// The running kernel's major and minor version.
+pub fn kernel_version() -> (u32, u32) {
+    let uname = rustix::system::uname();
+    parse_version(&uname.release().to_string_lossy()).unwrap_or((0, 0))
+}
+
+fn parse_version(text: &str) -> Option<(u32, u32)> {
+    let mut parts = text.split(['.', '-']);
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next().and_then(|m| m.parse().ok()).unwrap_or(0);
+    Some((major, minor))
+}
+
+impl Profile {
+    /// Reads a profile file.
+    pub fn from_path(path: &Path) -> Result<Profile> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| SeccompError::ReadProfile { path: path.to_path_buf(), source })?;
+        serde_json::from_str(&text)
+            .map_err(|source| SeccompError::ParseProfile { path: path.to_path_buf(), source })
+    }
+
+    /// The host's default profile: containers-common's file where it is installed, otherwise
+    /// berth's built-in equivalent ([`default_profile`]). A file that is there but does not
+    /// parse is an error, never a silent fallback.
+    pub fn host_default() -> Result<Profile> {
+        let path = Path::new(CONTAINERS_PROFILE);
+        if path.exists() {
+            Profile::from_path(path)
+        } else {
+            Ok(default_profile())
+        }
+    }
+
+    /// Resolves the profile for a container with capabilities `caps` (names like
+    /// `CAP_SYS_ADMIN`) on this machine's architecture and kernel.
+    pub fn resolve(&self, caps: &[String]) -> LinuxSeccomp {
+        self.resolve_for(caps, native_goarch(), kernel_version())
+    }
+
+    /// [`Profile::resolve`] for a given architecture (Go's name) and kernel version.
+    pub fn resolve_for(&self, caps: &[String], goarch: &str, kernel: (u32, u32)) -> LinuxSeccomp {
+        let has = |c: &String| caps.iter().any(|have| have.eq_ignore_ascii_case(c));
+        let mut syscalls = Vec::new();
+        for rule in &self.syscalls {
+            let inc = &rule.includes;
+            let exc = &rule.excludes;
+            if !inc.caps.iter().all(has) {
+                continue;
+            }
+            if !inc.arches.is_empty() && !inc.arches.iter().any(|a| a == goarch) {
+                continue;
+            }
+            if let Some(min) = inc.min_kernel.as_deref().and_then(parse_version) {
+                if kernel < min {
+                    continue;
+                }
+            }
+            if exc.caps.iter().any(has) || exc.arches.iter().any(|a| a == goarch) {
+                continue;
+            }
+            if let Some(min) = exc.min_kernel.as_deref().and_then(parse_version) {
+                if kernel >= min {
+                    continue;
+                }
+            }
+            let mut names = rule.names.clone();
+            names.extend(rule.name.clone());
+            let mut json = serde_json::json!({ "names": names, "action": rule.action });
+            if let Some(e) = rule.errno_ret {
+                json["errnoRet"] = e.into();
+            }
+            if let Some(args) = rule.args.as_ref().filter(|a| !a.is_empty()) {
+                json["args"] = serde_json::to_value(args).unwrap_or_default();
+            }
+            match serde_json::from_value::<LinuxSyscall>(json) {
+                Ok(s) => syscalls.push(s),
+                Err(e) => tracing::warn!(error = %e, "seccomp profile rule dropped"),
+            }
+        }
+        let native = goarch_to_arch(goarch);
+        let mut architectures: Vec<Arch> = Vec::new();
+        if let Some(native) = native {
+            if let Some(map) = self.arch_map.iter().find(|m| m.architecture == native) {
+                architectures.push(map.architecture);
+                architectures.extend(map.sub_architectures.iter().copied());
+            }
+        }
+        let mut out = LinuxSeccomp::default();
+        out.set_default_action(self.default_action);
+        out.set_default_errno_ret(self.default_errno_ret);
+        out.set_architectures((!architectures.is_empty()).then_some(architectures));
+        out.set_syscalls(Some(syscalls));
+        out
+    }
+}
+
+/// berth's built-in default profile, equivalent to containers-common's for hosts without
+/// /usr/share/containers/seccomp.json: every syscall not listed fails with ENOSYS (so programs
+/// fall back as on an older kernel); a few dangerous or obsolete ones fail with EPERM; the
+/// ones that need a capability are allowed only with it.
+pub fn default_profile() -> Profile {
+    let mut syscalls = vec![errno_rule(DENIED_EPERM, libc::EPERM as u32), allow_rule(ALLOWED)];
+    // personality(2) only for the personas programs ask for: Linux, with UNAME26, with
+    // READ_IMPLIES_EXEC... and the query value 0xffffffff.
+    for persona in [0x0u64, 0x8, 0x20000, 0x20008, 0xffff_ffff] {
+        let mut rule = allow_rule(&["personality"]);
+        rule.args = Some(vec![arg(0, persona, Op::ScmpCmpEq)]);
+        syscalls.push(rule);
+    }
+    for (arches, names) in ARCH_ONLY {
+        let mut rule = allow_rule(names);
+        rule.includes.arches = arches.iter().map(|a| a.to_string()).collect();
+        syscalls.push(rule);
+    }
+    for (cap, names) in CAP_GATED {
+        let mut allowed = allow_rule(names);
+        allowed.includes.caps = vec![cap.to_string()];
+        syscalls.push(allowed);
+        let mut denied = errno_rule(names, libc::EPERM as u32);
+        denied.excludes.caps = vec![cap.to_string()];
+        syscalls.push(denied);
+    }
+    // Without CAP_AUDIT_WRITE, no NETLINK_AUDIT sockets; every other socket is fine.
+    let audit = |rule: &mut ProfileSyscall| rule.excludes.caps = vec!["CAP_AUDIT_WRITE".into()];
+    let af_netlink = libc::AF_NETLINK as u64;
+    let netlink_audit = libc::NETLINK_AUDIT as u64;
+    let mut deny_audit = errno_rule(&["socket"], libc::EINVAL as u32);
+    deny_audit.args =
+        Some(vec![arg(0, af_netlink, Op::ScmpCmpEq), arg(2, netlink_audit, Op::ScmpCmpEq)]);
+    audit(&mut deny_audit);
+    syscalls.push(deny_audit);
+    for (index, value) in [(2, netlink_audit), (0, af_netlink)] {
+        let mut rule = allow_rule(&["socket"]);
+        rule.args = Some(vec![arg(index, value, Op::ScmpCmpNe)]);
+        audit(&mut rule);
+        syscalls.push(rule);
+    }
+    let mut with_cap = allow_rule(&["socket"]);
+    with_cap.includes.caps = vec!["CAP_AUDIT_WRITE".into()];
+    syscalls.push(with_cap);
+
+    let map = |architecture: Arch, subs: &[Arch]| ArchMap {
+        architecture,
+        sub_architectures: subs.to_vec(),
+    };
+    Profile {
+        default_action: Action::ScmpActErrno,
+        default_errno_ret: Some(libc::ENOSYS as u32),
+        arch_map: vec![
+            map(Arch::ScmpArchX86_64, &[Arch::ScmpArchX86, Arch::ScmpArchX32]),
+            map(Arch::ScmpArchAarch64, &[Arch::ScmpArchArm]),
+            map(Arch::ScmpArchMips64, &[Arch::ScmpArchMips, Arch::ScmpArchMips64n32]),
+            map(Arch::ScmpArchMips64n32, &[Arch::ScmpArchMips, Arch::ScmpArchMips64]),
+            map(Arch::ScmpArchMipsel64, &[Arch::ScmpArchMipsel, Arch::ScmpArchMipsel64n32]),
+            map(Arch::ScmpArchMipsel64n32, &[Arch::ScmpArchMipsel, Arch::ScmpArchMipsel64]),
+            map(Arch::ScmpArchS390x, &[Arch::ScmpArchS390]),
+        ],
+        syscalls,
+    }
+}
+
+fn allow_rule(names: &[&str]) -> ProfileSyscall {
+    ProfileSyscall {
+        names: names.iter().map(|n| n.to_string()).collect(),
+        name: None,
+        action: Action::ScmpActAllow,
+        errno_ret: None,
+        args: None,
+        includes: Conditions::default(),
+        excludes: Conditions::default(),
+    }
+}
+
+fn errno_rule(names: &[&str], errno: u32) -> ProfileSyscall {
+    ProfileSyscall { action: Action::ScmpActErrno, errno_ret: Some(errno), ..allow_rule(names) }
+}
+
+fn arg(index: usize, value: u64, op: Op) -> LinuxSeccompArg {
+    serde_json::from_value(serde_json::json!({
+        "index": index, "value": value, "valueTwo": 0, "op": op
+    }))
+    .expect("a LinuxSeccompArg from its own fields")
+}
+
+/// Syscalls allowed only on some architectures (Go's names).
+const ARCH_ONLY: &[(&[&str], &[&str])] = &[
+    (&["ppc64le"], &["sync_file_range2"]),
+    (
+        &["arm", "arm64"],
+        &[
+            "arm_fadvise64_64",
+            "arm_sync_file_range",
+            "breakpoint",
+            "cacheflush",
+            "set_tls",
+            "sync_file_range2",
+        ],
+    ),
+    (&["amd64", "x32"], &["arch_prctl"]),
+    (&["amd64", "x32", "x86"], &["modify_ldt"]),
+    (&["s390", "s390x"], &["s390_pci_mmio_read", "s390_pci_mmio_write", "s390_runtime_instr"]),
+];
+
+/// Syscalls allowed with a capability and failing with EPERM without it.
+const CAP_GATED: &[(&str, &[&str])] = &[
+    ("CAP_DAC_READ_SEARCH", &["open_by_handle_at"]),
+    (
+        "CAP_SYS_ADMIN",
+        &[
+            "bpf",
+            "fanotify_init",
+            "lookup_dcookie",
+            "perf_event_open",
+            "quotactl",
+            "setdomainname",
+            "sethostname",
+            "setns",
+        ],
+    ),
+    ("CAP_SYS_CHROOT", &["chroot"]),
+    ("CAP_SYS_MODULE", &["delete_module", "finit_module", "init_module", "query_module"]),
+    ("CAP_SYS_PACCT", &["acct"]),
+    ("CAP_SYS_PTRACE", &["kcmp", "process_madvise"]),
+    ("CAP_SYS_RAWIO", &["ioperm", "iopl"]),
+    ("CAP_SYS_TIME", &["clock_settime", "clock_settime64", "settimeofday", "stime"]),
+    ("CAP_SYS_TTY_CONFIG", &["vhangup"]),
+];
+
+/// Obsolete or dangerous syscalls that fail with EPERM whatever the capabilities.
+#[rustfmt::skip]
+const DENIED_EPERM: &[&str] = &[
+    "bdflush", "io_pgetevents", "kexec_file_load", "kexec_load", "migrate_pages", "move_pages",
+    "nfsservctl", "nice", "oldfstat", "oldlstat", "oldolduname", "oldstat", "olduname",
+    "pciconfig_iobase", "pciconfig_read", "pciconfig_write", "sgetmask", "ssetmask", "swapcontext",
+    "swapoff", "swapon", "sysfs", "uselib", "userfaultfd", "ustat", "vm86", "vm86old", "vmsplice",
+];
+
+/// Syscalls every container may make.
+#[rustfmt::skip]
+const ALLOWED: &[&str] = &[
+    "_llseek", "_newselect", "accept", "accept4", "access", "adjtimex", "alarm", "bind", "brk",
+    "capget", "capset", "chdir", "chmod", "chown", "chown32", "clock_adjtime", "clock_adjtime64",
+    "clock_getres", "clock_getres_time64", "clock_gettime", "clock_gettime64", "clock_nanosleep",
+    "clock_nanosleep_time64", "clone", "clone3", "close", "close_range", "connect",
+    "copy_file_range", "creat", "dup", "dup2", "dup3", "epoll_create", "epoll_create1", "epoll_ctl",
+    "epoll_ctl_old", "epoll_pwait", "epoll_pwait2", "epoll_wait", "epoll_wait_old", "eventfd",
+    "eventfd2", "execve", "execveat", "exit", "exit_group", "faccessat", "faccessat2", "fadvise64",
+    "fadvise64_64", "fallocate", "fanotify_mark", "fchdir", "fchmod", "fchmodat", "fchown",
+    "fchown32", "fchownat", "fcntl", "fcntl64", "fdatasync", "fgetxattr", "flistxattr", "flock",
+    "fork", "fremovexattr", "fsconfig", "fsetxattr", "fsmount", "fsopen", "fspick", "fstat",
+    "fstat64", "fstatat64", "fstatfs", "fstatfs64", "fsync", "ftruncate", "ftruncate64", "futex",
+    "futex_time64", "futimesat", "get_mempolicy", "get_robust_list", "get_thread_area", "getcpu",
+    "getcwd", "getdents", "getdents64", "getegid", "getegid32", "geteuid", "geteuid32", "getgid",
+    "getgid32", "getgroups", "getgroups32", "getitimer", "getpeername", "getpgid", "getpgrp",
+    "getpid", "getppid", "getpriority", "getrandom", "getresgid", "getresgid32", "getresuid",
+    "getresuid32", "getrlimit", "getrusage", "getsid", "getsockname", "getsockopt", "gettid",
+    "gettimeofday", "getuid", "getuid32", "getxattr", "inotify_add_watch", "inotify_init",
+    "inotify_init1", "inotify_rm_watch", "io_cancel", "io_destroy", "io_getevents", "io_setup",
+    "io_submit", "ioctl", "ioprio_get", "ioprio_set", "ipc", "keyctl", "kill", "landlock_add_rule",
+    "landlock_create_ruleset", "landlock_restrict_self", "lchown", "lchown32", "lgetxattr", "link",
+    "linkat", "listen", "listxattr", "llistxattr", "lremovexattr", "lseek", "lsetxattr", "lstat",
+    "lstat64", "madvise", "mbind", "membarrier", "memfd_create", "memfd_secret", "mincore", "mkdir",
+    "mkdirat", "mknod", "mknodat", "mlock", "mlock2", "mlockall", "mmap", "mmap2", "mount",
+    "mount_setattr", "move_mount", "mprotect", "mq_getsetattr", "mq_notify", "mq_open",
+    "mq_timedreceive", "mq_timedreceive_time64", "mq_timedsend", "mq_timedsend_time64", "mq_unlink",
+    "mremap", "msgctl", "msgget", "msgrcv", "msgsnd", "msync", "munlock", "munlockall", "munmap",
+    "name_to_handle_at", "nanosleep", "newfstatat", "open", "open_tree", "openat", "openat2",
+    "pause", "pidfd_getfd", "pidfd_open", "pidfd_send_signal", "pipe", "pipe2", "pivot_root",
+    "pkey_alloc", "pkey_free", "pkey_mprotect", "poll", "ppoll", "ppoll_time64", "prctl", "pread64",
+    "preadv", "preadv2", "prlimit64", "process_mrelease", "process_vm_readv", "process_vm_writev",
+    "pselect6", "pselect6_time64", "ptrace", "pwrite64", "pwritev", "pwritev2", "read", "readahead",
+    "readdir", "readlink", "readlinkat", "readv", "reboot", "recv", "recvfrom", "recvmmsg",
+    "recvmmsg_time64", "recvmsg", "remap_file_pages", "removexattr", "rename", "renameat",
+    "renameat2", "restart_syscall", "rmdir", "rseq", "rt_sigaction", "rt_sigpending",
+    "rt_sigprocmask", "rt_sigqueueinfo", "rt_sigreturn", "rt_sigsuspend", "rt_sigtimedwait",
+    "rt_sigtimedwait_time64", "rt_tgsigqueueinfo", "sched_get_priority_max",
+    "sched_get_priority_min", "sched_getaffinity", "sched_getattr", "sched_getparam",
+    "sched_getscheduler", "sched_rr_get_interval", "sched_rr_get_interval_time64",
+    "sched_setaffinity", "sched_setattr", "sched_setparam", "sched_setscheduler", "sched_yield",
+    "seccomp", "select", "semctl", "semget", "semop", "semtimedop", "semtimedop_time64", "send",
+    "sendfile", "sendfile64", "sendmmsg", "sendmsg", "sendto", "set_mempolicy", "set_robust_list",
+    "set_thread_area", "set_tid_address", "setfsgid", "setfsgid32", "setfsuid", "setfsuid32",
+    "setgid", "setgid32", "setgroups", "setgroups32", "setitimer", "setns", "setpgid",
+    "setpriority", "setregid", "setregid32", "setresgid", "setresgid32", "setresuid", "setresuid32",
+    "setreuid", "setreuid32", "setrlimit", "setsid", "setsockopt", "setuid", "setuid32", "setxattr",
+    "shmat", "shmctl", "shmdt", "shmget", "shutdown", "sigaction", "sigaltstack", "signal",
+    "signalfd", "signalfd4", "sigpending", "sigprocmask", "sigreturn", "sigsuspend", "socketcall",
+    "socketpair", "splice", "stat", "stat64", "statfs", "statfs64", "statx", "symlink", "symlinkat",
+    "sync", "sync_file_range", "syncfs", "syscall", "sysinfo", "syslog", "tee", "tgkill", "time",
+    "timer_create", "timer_delete", "timer_getoverrun", "timer_gettime", "timer_gettime64",
+    "timer_settime", "timer_settime64", "timerfd", "timerfd_create", "timerfd_gettime",
+    "timerfd_gettime64", "timerfd_settime", "timerfd_settime64", "times", "tkill", "truncate",
+    "truncate64", "ugetrlimit", "umask", "umount", "umount2", "uname", "unlink", "unlinkat",
+    "unshare", "utime", "utimensat", "utimensat_time64", "utimes", "vfork", "wait4", "waitid",
+    "waitpid", "write", "writev",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Podman's 11 default capabilities.
+    const PODMAN_CAPS: &[&str] = &[
+        "CAP_CHOWN",
+        "CAP_DAC_OVERRIDE",
+        "CAP_FOWNER",
+        "CAP_FSETID",
+        "CAP_KILL",
+        "CAP_NET_BIND_SERVICE",
+        "CAP_SETFCAP",
+        "CAP_SETGID",
+        "CAP_SETPCAP",
+        "CAP_SETUID",
+        "CAP_SYS_CHROOT",
+    ];
+
+    fn caps(list: &[&str]) -> Vec<String> {
+        list.iter().map(|c| c.to_string()).collect()
+    }
+
+    fn spec(json: &str) -> LinuxSeccomp {
+        serde_json::from_str(json).unwrap()
+    }
+
+    fn errno() -> i32 {
+        // SAFETY: __errno_location returns the calling thread's errno slot, always valid.
+        unsafe { *libc::__errno_location() }
+    }
+
+    /// Forks; the child runs `setup`, sets no_new_privs, loads `filter` and exits with what
+    /// `body` returns (100 if the load failed). Returns the raw wait status. Child code makes
+    /// plain system calls only: the test binary is multi-threaded.
+    fn in_child(filter: &Filter, setup: impl FnOnce(), body: impl FnOnce() -> i32) -> i32 {
+        // SAFETY: the child only makes async-signal-safe system calls and _exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork");
+        if pid == 0 {
+            setup();
+            // SAFETY: prctl with integer arguments; _exit never returns.
+            unsafe {
+                if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                    libc::_exit(101);
+                }
+                if filter.load().is_err() {
+                    libc::_exit(100);
+                }
+                libc::_exit(body());
+            }
+        }
+        let mut status = 0;
+        // SAFETY: waiting for our own child with a valid status pointer.
+        let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert_eq!(rc, pid);
+        status
+    }
+
+    fn exit_code(status: i32) -> Option<i32> {
+        libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status))
+    }
+
+    fn signal(status: i32) -> Option<i32> {
+        libc::WIFSIGNALED(status).then(|| libc::WTERMSIG(status))
+    }
+
+    /// Runs syscall `nr` with `args` in the child: 0 if it succeeded, else its errno.
+    fn sys(nr: libc::c_long, args: [libc::c_long; 3]) -> i32 {
+        // SAFETY: the syscalls used in these tests take integer or null arguments only.
+        let rc = unsafe { libc::syscall(nr, args[0], args[1], args[2]) };
+        if rc < 0 {
+            errno()
+        } else {
+            0
+        }
+    }
+
+    #[test]
+    fn mkdir_errno_profile_makes_mkdir_fail_with_eperm() {
+        let filter = compile(&spec(
+            r#"{"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
+                "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO",
+                              "errnoRet": 1}]}"#,
+        ))
+        .unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = std::ffi::CString::new(tmp.path().join("d").to_str().unwrap()).unwrap();
+        let status = in_child(
+            &filter,
+            || {},
+            || {
+                // SAFETY: `dir` is a NUL-terminated path that outlives the call.
+                let rc = unsafe { libc::mkdir(dir.as_ptr(), 0o755) };
+                if rc == -1 && errno() == libc::EPERM {
+                    0
+                } else {
+                    1
+                }
+            },
+        );
+        assert_eq!(exit_code(status), Some(0), "status {status:#x}");
+        assert!(!tmp.path().join("d").exists());
+        std::fs::create_dir(tmp.path().join("d")).unwrap();
+    }
+
+    #[test]
+    fn kill_actions_kill_with_sigsys() {
+        for action in
+            ["SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_TRAP"]
+        {
+            let filter = compile(&spec(&format!(
+                r#"{{"defaultAction": "SCMP_ACT_ALLOW",
+                    "syscalls": [{{"names": ["getppid"], "action": "{action}"}}]}}"#
+            )))
+            .unwrap();
+            let status = in_child(
+                &filter,
+                || {},
+                || {
+                    sys(libc::SYS_getppid, [0; 3]);
+                    0
+                },
+            );
+            assert_eq!(signal(status), Some(libc::SIGSYS), "{action}: status {status:#x}");
+        }
+    }
+
+    #[test]
+    fn log_allows_and_trace_without_tracer_fails_with_enosys() {
+        let filter = compile(&spec(
+            r#"{"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_LOG"],
+                "syscalls": [{"names": ["getppid"], "action": "SCMP_ACT_LOG"},
+                             {"names": ["getpgrp"], "action": "SCMP_ACT_TRACE"}]}"#,
+        ))
+        .unwrap();
+        let status = in_child(
+            &filter,
+            || {},
+            || {
+                let logged = sys(libc::SYS_getppid, [0; 3]);
+                let traced = sys(libc::SYS_getpgrp, [0; 3]);
+                if logged == 0 && traced == libc::ENOSYS {
+                    0
+                } else {
+                    1
+                }
+            },
+        );
+        assert_eq!(exit_code(status), Some(0), "status {status:#x}");
+    }
+
+    #[test]
+    fn default_errno_ret_is_returned_for_unlisted_syscalls() {
+        let filter = compile(&spec(
+            r#"{"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 95,
+                "syscalls": [{"names": ["exit", "exit_group", "umask"],
+                              "action": "SCMP_ACT_ALLOW"}]}"#,
+        ))
+        .unwrap();
+        let status = in_child(
+            &filter,
+            || {},
+            || {
+                let unlisted = sys(libc::SYS_getppid, [0; 3]);
+                let listed = sys(libc::SYS_umask, [0o22, 0, 0]);
+                if unlisted == libc::EOPNOTSUPP && listed == 0 {
+                    0
+                } else {
+                    1
+                }
+            },
+        );
+        assert_eq!(exit_code(status), Some(0), "status {status:#x}");
+    }
+
+    #[test]
+    fn argument_filters_follow_every_operator() {
+        // umask(2) never fails by itself, so a failure is the filter's: each operator denies
+        // exactly the values it matches.
+        type Case = (&'static str, u64, Option<u64>, fn(u64) -> bool);
+        let cases: [Case; 7] = [
+            ("SCMP_CMP_EQ", 0o22, None, |v| v == 0o22),
+            ("SCMP_CMP_NE", 0o22, None, |v| v != 0o22),
+            ("SCMP_CMP_LT", 0o22, None, |v| v < 0o22),
+            ("SCMP_CMP_LE", 0o22, None, |v| v <= 0o22),
+            ("SCMP_CMP_GT", 0o22, None, |v| v > 0o22),
+            ("SCMP_CMP_GE", 0o22, None, |v| v >= 0o22),
+            ("SCMP_CMP_MASKED_EQ", 0o7, Some(0o2), |v| v & 0o7 == 0o2),
+        ];
+        for (op, value, two, denied) in cases {
+            let two = two.map(|t| format!(r#", "valueTwo": {t}"#)).unwrap_or_default();
+            let filter = compile(&spec(&format!(
+                r#"{{"defaultAction": "SCMP_ACT_ALLOW",
+                    "syscalls": [{{"names": ["umask"], "action": "SCMP_ACT_ERRNO",
+                                  "args": [{{"index": 0, "value": {value}{two}, "op": "{op}"}}]}}]}}"#
+            )))
+            .unwrap();
+            let probes: [u64; 6] = [0, 0o2, 0o12, 0o21, 0o22, 0o77];
+            let status = in_child(
+                &filter,
+                || {},
+                || {
+                    let mut wrong = 0;
+                    for (i, v) in probes.iter().enumerate() {
+                        let got = sys(libc::SYS_umask, [*v as libc::c_long, 0, 0]);
+                        let want = if denied(*v) { libc::EPERM } else { 0 };
+                        if got != want {
+                            wrong |= 1 << i;
+                        }
+                    }
+                    wrong
+                },
+            );
+            assert_eq!(exit_code(status), Some(0), "{op}: probes failing (bitmask) {status:#x}");
+        }
+    }
+
+    #[test]
+    fn one_flag_value_allowed_another_denied_and_same_index_conditions_are_ored() {
+        // dup3 with flags 0 is allowed, with O_CLOEXEC denied; two conditions on one argument
+        // (fd 50 or fd 51) each deny on their own.
+        let filter = compile(&spec(&format!(
+            r#"{{"defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [
+                  {{"names": ["dup3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13,
+                    "args": [{{"index": 2, "value": {cloexec}, "op": "SCMP_CMP_EQ"}}]}},
+                  {{"names": ["dup3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1,
+                    "args": [{{"index": 1, "value": 50, "op": "SCMP_CMP_EQ"}},
+                             {{"index": 1, "value": 51, "op": "SCMP_CMP_EQ"}}]}}]}}"#,
+            cloexec = libc::O_CLOEXEC
+        )))
+        .unwrap();
+        let status = in_child(
+            &filter,
+            || {},
+            || {
+                let plain = sys(libc::SYS_dup3, [0, 40, 0]);
+                let cloexec = sys(libc::SYS_dup3, [0, 41, libc::O_CLOEXEC as libc::c_long]);
+                let fifty = sys(libc::SYS_dup3, [0, 50, 0]);
+                let fifty_one = sys(libc::SYS_dup3, [0, 51, 0]);
+                let fifty_two = sys(libc::SYS_dup3, [0, 52, 0]);
+                let ok = plain == 0
+                    && cloexec == libc::EACCES
+                    && fifty == libc::EPERM
+                    && fifty_one == libc::EPERM
+                    && fifty_two == 0;
+                if ok {
+                    0
+                } else {
+                    1
+                }
+            },
+        );
+        assert_eq!(exit_code(status), Some(0), "status {status:#x}");
+    }
+
+    #[test]
+    fn notify_returns_a_listener_fd() {
+        let filter = compile(&spec(
+            r#"{"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent.sock",
+                "syscalls": [{"names": ["getpgrp"], "action": "SCMP_ACT_NOTIFY"}]}"#,
+        ))
+        .unwrap();
+        assert!(filter.notifies());
+        assert_eq!(filter.listener_path(), Some(Path::new("/run/agent.sock")));
+        let status = in_child(&filter, || {}, || 0);
+        assert_eq!(exit_code(status), Some(0), "status {status:#x}");
+        // SAFETY: fork as above; the child checks that load handed back a usable fd.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // SAFETY: integer prctl and _exit in the child.
+            unsafe {
+                libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+                let code = match filter.load() {
+                    Ok(Some(fd))
+                        if libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&fd), libc::F_GETFD)
+                            >= 0 =>
+                    {
+                        0
+                    }
+                    _ => 1,
+                };
+                libc::_exit(code);
+            }
+        }
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert_eq!(exit_code(status), Some(0), "status {status:#x}");
+    }
+
+    #[test]
+    fn invalid_specs_are_refused_with_the_reason() {
+        let err = compile(&spec(r#"{"defaultAction": "SCMP_ACT_NOTIFY"}"#)).unwrap_err();
+        assert!(matches!(err, SeccompError::NotifyDefault), "{err}");
+        let err = compile(&spec(
+            r#"{"defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [{"names": ["getpgrp"], "action": "SCMP_ACT_NOTIFY"}]}"#,
+        ))
+        .unwrap_err();
+        assert!(matches!(err, SeccompError::NotifyWithoutListener), "{err}");
+        let err = compile(&spec(
+            r#"{"defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [{"names": ["umask"], "action": "SCMP_ACT_ERRNO",
+                              "args": [{"index": 6, "value": 1, "op": "SCMP_CMP_EQ"}]}]}"#,
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("index 6 of syscall umask"), "{err}");
+        // Names of other architectures or newer kernels are skipped, as runc does.
+        compile(&spec(
+            r#"{"defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [{"names": ["no_such_syscall"], "action": "SCMP_ACT_ERRNO"}]}"#,
+        ))
+        .unwrap();
+    }
+
+    /// What the containers-common profile does to a process: as an unprivileged user
+    /// (uid 65534 after fork), and as root without CAP_SYS_ADMIN in the profile.
+    fn profile_confines(profile: &Profile) {
+        let filter = compile(&profile.resolve(&caps(PODMAN_CAPS))).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let target = std::ffi::CString::new(tmp.path().to_str().unwrap()).unwrap();
+        let tmpfs = c"tmpfs";
+        let unprivileged = || {
+            // SAFETY: raw set*id system calls in the child, integer arguments.
+            unsafe {
+                libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>());
+                libc::syscall(libc::SYS_setgid, 65534);
+                libc::syscall(libc::SYS_setuid, 65534);
+            }
+        };
+        let status = in_child(&filter, unprivileged, || {
+            // SAFETY: NUL-terminated strings that outlive the call; a null data pointer.
+            let mount = unsafe {
+                libc::syscall(
+                    libc::SYS_mount,
+                    tmpfs.as_ptr(),
+                    target.as_ptr(),
+                    tmpfs.as_ptr(),
+                    0,
+                    std::ptr::null::<u8>(),
+                )
+            };
+            let mount = if mount < 0 { errno() } else { 0 };
+            let unshare = sys(libc::SYS_unshare, [libc::CLONE_NEWNS as libc::c_long, 0, 0]);
+            // KEYCTL_JOIN_SESSION_KEYRING (1) with a NULL name: a new session keyring.
+            let keyctl = sys(libc::SYS_keyctl, [1, 0, 0]);
+            let add_key = sys(libc::SYS_add_key, [0, 0, 0]);
+            let mut code = 0;
+            if mount != libc::EPERM {
+                code |= 1;
+            }
+            if unshare != libc::EPERM {
+                code |= 2;
+            }
+            if keyctl != 0 {
+                code |= 4;
+            }
+            if add_key != libc::ENOSYS {
+                code |= 8;
+            }
+            code
+        });
+        assert_eq!(exit_code(status), Some(0), "unprivileged: {status:#x}");
+
+        // Root, in its own UTS namespace so sethostname would work, but the profile was
+        // resolved without CAP_SYS_ADMIN: the filter itself refuses.
+        let own_uts = || {
+            // SAFETY: unshare with an integer flag, before the filter.
+            unsafe { libc::unshare(libc::CLONE_NEWUTS) };
+        };
+        let status = in_child(&filter, own_uts, || {
+            let name = b"berth";
+            // SAFETY: `name` is a live buffer of the given length.
+            let sethostname = unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) };
+            let sethostname = if sethostname < 0 { errno() } else { 0 };
+            let kexec = sys(libc::SYS_kexec_load, [0, 0, 0]);
+            let getppid = sys(libc::SYS_getppid, [0; 3]);
+            let mut code = 0;
+            if sethostname != libc::EPERM {
+                code |= 1;
+            }
+            if kexec != libc::EPERM {
+                code |= 2;
+            }
+            if getppid != 0 {
+                code |= 4;
+            }
+            code
+        });
+        assert_eq!(exit_code(status), Some(0), "root without CAP_SYS_ADMIN: {status:#x}");
+    }
+
+    #[test]
+    fn containers_common_profile_parses_loads_and_confines() {
+        let path = Path::new(CONTAINERS_PROFILE);
+        if !path.exists() {
+            eprintln!("skipping: {CONTAINERS_PROFILE} is not installed");
+            return;
+        }
+        let profile = Profile::from_path(path).unwrap();
+        profile_confines(&profile);
+    }
+
+    #[test]
+    fn embedded_profile_confines_like_the_file() {
+        profile_confines(&default_profile());
+    }
+
+    /// A resolved rule as a comparable value.
+    fn rule_set(s: &LinuxSeccomp) -> std::collections::BTreeSet<String> {
+        let mut set = std::collections::BTreeSet::new();
+        for rule in s.syscalls().iter().flatten() {
+            for name in rule.names() {
+                let args = serde_json::to_string(rule.args()).unwrap();
+                set.insert(format!("{name} {:?} {:?} {args}", rule.action(), rule.errno_ret()));
+            }
+        }
+        set
+    }
+
+    #[test]
+    fn embedded_profile_resolves_like_the_containers_common_file() {
+        let path = Path::new(CONTAINERS_PROFILE);
+        if !path.exists() {
+            eprintln!("skipping: {CONTAINERS_PROFILE} is not installed");
+            return;
+        }
+        let file = Profile::from_path(path).unwrap();
+        let ours = default_profile();
+        let all: Vec<&str> = CAP_GATED.iter().map(|(c, _)| *c).chain(["CAP_AUDIT_WRITE"]).collect();
+        for caps_set in [&[][..], PODMAN_CAPS, &all[..]] {
+            for arch in ["amd64", "arm64", "s390x"] {
+                let a = file.resolve_for(&caps(caps_set), arch, (6, 1));
+                let b = ours.resolve_for(&caps(caps_set), arch, (6, 1));
+                assert_eq!(a.default_action(), b.default_action());
+                assert_eq!(a.default_errno_ret(), b.default_errno_ret());
+                assert_eq!(a.architectures(), b.architectures());
+                let (ra, rb) = (rule_set(&a), rule_set(&b));
+                let only_file: Vec<_> = ra.difference(&rb).collect();
+                let only_ours: Vec<_> = rb.difference(&ra).collect();
+                assert!(
+                    only_file.is_empty() && only_ours.is_empty(),
+                    "{arch} {caps_set:?}: only in the file {only_file:?}, only ours {only_ours:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn resolution_follows_caps_arches_and_kernel() {
+        let profile: Profile = serde_json::from_str(
+            r#"{"defaultAction": "SCMP_ACT_ERRNO",
+                "archMap": [{"architecture": "SCMP_ARCH_X86_64",
+                             "subArchitectures": ["SCMP_ARCH_X86"]}],
+                "syscalls": [
+                  {"names": ["a"], "action": "SCMP_ACT_ALLOW", "includes": {"caps": ["CAP_X"]}},
+                  {"names": ["b"], "action": "SCMP_ACT_ALLOW", "excludes": {"caps": ["CAP_X"]}},
+                  {"names": ["c"], "action": "SCMP_ACT_ALLOW", "includes": {"arches": ["arm64"]}},
+                  {"names": ["d"], "action": "SCMP_ACT_ALLOW", "includes": {"minKernel": "5.8"}}
+                ]}"#,
+        )
+        .unwrap();
+        let names = |s: LinuxSeccomp| -> Vec<String> {
+            s.syscalls().iter().flatten().flat_map(|r| r.names().clone()).collect()
+        };
+        assert_eq!(names(profile.resolve_for(&caps(&["CAP_X"]), "amd64", (6, 1))), ["a", "d"]);
+        assert_eq!(names(profile.resolve_for(&[], "arm64", (5, 4))), ["b", "c"]);
+        let s = profile.resolve_for(&[], "amd64", (6, 1));
+        assert_eq!(
+            s.architectures().as_deref(),
+            Some(&[Arch::ScmpArchX86_64, Arch::ScmpArchX86][..])
+        );
+    }
+
+    #[test]
+    fn listener_receives_the_state_and_the_fd() {
+        use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+        let tmp = tempfile::tempdir().unwrap();
+        let sock = tmp.path().join("agent.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        let file = std::fs::File::open("/dev/null").unwrap();
+        let fd = OwnedFd::from(file);
+        let state: ContainerProcessState = serde_json::from_str(
+            r#"{"ociVersion": "1.2.0", "fds": ["seccompFd"], "pid": 42, "metadata": "m",
+                "state": {"ociVersion": "1.2.0", "id": "c1", "status": "creating",
+                          "bundle": "/b"}}"#,
+        )
+        .unwrap();
+        let sender = std::thread::spawn(move || send_listener_fd(&sock, &fd, &state));
+        let (conn, _) = listener.accept().unwrap();
+        let mut buf = vec![0u8; 4096];
+        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let got = rustix::net::recvmsg(&conn, &mut iov, &mut control, RecvFlags::empty()).unwrap();
+        let fds: Vec<OwnedFd> = control
+            .drain()
+            .filter_map(|m| match m {
+                RecvAncillaryMessage::ScmRights(fds) => Some(fds.collect::<Vec<_>>()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        sender.join().unwrap().unwrap();
+        assert_eq!(fds.len(), 1);
+        let json: serde_json::Value = serde_json::from_slice(&buf[..got.bytes]).unwrap();
+        assert_eq!(json["fds"][0], "seccompFd");
+        assert_eq!(json["pid"], 42);
+        assert_eq!(json["state"]["id"], "c1");
+    }
+}

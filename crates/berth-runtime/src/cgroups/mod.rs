@@ -614,7 +614,9 @@ pub(crate) fn mkdir_all(path: &Path) -> Result<()> {
 /// Whether `path` lies on a real cgroup file system (v1 or v2) rather than a test's fake tree.
 pub(crate) fn is_cgroupfs(path: &Path) -> bool {
     match rustix::fs::statfs(path) {
-        // The magic numbers are CGROUP_SUPER_MAGIC and CGROUP2_SUPER_MAGIC from linux/magic.h.
+        // The magic numbers are CGROUP_SUPER_MAGIC and CGROUP2_SUPER_MAGIC from linux/magic.h;
+        // f_type is i64 on x86_64 but narrower elsewhere.
+        #[allow(clippy::unnecessary_cast)]
         Ok(st) => st.f_type as i64 == 0x27e0eb || st.f_type as i64 == 0x63677270,
         Err(_) => false,
     }

@@ -174,7 +174,7 @@ impl Manager {
 
     fn apply_memory(&self, m: &LinuxMemory) -> Result<()> {
         let mut only = LinuxResources::default();
-        only.set_memory(Some(m.clone()));
+        only.set_memory(Some(*m));
         if super::requested(&only).is_empty() {
             return Ok(());
         }
