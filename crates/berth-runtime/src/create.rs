@@ -1,0 +1,391 @@
+//! `create` and `run` (runtime spec, "Lifecycle" steps 1–6): validate the bundle, make the
+//! state directory, fork the init, write its id maps, run the runtime's hooks, and record the
+//! container once the init waits to be started.
+//!
+//! Every failure undoes what was done: the init (and its first stage) are killed and reaped
+//! and the state directory is removed. The mounts live in the init's mount namespace, so they
+//! go with it; nothing is mounted on the host.
+
+use std::fs;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::LinuxNamespaceType;
+
+use crate::init::{self, InitArgs, StartGate};
+use crate::namespaces::{self, MapMethod, Plan};
+use crate::spec::Bundle;
+use crate::state::{self, Container, Record, StateRoot, Status};
+use crate::sync::{Channel, Msg};
+use crate::{hooks, sys, Error};
+
+/// The options of `create` and `run`.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: u32,
+    /// runc's `--systemd-cgroup`: cgroupsPath is `slice:prefix:name`.
+    pub systemd_cgroup: bool,
+    /// runc's `--rootless`: run without a cgroup unless one is writable.
+    pub rootless: bool,
+}
+
+/// What went wrong while creating; each variant is a step.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    #[error("making the exec fifo {path}: {source}")]
+    Fifo {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("connecting to the console socket {path}: {source}")]
+    ConsoleSocket {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("process.terminal is set: --console-socket is needed")]
+    NoConsoleSocket,
+    #[error("preparing the init: {0}")]
+    Prepare(#[source] io::Error),
+    #[error("forking the init: {0}")]
+    Fork(#[source] io::Error),
+    #[error("talking to the init: {0}")]
+    Channel(#[source] io::Error),
+    #[error("the init exited during setup")]
+    InitDied,
+    #[error("container init: {0}")]
+    Init(String),
+    #[error("writing the pid file {path}: {source}")]
+    PidFile {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cgroup: {0}")]
+    Cgroup(#[from] crate::cgroups::Error),
+    #[error("the init's process {pid} vanished")]
+    NoInit { pid: i32 },
+}
+
+/// How far `launch` goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Stop at "created": the init waits on the exec fifo for `start`.
+    Create,
+    /// Start at once.
+    Run,
+}
+
+/// Removes the state directory and kills the init unless disarmed.
+struct Undo {
+    dir: Option<PathBuf>,
+    pids: Vec<i32>,
+    cgroup: Option<crate::cgroups::Manager>,
+}
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        for pid in self.pids.drain(..) {
+            let _ = sys::kill(pid, libc::SIGKILL);
+            // SAFETY: waitpid with WNOHANG on a pid we forked, or one that is not our child,
+            // only reaps or fails.
+            unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+        }
+        if let Some(cg) = self.cgroup.take() {
+            let _ = cg.destroy();
+        }
+        if let Some(dir) = self.dir.take() {
+            let _ = fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Creates a container (and in `Mode::Run`, starts it). The calling process must be
+/// single-threaded. Returns the container as recorded.
+pub fn launch(root: &StateRoot, opts: &CreateOptions, mode: Mode) -> Result<Container, Error> {
+    let bundle = Bundle::load(&opts.bundle, true)?;
+    let spec = &bundle.spec;
+    let process = spec.process().as_ref().expect("validated");
+    let terminal = process.terminal() == Some(true);
+
+    // Connect before making anything, so a bad socket path leaves nothing behind.
+    let console = match (&opts.console_socket, terminal) {
+        (Some(path), true) => Some(
+            sys::connect_unix(path)
+                .map_err(|source| CreateError::ConsoleSocket { path: path.clone(), source })?,
+        ),
+        (None, true) => return Err(CreateError::NoConsoleSocket.into()),
+        _ => None,
+    };
+    let plan = Plan::from_spec(spec)?;
+
+    let dir = root.create(&opts.id)?;
+    let mut undo = Undo { dir: Some(dir.clone()), pids: Vec::new(), cgroup: None };
+    let linux = spec.linux().clone().unwrap_or_default();
+    let uid_maps = linux.uid_mappings().clone().unwrap_or_default();
+    let gid_maps = linux.gid_mappings().clone().unwrap_or_default();
+    let map_method = plan.new_user.then(|| MapMethod::choose(&uid_maps, &gid_maps));
+
+    // The descriptors the child keeps must not land on a --preserve-fds number.
+    let min_fd = 3 + opts.preserve_fds as i32;
+    let above = |fd: OwnedFd| sys::dup_above(fd.as_raw_fd(), min_fd).map_err(CreateError::Prepare);
+    let gate = match mode {
+        Mode::Create => {
+            let fifo = dir.join("exec.fifo");
+            make_fifo(&fifo, container_root_ids(&uid_maps, &gid_maps))?;
+            let fd = sys::open(&fifo, libc::O_PATH, 0)
+                .map_err(|source| CreateError::Fifo { path: fifo.clone(), source })?;
+            let proc = sys::open(Path::new("/proc"), libc::O_PATH | libc::O_DIRECTORY, 0)
+                .map_err(CreateError::Prepare)?;
+            StartGate::Fifo { fifo: above(fd)?, proc: above(proc)? }
+        }
+        Mode::Run => StartGate::Channel,
+    };
+    let console = console.map(above).transpose()?;
+    let (parent_end, child_end) = sys::seqpacket_pair().map_err(CreateError::Prepare)?;
+    let chan = Channel { fd: parent_end };
+    let child_chan = Channel { fd: above(child_end)? };
+
+    let mut record = Record {
+        id: opts.id.clone(),
+        pid: 0,
+        start_time: 0,
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: state::rfc3339(std::time::SystemTime::now()),
+        owner: state::owner_name(),
+        annotations: spec.annotations().clone().unwrap_or_default(),
+        paused: false,
+        rootless: opts.rootless || sys::geteuid() != 0,
+        cgroup: None,
+        systemd_cgroup: opts.systemd_cgroup,
+        hooks: spec.hooks().clone(),
+        started: false,
+    };
+    // The cgroup exists, with its limits, before the init does anything in it.
+    let cgroups_path = linux.cgroups_path().as_ref().map(|p| p.to_string_lossy().into_owned());
+    let cgroup = crate::cgroups::Manager::builder(&opts.id)
+        .with_cgroups_path(cgroups_path)
+        .with_systemd(opts.systemd_cgroup)
+        .with_rootless(record.rootless)
+        .build()
+        .map_err(CreateError::from)?;
+    cgroup.create().map_err(CreateError::from)?;
+    record.cgroup = cgroup.inner_path();
+    let cgroup = undo.cgroup.insert(cgroup);
+    if let Some(resources) = linux.resources() {
+        cgroup.apply(resources).map_err(CreateError::from)?;
+    }
+
+    let mut container = Container { dir: dir.clone(), record: record.clone() };
+    container.save()?;
+
+    if mode == Mode::Run {
+        // The init is our grandchild once it forks into its pid namespace; as subreaper we
+        // can still wait for it.
+        sys::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0).map_err(CreateError::Prepare)?;
+    }
+
+    tracing::debug!(id = %opts.id, bundle = %bundle.dir.display(), "forking the init");
+    let stage1 = match sys::fork().map_err(CreateError::Fork)? {
+        sys::Fork::Child => {
+            drop(chan);
+            init::run(InitArgs {
+                id: &opts.id,
+                bundle: &bundle,
+                chan: child_chan,
+                plan,
+                gate,
+                console,
+                no_pivot: opts.no_pivot,
+                no_new_keyring: opts.no_new_keyring,
+                preserve_fds: opts.preserve_fds,
+                map_method,
+            })
+        }
+        sys::Fork::Parent(pid) => pid,
+    };
+    undo.pids.push(stage1);
+    drop(child_chan);
+    drop(gate);
+    drop(console);
+
+    // Into the cgroup before the init makes its cgroup namespace or forks.
+    if let Some(cg) = &undo.cgroup {
+        cg.add_pid(stage1).map_err(CreateError::from)?;
+    }
+    chan.send(&Msg::Ack).map_err(CreateError::Channel)?;
+
+    let mut init_pid = 0;
+    loop {
+        let msg = chan.recv().map_err(CreateError::Channel)?.ok_or(CreateError::InitDied)?;
+        match msg {
+            Msg::MapIds => {
+                let method = map_method.unwrap_or(MapMethod::Direct { deny_setgroups: false });
+                if let Err(e) = namespaces::write_maps(stage1, &uid_maps, &gid_maps, method) {
+                    let _ = chan.send(&Msg::Error(e.to_string()));
+                    return Err(e.into());
+                }
+                chan.send(&Msg::Ack).map_err(CreateError::Channel)?;
+            }
+            Msg::Pid(pid) => {
+                init_pid = pid;
+                if pid != stage1 {
+                    undo.pids.insert(0, pid);
+                    // The first stage exits once it has forked the init.
+                    let _ = sys::waitpid(stage1);
+                    undo.pids.retain(|p| *p != stage1);
+                }
+                let (start, _) = sys::proc_stat(pid).ok_or(CreateError::NoInit { pid })?;
+                record.pid = pid;
+                record.start_time = start;
+            }
+            Msg::Hooks => {
+                container.record = record.clone();
+                let state = container.hook_state(Status::Creating);
+                let hooks = spec.hooks().clone().unwrap_or_default();
+                let res =
+                    hooks::run("prestart", hooks.prestart().as_deref().unwrap_or(&[]), &state)
+                        .and_then(|()| {
+                            let list = hooks.create_runtime().as_deref().unwrap_or(&[]);
+                            hooks::run("createRuntime", list, &state)
+                        });
+                if let Err(e) = res {
+                    let _ = chan.send(&Msg::Error(e.to_string()));
+                    return Err(e.into());
+                }
+                chan.send(&Msg::Ack).map_err(CreateError::Channel)?;
+            }
+            Msg::Ready => break,
+            Msg::Error(e) => return Err(CreateError::Init(e).into()),
+            Msg::Ack => {}
+        }
+    }
+    if init_pid == 0 {
+        return Err(CreateError::InitDied.into());
+    }
+
+    container.record = record;
+    container.save()?;
+    if let Some(path) = &opts.pid_file {
+        write_pid_file(path, init_pid)?;
+    }
+
+    if mode == Mode::Run {
+        chan.send(&Msg::Ack).map_err(CreateError::Channel)?;
+        // End of file means the exec happened (the init's end is close-on-exec).
+        match chan.recv().map_err(CreateError::Channel)? {
+            None => {}
+            Some(Msg::Error(e)) => return Err(CreateError::Init(e).into()),
+            Some(_) => {}
+        }
+        container.record.started = true;
+        container.save()?;
+        crate::start::poststart(&container);
+    }
+    undo.pids.clear();
+    undo.dir = None;
+    undo.cgroup = None;
+    Ok(container)
+}
+
+/// Writes a pid file atomically, as runc does (Podman reads it as soon as it appears).
+pub fn write_pid_file(path: &Path, pid: i32) -> Result<(), CreateError> {
+    let err = |source| CreateError::PidFile { path: path.to_owned(), source };
+    let tmp = path.with_extension("berth-tmp");
+    fs::write(&tmp, pid.to_string()).map_err(err)?;
+    fs::rename(&tmp, path).map_err(err)
+}
+
+/// The host ids of the container's root, which must be able to open the fifo.
+fn container_root_ids(
+    uid: &[oci_spec::runtime::LinuxIdMapping],
+    gid: &[oci_spec::runtime::LinuxIdMapping],
+) -> Option<(u32, u32)> {
+    let host = |m: &[oci_spec::runtime::LinuxIdMapping]| {
+        m.iter().find(|m| m.container_id() == 0).map(|m| m.host_id())
+    };
+    Some((host(uid)?, host(gid)?))
+}
+
+fn make_fifo(path: &Path, owner: Option<(u32, u32)>) -> Result<(), CreateError> {
+    let err = |source| CreateError::Fifo { path: path.to_owned(), source };
+    let c = sys::cstr(path).map_err(err)?;
+    // SAFETY: c is a NUL-terminated path that outlives the call.
+    sys::cvt(unsafe { libc::mkfifo(c.as_ptr(), 0o622) }).map_err(err)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o622)).map_err(err)?;
+    if let (Some((uid, gid)), 0) = (owner, sys::geteuid()) {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Waits for a started container's init (the caller is its subreaper), forwarding the
+/// usual terminating signals to it; returns the shell-style exit code.
+pub fn wait_init(pid: i32) -> i32 {
+    forward_signals(pid);
+    loop {
+        let mut status = 0;
+        // SAFETY: status is a valid place for the kernel's answer.
+        let got = unsafe { libc::waitpid(-1, &mut status, 0) };
+        if got == pid {
+            return sys::exit_code(status);
+        }
+        if got < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return 255;
+        }
+    }
+}
+
+static FORWARD_PID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn forward(sig: libc::c_int) {
+    let pid = FORWARD_PID.load(std::sync::atomic::Ordering::Relaxed);
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe.
+        unsafe { libc::kill(pid, sig) };
+    }
+}
+
+fn forward_signals(pid: i32) {
+    FORWARD_PID.store(pid, std::sync::atomic::Ordering::Relaxed);
+    for sig in [
+        libc::SIGINT,
+        libc::SIGTERM,
+        libc::SIGHUP,
+        libc::SIGQUIT,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+        libc::SIGWINCH,
+    ] {
+        // SAFETY: the handler only calls kill(2), which is async-signal-safe.
+        unsafe { libc::signal(sig, forward as extern "C" fn(libc::c_int) as libc::sighandler_t) };
+    }
+}
+
+/// The namespace types the container made or joined, with their /proc names.
+pub fn ns_proc_names() -> [(LinuxNamespaceType, &'static str); 8] {
+    [
+        (LinuxNamespaceType::User, "user"),
+        (LinuxNamespaceType::Ipc, "ipc"),
+        (LinuxNamespaceType::Uts, "uts"),
+        (LinuxNamespaceType::Network, "net"),
+        (LinuxNamespaceType::Pid, "pid"),
+        (LinuxNamespaceType::Cgroup, "cgroup"),
+        (LinuxNamespaceType::Time, "time"),
+        (LinuxNamespaceType::Mount, "mnt"),
+    ]
+}

@@ -1,0 +1,201 @@
+//! `exec`: start another process in a created or running container, joining every namespace
+//! its init has that the runtime does not share (user first, mount last), then applying the
+//! process's own user, capabilities, rlimits, terminal and working directory.
+//!
+//! As for the init, the joining child is made non-dumpable before it enters any namespace and
+//! execs the user's binary directly (see crate::init on CVE-2019-5736).
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+
+use oci_spec::runtime::Process;
+
+use crate::create::{ns_proc_names, wait_init, write_pid_file};
+use crate::namespaces::ns_inode;
+use crate::state::{StateRoot, Status};
+use crate::sync::{Channel, Msg};
+use crate::{console, init, process, sys, Error};
+
+/// The options of `exec`.
+#[derive(Debug, Clone)]
+pub struct ExecOptions {
+    pub process: Process,
+    pub detach: bool,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub preserve_fds: u32,
+}
+
+/// What went wrong while exec'ing.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("cannot exec in container {id}: it is {status}")]
+    NotRunning { id: String, status: Status },
+    #[error("opening the init's {name} namespace: {source}")]
+    OpenNs {
+        name: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("connecting to the console socket {path}: {source}")]
+    ConsoleSocket {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("process.terminal is set: --console-socket is needed")]
+    NoConsoleSocket,
+    #[error("preparing the process: {0}")]
+    Prepare(#[source] io::Error),
+    #[error("exec: {0}")]
+    Child(String),
+    #[error("the process exited during setup")]
+    Died,
+}
+
+/// Runs `opts.process` in container `id`. Returns the exit code, or 0 once started with
+/// `detach`.
+pub fn exec(root: &StateRoot, id: &str, opts: &ExecOptions) -> Result<i32, Error> {
+    let c = root.load(id)?;
+    let status = c.status();
+    if !matches!(status, Status::Created | Status::Running) {
+        return Err(ExecError::NotRunning { id: id.to_owned(), status }.into());
+    }
+    let pid = c.record.pid.to_string();
+    let mut joins: Vec<(libc::c_int, OwnedFd)> = Vec::new();
+    let mut joined_user = false;
+    for (typ, name) in ns_proc_names() {
+        if ns_inode(&pid, name) == ns_inode("self", name) {
+            continue;
+        }
+        let fd = sys::open(&PathBuf::from(format!("/proc/{pid}/ns/{name}")), libc::O_RDONLY, 0)
+            .map_err(|source| ExecError::OpenNs { name, source })?;
+        joined_user |= name == "user";
+        joins.push((crate::spec::ns_flag(typ), fd));
+    }
+    let terminal = opts.process.terminal() == Some(true);
+    let console = match (&opts.console_socket, terminal) {
+        (Some(path), true) => Some(
+            sys::connect_unix(path)
+                .map_err(|source| ExecError::ConsoleSocket { path: path.clone(), source })?,
+        ),
+        (None, true) => return Err(ExecError::NoConsoleSocket.into()),
+        _ => None,
+    };
+    // setgroups may be denied in the container's user namespace (a rootless self-map).
+    let setgroups_denied = joined_user
+        && std::fs::read_to_string(format!("/proc/{pid}/setgroups"))
+            .is_ok_and(|s| s.trim() == "deny");
+
+    let (parent_end, child_end) = sys::seqpacket_pair().map_err(ExecError::Prepare)?;
+    let min_fd = 3 + opts.preserve_fds as i32;
+    let child_end = sys::dup_above(child_end.as_raw_fd(), min_fd).map_err(ExecError::Prepare)?;
+    let console = console
+        .map(|c| sys::dup_above(c.as_raw_fd(), min_fd))
+        .transpose()
+        .map_err(ExecError::Prepare)?;
+    let chan = Channel { fd: parent_end };
+    if !opts.detach {
+        sys::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0).map_err(ExecError::Prepare)?;
+    }
+
+    let child = match sys::fork().map_err(ExecError::Prepare)? {
+        sys::Fork::Child => {
+            drop(chan);
+            let chan = Channel { fd: child_end };
+            let err = child_main(&chan, &joins, console, opts, setgroups_denied);
+            let _ = chan.send(&Msg::Error(err.clone()));
+            eprintln!("berth-oci exec: {err}");
+            sys::exit_child(1)
+        }
+        sys::Fork::Parent(p) => p,
+    };
+    drop(child_end);
+    drop(console);
+    drop(joins);
+
+    let mut target = 0;
+    loop {
+        match chan.recv().map_err(ExecError::Prepare)? {
+            Some(Msg::Pid(p)) => target = p,
+            Some(Msg::Error(e)) => {
+                let _ = sys::waitpid(child);
+                return Err(ExecError::Child(e).into());
+            }
+            Some(_) => {}
+            // End of file: the process exec'd (its end is close-on-exec), or died.
+            None => break,
+        }
+    }
+    let _ = sys::waitpid(child);
+    if target == 0 {
+        return Err(ExecError::Died.into());
+    }
+    if let Some(path) = &opts.pid_file {
+        write_pid_file(path, target)?;
+    }
+    if opts.detach {
+        return Ok(0);
+    }
+    Ok(wait_init(target))
+}
+
+/// The joining child: returns only an error message.
+fn child_main(
+    chan: &Channel,
+    joins: &[(libc::c_int, OwnedFd)],
+    console: Option<OwnedFd>,
+    opts: &ExecOptions,
+    setgroups_denied: bool,
+) -> String {
+    let p = &opts.process;
+    if let Some(adj) = p.oom_score_adj() {
+        if let Err(e) = process::set_oom_score_adj(adj) {
+            return e.to_string();
+        }
+    }
+    if let Err(e) = sys::prctl(libc::PR_SET_DUMPABLE, 0, 0) {
+        return format!("PR_SET_DUMPABLE: {e}");
+    }
+    for (flag, fd) in joins {
+        if let Err(e) = sys::setns(fd.as_raw_fd(), *flag) {
+            return format!("joining namespace {flag:#x}: {e}");
+        }
+    }
+    // The pid namespace applies to children: fork into it.
+    match sys::fork() {
+        Err(e) => return format!("forking into the container: {e}"),
+        Ok(sys::Fork::Parent(pid)) => {
+            let _ = chan.send(&Msg::Pid(pid));
+            sys::exit_child(0)
+        }
+        Ok(sys::Fork::Child) => {}
+    }
+    // SAFETY: setsid takes no arguments.
+    unsafe { libc::setsid() };
+    if let Err(e) = process::set_rlimits(p) {
+        return e.to_string();
+    }
+    if p.terminal() == Some(true) {
+        let Some(sock) = console.as_ref() else { return "no console socket".into() };
+        let size = p.console_size().map(|b| (b.height() as u16, b.width() as u16));
+        if let Err(e) = console::setup(sock.as_raw_fd(), size) {
+            return e.to_string();
+        }
+    }
+    drop(console);
+    let env = p.env().clone().unwrap_or_default();
+    let argv = p.args().clone().unwrap_or_default();
+    let Some(arg0) = argv.first() else { return "process.args: missing or empty".into() };
+    let exe = match process::find_executable(arg0, &env) {
+        Ok(e) => e,
+        Err(e) => return e.to_string(),
+    };
+    let method =
+        setgroups_denied.then_some(crate::namespaces::MapMethod::Direct { deny_setgroups: true });
+    match init::finish(p, opts.preserve_fds, &[chan.fd.as_raw_fd()], method, &exe) {
+        Ok(n) => match n {},
+        Err(e) => e.to_string(),
+    }
+}

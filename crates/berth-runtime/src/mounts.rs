@@ -1,0 +1,711 @@
+//! The container's root file system (runtime spec, "Root", "Mounts" and the Linux
+//! "Devices", "Masked Paths", "Readonly Paths" and "Rootfs Mount Propagation" sections).
+//!
+//! Runs inside the container's new mount namespace, in the init process, before the user's
+//! process starts: make the host's mounts unreachable by propagation, bind the root onto
+//! itself, apply each `mounts` entry (with every documented option, recursive ones through
+//! mount_setattr(2)), set up /dev, pivot into the root (or MS_MOVE and chroot with
+//! `--no-pivot`), then mask and protect paths and make the root read-only if asked.
+//!
+//! Destinations are resolved inside the root with symlinks clamped to it ([`secure_join`]), so
+//! a rootfs whose `/dev` is a symlink to `/etc` on the host cannot turn a mount outwards.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{symlink, DirBuilderExt};
+use std::path::{Component, Path, PathBuf};
+
+use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount};
+
+use crate::sys;
+
+/// What went wrong while setting up the root file system; each variant is a step.
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    #[error("making / {flags:#x} before binding the root: {source}")]
+    PrepareRoot {
+        flags: u64,
+        #[source]
+        source: io::Error,
+    },
+    #[error("binding the root {path} onto itself: {source}")]
+    BindRoot {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("mounts: {destination}: option {option:?} is not supported yet")]
+    Unsupported { destination: PathBuf, option: String },
+    #[error("mounts: creating the mount point {path}: {source}")]
+    MountPoint {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("mounts: mounting {typ} {source_path} on {destination}: {source}")]
+    Mount {
+        typ: String,
+        source_path: PathBuf,
+        destination: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("mounts: remounting {destination} with its options: {source}")]
+    Remount {
+        destination: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("mounts: setting propagation of {destination}: {source}")]
+    Propagation {
+        destination: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("mounts: setting recursive attributes of {destination}: {source}")]
+    SetAttr {
+        destination: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("/dev: creating {path}: {source}")]
+    Device {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("pivot_root into {path}: {source}")]
+    PivotRoot {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("moving the root {path} to / (--no-pivot): {source}")]
+    MoveRoot {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("masking {path}: {source}")]
+    Mask {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("making {path} read-only: {source}")]
+    ReadOnly {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The mount(2) flags, data string and extra steps one `options` list asks for.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct MountOptions {
+    /// Flags for the mount call itself.
+    pub flags: libc::c_ulong,
+    /// Flags a bind mount needs a remount for (ro, nosuid, ...): bind ignores them.
+    pub cleared: libc::c_ulong,
+    /// Propagation changes, applied after the mount in order.
+    pub propagation: Vec<libc::c_ulong>,
+    /// Recursive attributes: (set, clear) for mount_setattr(2) with AT_RECURSIVE.
+    pub rec_set: u64,
+    pub rec_clear: u64,
+    /// Options passed on to the file system.
+    pub data: Vec<String>,
+}
+
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+const MOUNT_ATTR_RELATIME: u64 = 0x0;
+const MOUNT_ATTR_NOATIME: u64 = 0x10;
+const MOUNT_ATTR_STRICTATIME: u64 = 0x20;
+const MOUNT_ATTR__ATIME: u64 = 0x70;
+const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
+const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x0020_0000;
+const MS_NOSYMFOLLOW: libc::c_ulong = 256;
+
+/// The propagation flag a rootfsPropagation or mount option names.
+pub fn propagation_flag(name: &str) -> Option<libc::c_ulong> {
+    Some(match name {
+        "private" => libc::MS_PRIVATE,
+        "rprivate" => libc::MS_PRIVATE | libc::MS_REC,
+        "shared" => libc::MS_SHARED,
+        "rshared" => libc::MS_SHARED | libc::MS_REC,
+        "slave" => libc::MS_SLAVE,
+        "rslave" => libc::MS_SLAVE | libc::MS_REC,
+        "unbindable" => libc::MS_UNBINDABLE,
+        "runbindable" => libc::MS_UNBINDABLE | libc::MS_REC,
+        _ => return None,
+    })
+}
+
+impl MountOptions {
+    /// Whether berth recognises `opt` at all; every option it does not know goes to the file
+    /// system as data, so this only refuses the ones it knows and cannot do yet.
+    pub fn known(opt: &str) -> Option<()> {
+        match opt {
+            "idmap" | "ridmap" | "tmpcopyup" => None,
+            _ => Some(()),
+        }
+    }
+
+    /// Sorts an options list into flags, propagation, recursive attributes and data.
+    pub fn parse<'a>(options: impl IntoIterator<Item = &'a String>) -> Result<Self, String> {
+        let mut o = MountOptions::default();
+        for opt in options {
+            let set = |o: &mut MountOptions, f: libc::c_ulong| {
+                o.flags |= f;
+                o.cleared &= !f;
+            };
+            let clear = |o: &mut MountOptions, f: libc::c_ulong| {
+                o.flags &= !f;
+                o.cleared |= f;
+            };
+            match opt.as_str() {
+                "defaults" => {}
+                "ro" => set(&mut o, libc::MS_RDONLY),
+                "rw" => clear(&mut o, libc::MS_RDONLY),
+                "nosuid" => set(&mut o, libc::MS_NOSUID),
+                "suid" => clear(&mut o, libc::MS_NOSUID),
+                "nodev" => set(&mut o, libc::MS_NODEV),
+                "dev" => clear(&mut o, libc::MS_NODEV),
+                "noexec" => set(&mut o, libc::MS_NOEXEC),
+                "exec" => clear(&mut o, libc::MS_NOEXEC),
+                "sync" => set(&mut o, libc::MS_SYNCHRONOUS),
+                "async" => clear(&mut o, libc::MS_SYNCHRONOUS),
+                "dirsync" => set(&mut o, libc::MS_DIRSYNC),
+                "remount" => set(&mut o, libc::MS_REMOUNT),
+                "mand" => set(&mut o, libc::MS_MANDLOCK),
+                "nomand" => clear(&mut o, libc::MS_MANDLOCK),
+                "atime" => clear(&mut o, libc::MS_NOATIME),
+                "noatime" => set(&mut o, libc::MS_NOATIME),
+                "diratime" => clear(&mut o, libc::MS_NODIRATIME),
+                "nodiratime" => set(&mut o, libc::MS_NODIRATIME),
+                "relatime" => set(&mut o, libc::MS_RELATIME),
+                "norelatime" => clear(&mut o, libc::MS_RELATIME),
+                "strictatime" => set(&mut o, libc::MS_STRICTATIME),
+                "nostrictatime" => clear(&mut o, libc::MS_STRICTATIME),
+                "lazytime" => set(&mut o, libc::MS_LAZYTIME),
+                "nolazytime" => clear(&mut o, libc::MS_LAZYTIME),
+                "silent" => set(&mut o, libc::MS_SILENT),
+                "loud" => clear(&mut o, libc::MS_SILENT),
+                "nosymfollow" => set(&mut o, MS_NOSYMFOLLOW),
+                "symfollow" => clear(&mut o, MS_NOSYMFOLLOW),
+                "bind" => o.flags |= libc::MS_BIND,
+                "rbind" => o.flags |= libc::MS_BIND | libc::MS_REC,
+                "rro" => o.rec_set |= MOUNT_ATTR_RDONLY,
+                "rrw" => o.rec_clear |= MOUNT_ATTR_RDONLY,
+                "rnosuid" => o.rec_set |= MOUNT_ATTR_NOSUID,
+                "rsuid" => o.rec_clear |= MOUNT_ATTR_NOSUID,
+                "rnodev" => o.rec_set |= MOUNT_ATTR_NODEV,
+                "rdev" => o.rec_clear |= MOUNT_ATTR_NODEV,
+                "rnoexec" => o.rec_set |= MOUNT_ATTR_NOEXEC,
+                "rexec" => o.rec_clear |= MOUNT_ATTR_NOEXEC,
+                "rnodiratime" => o.rec_set |= MOUNT_ATTR_NODIRATIME,
+                "rdiratime" => o.rec_clear |= MOUNT_ATTR_NODIRATIME,
+                "rnosymfollow" => o.rec_set |= MOUNT_ATTR_NOSYMFOLLOW,
+                "rsymfollow" => o.rec_clear |= MOUNT_ATTR_NOSYMFOLLOW,
+                "rrelatime" => {
+                    o.rec_clear |= MOUNT_ATTR__ATIME;
+                    o.rec_set |= MOUNT_ATTR_RELATIME;
+                }
+                "rnoatime" => {
+                    o.rec_clear |= MOUNT_ATTR__ATIME;
+                    o.rec_set |= MOUNT_ATTR_NOATIME;
+                }
+                "rstrictatime" => {
+                    o.rec_clear |= MOUNT_ATTR__ATIME;
+                    o.rec_set |= MOUNT_ATTR_STRICTATIME;
+                }
+                "ratime" | "rnorelatime" | "rnostrictatime" => o.rec_clear |= MOUNT_ATTR__ATIME,
+                other if propagation_flag(other).is_some() => {
+                    o.propagation.extend(propagation_flag(other));
+                }
+                other if Self::known(other).is_none() => return Err(other.to_owned()),
+                other => o.data.push(other.to_owned()),
+            }
+        }
+        Ok(o)
+    }
+}
+
+/// Resolves `path` under `root` the way the container will see it: `..` and absolute symlinks
+/// stop at the root. The result is a host path inside `root`; missing tails are kept as given.
+pub fn secure_join(root: &Path, path: &Path) -> PathBuf {
+    let mut parts: Vec<std::ffi::OsString> = Vec::new();
+    let mut pending: Vec<std::ffi::OsString> =
+        path.components().rev().filter_map(component_name).collect();
+    let mut links = 0;
+    while let Some(part) = pending.pop() {
+        if part == ".." {
+            parts.pop();
+            continue;
+        }
+        let mut candidate = root.to_path_buf();
+        candidate.extend(&parts);
+        candidate.push(&part);
+        match fs::read_link(&candidate) {
+            Ok(target) if links < 255 => {
+                links += 1;
+                if target.is_absolute() {
+                    parts.clear();
+                }
+                pending.extend(target.components().rev().filter_map(component_name));
+            }
+            _ => parts.push(part),
+        }
+    }
+    let mut out = root.to_path_buf();
+    out.extend(parts);
+    out
+}
+
+fn component_name(c: Component<'_>) -> Option<std::ffi::OsString> {
+    match c {
+        Component::Normal(n) => Some(n.to_owned()),
+        Component::ParentDir => Some("..".into()),
+        _ => None,
+    }
+}
+
+/// Everything [`setup_rootfs`] needs besides the mounts list.
+pub struct RootfsConfig<'a> {
+    pub rootfs: &'a Path,
+    pub bundle: &'a Path,
+    pub mounts: &'a [Mount],
+    pub devices: &'a [LinuxDevice],
+    pub propagation: Option<&'a str>,
+    /// True in a user namespace not owned by the initial one: mknod is refused there, so
+    /// devices are bind mounted from the host instead.
+    pub in_userns: bool,
+    /// True when a new cgroup namespace was made.
+    pub cgroupns: bool,
+}
+
+/// Mounts everything below the root, before the pivot.
+pub fn setup_rootfs(cfg: &RootfsConfig<'_>) -> Result<(), MountError> {
+    // Nothing mounted from here on may reach the host by propagation; slave by default, as
+    // runc does, so that host mounts still reach the container.
+    let flags = cfg.propagation.and_then(propagation_flag).unwrap_or(libc::MS_SLAVE | libc::MS_REC)
+        | libc::MS_REC;
+    sys::mount(None, Path::new("/"), None, flags, None)
+        .map_err(|source| MountError::PrepareRoot { flags: flags as u64, source })?;
+    make_parent_private(cfg.rootfs);
+
+    // The root must be a mount point of its own for pivot_root.
+    sys::mount(Some(cfg.rootfs), cfg.rootfs, None, libc::MS_BIND | libc::MS_REC, None)
+        .map_err(|source| MountError::BindRoot { path: cfg.rootfs.to_owned(), source })?;
+
+    let mut dev_mounted = false;
+    for m in cfg.mounts {
+        if m.destination() == Path::new("/dev") {
+            dev_mounted = m.typ().as_deref() != Some("bind")
+                && !m.options().iter().flatten().any(|o| o == "bind" || o == "rbind");
+        }
+        mount_one(cfg, m)?;
+    }
+    let dev_from_spec = cfg.mounts.iter().any(|m| m.destination() == Path::new("/dev"));
+    if dev_mounted || !dev_from_spec {
+        default_devices(cfg)?;
+    }
+    for d in cfg.devices {
+        create_device(cfg, d)?;
+    }
+    Ok(())
+}
+
+/// pivot_root needs the root's parent mount not to be shared: make just that one private.
+fn make_parent_private(rootfs: &Path) {
+    let mut dir = rootfs.parent();
+    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else { return };
+    let points: Vec<PathBuf> =
+        info.lines().filter_map(|l| l.split(' ').nth(4)).map(unescape_mountinfo).collect();
+    while let Some(d) = dir {
+        if points.iter().any(|p| p == d) {
+            let _ = sys::mount(None, d, None, libc::MS_PRIVATE, None);
+            return;
+        }
+        dir = d.parent();
+    }
+}
+
+fn unescape_mountinfo(field: &str) -> PathBuf {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 3 < bytes.len() {
+            if let Ok(v) = u8::from_str_radix(&field[i + 1..i + 4], 8) {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    PathBuf::from(OsStr::from_bytes(&out))
+}
+
+fn mount_one(cfg: &RootfsConfig<'_>, m: &Mount) -> Result<(), MountError> {
+    let destination = m.destination().clone();
+    let opts = MountOptions::parse(m.options().iter().flatten())
+        .map_err(|option| MountError::Unsupported { destination: destination.clone(), option })?;
+    let typ = m.typ().clone().unwrap_or_default();
+    let is_bind = opts.flags & libc::MS_BIND != 0 || typ == "bind";
+    let target = secure_join(cfg.rootfs, &destination);
+    let source = m.source().clone().unwrap_or_default();
+
+    if is_bind {
+        let source = if source.is_relative() { cfg.bundle.join(&source) } else { source };
+        make_mount_point(&target, source.is_dir())?;
+        bind(&source, &target, opts.flags | libc::MS_BIND, &destination)?;
+        remount_bind(&target, &opts, &destination)?;
+    } else if typ == "cgroup" || typ == "cgroup2" && !cfg.cgroupns {
+        // The hierarchy is the host's: bind it (read-only if asked), as runc does where no
+        // cgroup namespace gives the container its own view.
+        // TODO(cgroups seam): mount per-controller v1 hierarchies rooted at the container's
+        // cgroup once crate::cgroups says where that is.
+        make_mount_point(&target, true)?;
+        let host = Path::new("/sys/fs/cgroup");
+        bind(host, &target, libc::MS_BIND | libc::MS_REC, &destination)?;
+        remount_bind(&target, &opts, &destination)?;
+        if opts.flags & libc::MS_RDONLY != 0 {
+            set_attr(&target, MOUNT_ATTR_RDONLY, 0, &destination)?;
+        }
+    } else {
+        make_mount_point(&target, true)?;
+        let data = opts.data.join(",");
+        let res = sys::mount(Some(&source), &target, Some(&typ), opts.flags, Some(&data));
+        match res {
+            Ok(()) => {}
+            // In a user namespace sysfs needs a network namespace it owns and mqueue an ipc
+            // namespace it owns: fall back to binding the host's, as runc does.
+            Err(e)
+                if cfg.in_userns
+                    && e.raw_os_error() == Some(libc::EPERM)
+                    && (typ == "sysfs" || typ == "mqueue") =>
+            {
+                let host = if typ == "sysfs" { "/sys" } else { "/dev/mqueue" };
+                bind(Path::new(host), &target, libc::MS_BIND | libc::MS_REC, &destination)?;
+                let mut ro = opts.clone();
+                ro.cleared |= libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+                remount_bind(&target, &ro, &destination)?;
+            }
+            Err(source_err) => {
+                return Err(MountError::Mount {
+                    typ,
+                    source_path: source,
+                    destination,
+                    source: source_err,
+                })
+            }
+        }
+    }
+
+    for flag in &opts.propagation {
+        sys::mount(None, &target, None, *flag, None).map_err(|source| MountError::Propagation {
+            destination: destination.clone(),
+            source,
+        })?;
+    }
+    if opts.rec_set != 0 || opts.rec_clear != 0 {
+        set_attr(&target, opts.rec_set, opts.rec_clear, &destination)?;
+    }
+    Ok(())
+}
+
+fn bind(source: &Path, target: &Path, flags: libc::c_ulong, dest: &Path) -> Result<(), MountError> {
+    let flags = flags & (libc::MS_BIND | libc::MS_REC);
+    sys::mount(Some(source), target, None, flags, None).map_err(|e| MountError::Mount {
+        typ: "bind".into(),
+        source_path: source.to_owned(),
+        destination: dest.to_owned(),
+        source: e,
+    })
+}
+
+/// A bind mount ignores ro, nosuid and friends: they need a remount. In a user namespace the
+/// kernel refuses to clear flags the source mount has locked, so those are kept.
+fn remount_bind(target: &Path, opts: &MountOptions, dest: &Path) -> Result<(), MountError> {
+    let wanted = opts.flags & !(libc::MS_BIND | libc::MS_REC | libc::MS_REMOUNT);
+    if wanted == 0 {
+        return Ok(());
+    }
+    let flags = libc::MS_BIND | libc::MS_REMOUNT | wanted;
+    match sys::mount(None, target, None, flags, None) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+            let locked = locked_flags(target);
+            sys::mount(None, target, None, flags | locked, None)
+        }
+        other => other,
+    }
+    .map_err(|source| MountError::Remount { destination: dest.to_owned(), source })
+}
+
+/// The flags of the mount at `path` that a remount in a user namespace must keep.
+fn locked_flags(path: &Path) -> libc::c_ulong {
+    let Ok(c) = sys::cstr(path) else { return 0 };
+    // SAFETY: statvfs is plain data and c is a NUL-terminated path that outlives the call.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; st is a valid place for the kernel's answer.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return 0;
+    }
+    let mut flags = 0;
+    for (st_flag, ms) in [
+        (libc::ST_NOSUID, libc::MS_NOSUID),
+        (libc::ST_NODEV, libc::MS_NODEV),
+        (libc::ST_NOEXEC, libc::MS_NOEXEC),
+        (libc::ST_RDONLY, libc::MS_RDONLY),
+        (libc::ST_NOATIME, libc::MS_NOATIME),
+        (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
+        (libc::ST_RELATIME, libc::MS_RELATIME),
+    ] {
+        if st.f_flag & st_flag != 0 {
+            flags |= ms;
+        }
+    }
+    flags
+}
+
+/// mount_setattr(2) with AT_RECURSIVE: the recursive options (rro, rnosuid, ...).
+fn set_attr(target: &Path, set: u64, clear: u64, dest: &Path) -> Result<(), MountError> {
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let attr = MountAttr { attr_set: set, attr_clr: clear, propagation: 0, userns_fd: 0 };
+    let c = sys::cstr(target)
+        .map_err(|source| MountError::SetAttr { destination: dest.to_owned(), source })?;
+    const AT_RECURSIVE: libc::c_uint = 0x8000;
+    // SAFETY: c is a NUL-terminated path and attr a mount_attr of the size passed, both alive
+    // for the whole call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            AT_RECURSIVE,
+            &attr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    sys::cvt(ret as libc::c_int)
+        .map(drop)
+        .map_err(|source| MountError::SetAttr { destination: dest.to_owned(), source })
+}
+
+fn make_mount_point(target: &Path, dir: bool) -> Result<(), MountError> {
+    let err = |source| MountError::MountPoint { path: target.to_owned(), source };
+    if dir {
+        if !target.is_dir() {
+            fs::DirBuilder::new().recursive(true).mode(0o755).create(target).map_err(err)?;
+        }
+    } else if target.symlink_metadata().is_err() {
+        if let Some(parent) = target.parent() {
+            fs::DirBuilder::new().recursive(true).mode(0o755).create(parent).map_err(err)?;
+        }
+        fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(target)
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+/// The devices every container gets (runtime spec, "Default Devices"), and /dev's links.
+fn default_devices(cfg: &RootfsConfig<'_>) -> Result<(), MountError> {
+    for (name, major, minor) in [
+        ("null", 1, 3),
+        ("zero", 1, 5),
+        ("full", 1, 7),
+        ("random", 1, 8),
+        ("urandom", 1, 9),
+        ("tty", 5, 0),
+    ] {
+        let path = PathBuf::from("/dev").join(name);
+        let dev = LinuxDevice::default();
+        let mut dev = dev;
+        dev.set_path(path);
+        dev.set_typ(LinuxDeviceType::C);
+        dev.set_major(major);
+        dev.set_minor(minor);
+        dev.set_file_mode(Some(0o666));
+        dev.set_uid(Some(0));
+        dev.set_gid(Some(0));
+        create_device(cfg, &dev)?;
+    }
+    let dev = secure_join(cfg.rootfs, Path::new("/dev"));
+    for (link, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        let path = dev.join(link);
+        if path.symlink_metadata().is_err() {
+            symlink(target, &path).map_err(|source| MountError::Device { path, source })?;
+        }
+    }
+    if Path::new("/proc/kcore").exists() {
+        let path = dev.join("core");
+        if path.symlink_metadata().is_err() {
+            symlink("/proc/kcore", &path).map_err(|source| MountError::Device { path, source })?;
+        }
+    }
+    // /dev/ptmx is the devpts instance's multiplexer (devpts(5), "newinstance").
+    let ptmx = dev.join("ptmx");
+    if dev.join("pts").is_dir() {
+        let _ = fs::remove_file(&ptmx);
+        symlink("pts/ptmx", &ptmx).map_err(|source| MountError::Device { path: ptmx, source })?;
+    }
+    Ok(())
+}
+
+/// One linux.devices entry: mknod, or a bind mount of the host's node in a user namespace.
+fn create_device(cfg: &RootfsConfig<'_>, d: &LinuxDevice) -> Result<(), MountError> {
+    let target = secure_join(cfg.rootfs, d.path());
+    let err = |source| MountError::Device { path: d.path().clone(), source };
+    if let Some(parent) = target.parent() {
+        fs::DirBuilder::new().recursive(true).mode(0o755).create(parent).map_err(err)?;
+    }
+    if cfg.in_userns {
+        make_mount_point(&target, false)?;
+        return sys::mount(Some(d.path()), &target, None, libc::MS_BIND, None).map_err(err);
+    }
+    let kind = match d.typ() {
+        LinuxDeviceType::C | LinuxDeviceType::U => libc::S_IFCHR,
+        LinuxDeviceType::B => libc::S_IFBLK,
+        LinuxDeviceType::P => libc::S_IFIFO,
+        LinuxDeviceType::A => {
+            return Err(err(io::Error::new(io::ErrorKind::InvalidInput, "type \"a\" is no device")))
+        }
+    };
+    let _ = fs::remove_file(&target);
+    let c = sys::cstr(&target).map_err(err)?;
+    let mode = d.file_mode().unwrap_or(0o666) & 0o7777;
+    let dev = libc::makedev(d.major() as u32, d.minor() as u32);
+    // SAFETY: c is a NUL-terminated path that outlives the call.
+    sys::cvt(unsafe { libc::mknod(c.as_ptr(), kind | mode, dev) }).map_err(err)?;
+    // mknod applies the umask; the spec's mode is exact.
+    // SAFETY: as above.
+    sys::cvt(unsafe { libc::chmod(c.as_ptr(), mode) }).map_err(err)?;
+    // SAFETY: as above.
+    sys::cvt(unsafe { libc::chown(c.as_ptr(), d.uid().unwrap_or(0), d.gid().unwrap_or(0)) })
+        .map_err(err)?;
+    Ok(())
+}
+
+/// Makes `rootfs` the root: pivot_root(2) with the old root stacked on the new one and then
+/// detached (the trick runc uses, needing no directory for the old root), or, with
+/// `no_pivot`, MS_MOVE onto / and chroot for roots that live on a ramfs.
+pub fn enter_root(rootfs: &Path, no_pivot: bool) -> Result<(), MountError> {
+    let err = |source| MountError::PivotRoot { path: rootfs.to_owned(), source };
+    std::env::set_current_dir(rootfs).map_err(err)?;
+    if no_pivot {
+        let err = |source| MountError::MoveRoot { path: rootfs.to_owned(), source };
+        sys::mount(Some(rootfs), Path::new("/"), None, libc::MS_MOVE, None).map_err(err)?;
+        sys::chroot(Path::new(".")).map_err(err)?;
+    } else {
+        sys::pivot_root(Path::new("."), Path::new(".")).map_err(err)?;
+        // The old root now sits on top of the new one: keep its unmount from propagating to
+        // the host, then detach it.
+        sys::mount(None, Path::new("."), None, libc::MS_SLAVE | libc::MS_REC, None).map_err(err)?;
+        sys::umount2(Path::new("."), libc::MNT_DETACH).map_err(err)?;
+    }
+    std::env::set_current_dir("/").map_err(err)?;
+    Ok(())
+}
+
+/// maskedPaths: a directory gets an empty read-only tmpfs, anything else /dev/null on top.
+pub fn mask_path(path: &Path) -> Result<(), MountError> {
+    let err = |source| MountError::Mask { path: path.to_owned(), source };
+    match fs::metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(err(e)),
+        Ok(md) if md.is_dir() => sys::mount(
+            Some(Path::new("tmpfs")),
+            path,
+            Some("tmpfs"),
+            libc::MS_RDONLY,
+            Some("size=0k"),
+        )
+        .map_err(err),
+        Ok(_) => {
+            sys::mount(Some(Path::new("/dev/null")), path, None, libc::MS_BIND, None).map_err(err)
+        }
+    }
+}
+
+/// readonlyPaths, and a read-only root: bind the path onto itself, then remount read-only.
+pub fn readonly_path(path: &Path) -> Result<(), MountError> {
+    let err = |source| MountError::ReadOnly { path: path.to_owned(), source };
+    match fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(err(e)),
+        Ok(_) => {}
+    }
+    sys::mount(Some(path), path, None, libc::MS_BIND | libc::MS_REC, None).map_err(err)?;
+    remount_readonly(path)
+}
+
+/// Remounts the mount at `path` read-only, keeping the flags the kernel has locked.
+pub fn remount_readonly(path: &Path) -> Result<(), MountError> {
+    let err = |source| MountError::ReadOnly { path: path.to_owned(), source };
+    let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | locked_flags(path);
+    sys::mount(None, path, None, flags, None).map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(list: &[&str]) -> MountOptions {
+        let owned: Vec<String> = list.iter().map(|s| s.to_string()).collect();
+        MountOptions::parse(&owned).unwrap()
+    }
+
+    // Later options win, as in mount(8): "ro,rw" is read-write.
+    #[test]
+    fn options_sort_into_flags_propagation_and_data() {
+        let o = opts(&["nosuid", "ro", "rw", "rbind", "rslave", "mode=755", "size=64k"]);
+        assert_eq!(o.flags & libc::MS_RDONLY, 0);
+        assert_ne!(o.flags & libc::MS_NOSUID, 0);
+        assert_eq!(o.flags & (libc::MS_BIND | libc::MS_REC), libc::MS_BIND | libc::MS_REC);
+        assert_eq!(o.propagation, vec![libc::MS_SLAVE | libc::MS_REC]);
+        assert_eq!(o.data, vec!["mode=755", "size=64k"]);
+        let r = opts(&["rro", "rnosuid"]);
+        assert_eq!(r.rec_set, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID);
+    }
+
+    #[test]
+    fn unsupported_options_are_named() {
+        let list = vec!["idmap".to_string()];
+        assert_eq!(MountOptions::parse(&list).unwrap_err(), "idmap");
+    }
+
+    // A symlink inside the root cannot lead a mount outside it.
+    #[test]
+    fn secure_join_clamps_symlinks_to_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::create_dir_all(root.join("etc")).unwrap();
+        symlink("/etc", root.join("abs")).unwrap();
+        symlink("../../../..", root.join("etc/up")).unwrap();
+        assert_eq!(secure_join(root, Path::new("/abs/passwd")), root.join("etc/passwd"));
+        assert_eq!(secure_join(root, Path::new("/etc/up/x")), root.join("x"));
+        assert_eq!(secure_join(root, Path::new("/../../y")), root.join("y"));
+    }
+}

@@ -1,0 +1,384 @@
+//! The container's process (runtime spec, "Process"): rlimits, the user switch, the five
+//! capability sets, no_new_privs, the working directory and the exec itself.
+//!
+//! Order matters and follows capabilities(7): the bounding set is cut while CAP_SETPCAP is
+//! still held; PR_SET_KEEPCAPS keeps the permitted set across setuid; after the switch the
+//! effective, permitted and inheritable sets are set exactly and the ambient ones raised. The
+//! working directory is entered after the switch, so it is checked with the user's rights,
+//! and after every stray descriptor is closed, so it cannot be reached through one
+//! (CVE-2024-21626).
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilities, PosixRlimitType, Process};
+
+use crate::sys;
+
+/// What went wrong while preparing the process; each variant is a step.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error("setting rlimit {name}: {source}")]
+    Rlimit {
+        name: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("dropping {cap} from the bounding set: {source}")]
+    Bounding {
+        cap: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("setting additional groups {gids:?}: {source}")]
+    Setgroups {
+        gids: Vec<u32>,
+        #[source]
+        source: io::Error,
+    },
+    #[error("switching to gid {gid}: {source}")]
+    Setgid {
+        gid: u32,
+        #[source]
+        source: io::Error,
+    },
+    #[error("switching to uid {uid}: {source}")]
+    Setuid {
+        uid: u32,
+        #[source]
+        source: io::Error,
+    },
+    #[error("setting capabilities: {source}")]
+    Capset {
+        #[source]
+        source: io::Error,
+    },
+    #[error("raising ambient capability {cap}: {source}")]
+    Ambient {
+        cap: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("setting no_new_privs: {source}")]
+    NoNewPrivs {
+        #[source]
+        source: io::Error,
+    },
+    #[error("entering the working directory {path}: {source}")]
+    Cwd {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("the working directory {path} is outside the container's root")]
+    CwdOutsideRoot { path: PathBuf },
+    #[error("closing inherited descriptors: {source}")]
+    CloseFds {
+        #[source]
+        source: io::Error,
+    },
+    #[error("executable file {name:?} not found in $PATH")]
+    NotFound { name: String },
+    #[error("exec {path}: {source}")]
+    Exec {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("setting oom_score_adj to {value}: {source}")]
+    OomScoreAdj {
+        value: i32,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The kernel's number of a capability, or None for one this table does not know.
+pub fn cap_number(cap: &Capability) -> Option<u32> {
+    const NAMES: [&str; 41] = [
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "DAC_READ_SEARCH",
+        "FOWNER",
+        "FSETID",
+        "KILL",
+        "SETGID",
+        "SETUID",
+        "SETPCAP",
+        "LINUX_IMMUTABLE",
+        "NET_BIND_SERVICE",
+        "NET_BROADCAST",
+        "NET_ADMIN",
+        "NET_RAW",
+        "IPC_LOCK",
+        "IPC_OWNER",
+        "SYS_MODULE",
+        "SYS_RAWIO",
+        "SYS_CHROOT",
+        "SYS_PTRACE",
+        "SYS_PACCT",
+        "SYS_ADMIN",
+        "SYS_BOOT",
+        "SYS_NICE",
+        "SYS_RESOURCE",
+        "SYS_TIME",
+        "SYS_TTY_CONFIG",
+        "MKNOD",
+        "LEASE",
+        "AUDIT_WRITE",
+        "AUDIT_CONTROL",
+        "SETFCAP",
+        "MAC_OVERRIDE",
+        "MAC_ADMIN",
+        "SYSLOG",
+        "WAKE_ALARM",
+        "BLOCK_SUSPEND",
+        "AUDIT_READ",
+        "PERFMON",
+        "BPF",
+        "CHECKPOINT_RESTORE",
+    ];
+    let name = cap.to_string();
+    let name = name.trim_start_matches("CAP_");
+    NAMES.iter().position(|n| *n == name).map(|i| i as u32)
+}
+
+/// A capability set as a bit mask, leaving out capabilities the kernel does not have.
+pub fn cap_mask(set: Option<&Capabilities>, last: u32) -> u64 {
+    set.into_iter()
+        .flatten()
+        .filter_map(cap_number)
+        .filter(|n| *n <= last)
+        .fold(0, |m, n| m | (1 << n))
+}
+
+fn rlimit_resource(t: PosixRlimitType) -> libc::__rlimit_resource_t {
+    match t {
+        PosixRlimitType::RlimitCpu => libc::RLIMIT_CPU,
+        PosixRlimitType::RlimitFsize => libc::RLIMIT_FSIZE,
+        PosixRlimitType::RlimitData => libc::RLIMIT_DATA,
+        PosixRlimitType::RlimitStack => libc::RLIMIT_STACK,
+        PosixRlimitType::RlimitCore => libc::RLIMIT_CORE,
+        PosixRlimitType::RlimitRss => libc::RLIMIT_RSS,
+        PosixRlimitType::RlimitNproc => libc::RLIMIT_NPROC,
+        PosixRlimitType::RlimitNofile => libc::RLIMIT_NOFILE,
+        PosixRlimitType::RlimitMemlock => libc::RLIMIT_MEMLOCK,
+        PosixRlimitType::RlimitAs => libc::RLIMIT_AS,
+        PosixRlimitType::RlimitLocks => libc::RLIMIT_LOCKS,
+        PosixRlimitType::RlimitSigpending => libc::RLIMIT_SIGPENDING,
+        PosixRlimitType::RlimitMsgqueue => libc::RLIMIT_MSGQUEUE,
+        PosixRlimitType::RlimitNice => libc::RLIMIT_NICE,
+        PosixRlimitType::RlimitRtprio => libc::RLIMIT_RTPRIO,
+        PosixRlimitType::RlimitRttime => libc::RLIMIT_RTTIME,
+    }
+}
+
+/// Applies process.rlimits; done while still privileged, as raising a hard limit needs
+/// CAP_SYS_RESOURCE.
+pub fn set_rlimits(process: &Process) -> Result<(), ProcessError> {
+    for rl in process.rlimits().iter().flatten() {
+        let lim = libc::rlimit { rlim_cur: rl.soft(), rlim_max: rl.hard() };
+        // SAFETY: lim is a valid rlimit that outlives the call.
+        sys::cvt(unsafe { libc::setrlimit(rlimit_resource(rl.typ()), &lim) }).map_err(
+            |source| ProcessError::Rlimit {
+                name: format!("{:?}", rl.typ()).to_uppercase(),
+                source,
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// Writes oom_score_adj for the calling process.
+pub fn set_oom_score_adj(value: i32) -> Result<(), ProcessError> {
+    std::fs::write("/proc/self/oom_score_adj", value.to_string())
+        .map_err(|source| ProcessError::OomScoreAdj { value, source })
+}
+
+/// Switches to the process's user and sets its capabilities, in capabilities(7)'s order.
+pub fn switch_user_and_caps(
+    process: &Process,
+    setgroups_allowed: bool,
+) -> Result<(), ProcessError> {
+    let last = sys::last_cap();
+    let caps = process.capabilities().clone().unwrap_or_else(empty_caps);
+    let bounding = cap_mask(caps.bounding().as_ref(), last);
+
+    for n in 0..=last {
+        if bounding & (1 << n) == 0 {
+            sys::prctl(libc::PR_CAPBSET_DROP, n as libc::c_ulong, 0).map_err(|source| {
+                ProcessError::Bounding { cap: format!("capability {n}"), source }
+            })?;
+        }
+    }
+
+    // Keep the permitted set across the uid change; the sets are set exactly right after.
+    sys::prctl(libc::PR_SET_KEEPCAPS, 1, 0).map_err(|source| ProcessError::Capset { source })?;
+    let user = process.user();
+    let gids = user.additional_gids().clone().unwrap_or_default();
+    if setgroups_allowed {
+        // SAFETY: gids is a valid slice of gid_t for the length passed.
+        sys::cvt(unsafe { libc::setgroups(gids.len(), gids.as_ptr()) })
+            .map_err(|source| ProcessError::Setgroups { gids: gids.clone(), source })?;
+    } else if !gids.is_empty() {
+        return Err(ProcessError::Setgroups {
+            gids,
+            source: io::Error::other("setgroups is denied in this user namespace"),
+        });
+    }
+    let (uid, gid) = (user.uid(), user.gid());
+    // SAFETY: setresgid/setresuid take only ids; this process is single-threaded, so the
+    // change applies to the whole process.
+    sys::cvt(unsafe { libc::setresgid(gid, gid, gid) })
+        .map_err(|source| ProcessError::Setgid { gid, source })?;
+    // SAFETY: as above.
+    sys::cvt(unsafe { libc::setresuid(uid, uid, uid) })
+        .map_err(|source| ProcessError::Setuid { uid, source })?;
+    sys::prctl(libc::PR_SET_KEEPCAPS, 0, 0).map_err(|source| ProcessError::Capset { source })?;
+
+    let effective = cap_mask(caps.effective().as_ref(), last);
+    let permitted = cap_mask(caps.permitted().as_ref(), last);
+    let inheritable = cap_mask(caps.inheritable().as_ref(), last);
+    sys::capset(effective, permitted, inheritable)
+        .map_err(|source| ProcessError::Capset { source })?;
+
+    sys::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0)
+        .map_err(|source| ProcessError::Capset { source })?;
+    for cap in caps.ambient().iter().flatten() {
+        let Some(n) = cap_number(cap).filter(|n| *n <= last) else { continue };
+        // The kernel refuses an ambient capability that is not both permitted and
+        // inheritable; runc goes on without it, and so does berth, saying so in the log.
+        if let Err(source) =
+            sys::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong, n as _)
+        {
+            let err = ProcessError::Ambient { cap: cap.to_string(), source };
+            tracing::debug!(error = %err, "ambient capability not raised");
+        }
+    }
+
+    if process.no_new_privileges() == Some(true) {
+        sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0)
+            .map_err(|source| ProcessError::NoNewPrivs { source })?;
+    }
+    Ok(())
+}
+
+fn empty_caps() -> LinuxCapabilities {
+    let mut c = LinuxCapabilities::default();
+    for set in [
+        LinuxCapabilities::set_bounding,
+        LinuxCapabilities::set_effective,
+        LinuxCapabilities::set_permitted,
+        LinuxCapabilities::set_inheritable,
+        LinuxCapabilities::set_ambient,
+    ] {
+        set(&mut c, Some(Capabilities::new()));
+    }
+    c
+}
+
+/// Closes every descriptor except stdio, the first `preserve` after it, and `keep`.
+pub fn close_fds(preserve: u32, keep: &[i32]) -> Result<(), ProcessError> {
+    let mut next = 3 + preserve;
+    let mut keep: Vec<u32> = keep.iter().map(|k| *k as u32).filter(|k| *k >= next).collect();
+    keep.sort_unstable();
+    for k in keep {
+        sys::close_range(next, k - 1).map_err(|source| ProcessError::CloseFds { source })?;
+        next = k + 1;
+    }
+    sys::close_range(next, u32::MAX).map_err(|source| ProcessError::CloseFds { source })
+}
+
+/// Enters the working directory and checks that it lies inside the root: getcwd(2) reports
+/// a directory outside the process's root as "(unreachable)/..." or fails.
+pub fn enter_cwd(cwd: &Path) -> Result<(), ProcessError> {
+    std::env::set_current_dir(cwd)
+        .map_err(|source| ProcessError::Cwd { path: cwd.to_owned(), source })?;
+    match std::env::current_dir() {
+        Ok(p) if p.is_absolute() => Ok(()),
+        _ => Err(ProcessError::CwdOutsideRoot { path: cwd.to_owned() }),
+    }
+}
+
+/// Finds the executable for args[0] in the container's PATH, as execvp would.
+pub fn find_executable(name: &str, env: &[String]) -> Result<PathBuf, ProcessError> {
+    if name.contains('/') {
+        return Ok(PathBuf::from(name));
+    }
+    let path = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        let candidate = Path::new(dir).join(name);
+        if is_executable(&candidate) {
+            return Ok(candidate);
+        }
+    }
+    Err(ProcessError::NotFound { name: name.to_owned() })
+}
+
+fn is_executable(p: &Path) -> bool {
+    let Ok(c) = sys::cstr(p) else { return false };
+    // SAFETY: c is a NUL-terminated path that outlives the call.
+    let ok = unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0;
+    ok && p.is_file()
+}
+
+/// The environment as execve wants it; a later entry for a name replaces an earlier one.
+pub fn merge_env(base: &[String], extra: &[String]) -> Vec<String> {
+    let mut order: Vec<String> = Vec::new();
+    let mut map: HashMap<String, String> = HashMap::new();
+    for e in base.iter().chain(extra) {
+        let key = e.split('=').next().unwrap_or("").to_owned();
+        if !map.contains_key(&key) {
+            order.push(key.clone());
+        }
+        map.insert(key, e.clone());
+    }
+    order.into_iter().filter_map(|k| map.remove(&k)).collect()
+}
+
+/// execve(2); returns only on failure.
+pub fn exec(path: &Path, args: &[String], env: &[String]) -> ProcessError {
+    let to_c = |s: &str| CString::new(s.as_bytes()).unwrap_or_default();
+    let Ok(cpath) = CString::new(path.as_os_str().as_bytes()) else {
+        return ProcessError::Exec {
+            path: path.to_owned(),
+            source: io::ErrorKind::InvalidInput.into(),
+        };
+    };
+    let cargs: Vec<CString> = args.iter().map(|a| to_c(a)).collect();
+    let cenv: Vec<CString> = env.iter().map(|e| to_c(e)).collect();
+    let mut argv: Vec<*const libc::c_char> = cargs.iter().map(|c| c.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let mut envp: Vec<*const libc::c_char> = cenv.iter().map(|c| c.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    // SAFETY: argv and envp are NULL-terminated arrays of pointers into CStrings that live
+    // until execve returns (it only returns on failure).
+    unsafe { libc::execve(cpath.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    ProcessError::Exec { path: path.to_owned(), source: io::Error::last_os_error() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capability_numbers_match_the_kernel() {
+        assert_eq!(cap_number(&Capability::Chown), Some(0));
+        assert_eq!(cap_number(&Capability::SysAdmin), Some(21));
+        assert_eq!(cap_number(&Capability::CheckpointRestore), Some(40));
+        let set: Capabilities = [Capability::Kill, Capability::NetBindService].into();
+        assert_eq!(cap_mask(Some(&set), 40), (1 << 5) | (1 << 10));
+    }
+
+    #[test]
+    fn later_env_entries_win() {
+        let env = merge_env(&["A=1".into(), "B=2".into()], &["A=3".into(), "C=4".into()]);
+        assert_eq!(env, vec!["A=3", "B=2", "C=4"]);
+    }
+}

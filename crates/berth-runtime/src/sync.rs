@@ -1,0 +1,119 @@
+//! The channel between the runtime and the container's init while it is being set up: a
+//! SOCK_SEQPACKET pair, one message per packet, so no framing is needed and a closed peer
+//! reads as end of file.
+//!
+//! The init's end is close-on-exec: when `run` sees end of file after telling the init to go,
+//! the exec succeeded; an error message before that is the exec's failure.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+/// One message between the runtime (parent) and the init (child).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Msg {
+    /// Parent to child: go on (after a request, or to start in `run`).
+    Ack,
+    /// Child to parent: I made a user namespace, write my id maps.
+    MapIds,
+    /// Child to parent: this is the init's pid on the host.
+    Pid(i32),
+    /// Child to parent: namespaces are made, run prestart and createRuntime hooks.
+    Hooks,
+    /// Child to parent: set up, waiting to be started.
+    Ready,
+    /// Either way: this step failed.
+    Error(String),
+}
+
+impl Msg {
+    fn encode(&self) -> Vec<u8> {
+        match self {
+            Msg::Ack => vec![b'A'],
+            Msg::MapIds => vec![b'M'],
+            Msg::Pid(p) => {
+                let mut v = vec![b'P'];
+                v.extend_from_slice(&p.to_le_bytes());
+                v
+            }
+            Msg::Hooks => vec![b'H'],
+            Msg::Ready => vec![b'R'],
+            Msg::Error(m) => {
+                let mut v = vec![b'E'];
+                v.extend_from_slice(m.as_bytes());
+                v
+            }
+        }
+    }
+
+    fn decode(b: &[u8]) -> io::Result<Msg> {
+        let bad = || io::Error::new(io::ErrorKind::InvalidData, "malformed sync message");
+        Ok(match b.first().ok_or_else(bad)? {
+            b'A' => Msg::Ack,
+            b'M' => Msg::MapIds,
+            b'P' => Msg::Pid(i32::from_le_bytes(
+                b.get(1..5).ok_or_else(bad)?.try_into().map_err(|_| bad())?,
+            )),
+            b'H' => Msg::Hooks,
+            b'R' => Msg::Ready,
+            b'E' => Msg::Error(String::from_utf8_lossy(&b[1..]).into_owned()),
+            _ => return Err(bad()),
+        })
+    }
+}
+
+/// One end of the channel.
+pub struct Channel {
+    pub fd: OwnedFd,
+}
+
+impl Channel {
+    pub fn send(&self, msg: &Msg) -> io::Result<()> {
+        let buf = msg.encode();
+        // SAFETY: buf is valid for its length for the whole call.
+        let n = unsafe {
+            libc::send(
+                self.fd.as_raw_fd(),
+                buf.as_ptr() as *const libc::c_void,
+                buf.len(),
+                libc::MSG_NOSIGNAL,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// The next message, or None when the other end is closed.
+    pub fn recv(&self) -> io::Result<Option<Msg>> {
+        let mut buf = vec![0u8; 8192];
+        loop {
+            // SAFETY: buf is valid for writes of its length for the whole call.
+            let n = unsafe {
+                libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr() as *mut libc::c_void, buf.len(), 0)
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            if n == 0 {
+                return Ok(None);
+            }
+            return Msg::decode(&buf[..n as usize]).map(Some);
+        }
+    }
+
+    /// Waits for an Ack; anything else is an error.
+    pub fn expect_ack(&self) -> Result<(), String> {
+        match self.recv() {
+            Ok(Some(Msg::Ack)) => Ok(()),
+            Ok(Some(Msg::Error(e))) => Err(e),
+            Ok(Some(other)) => Err(format!("unexpected message {other:?} from the runtime")),
+            Ok(None) => Err("the runtime went away".into()),
+            Err(e) => Err(format!("reading from the runtime: {e}")),
+        }
+    }
+}
