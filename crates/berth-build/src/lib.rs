@@ -6,4 +6,7 @@
 //! ARG scoping ([`expand`], [`args`]), `.dockerignore` matching and the hashed context
 //! ([`ignore`], [`context`]), the stage graph ([`graph`]) and the cache key ([`cache`]).
 
+pub mod args;
 pub mod dockerfile;
+pub mod expand;
+pub mod plan;

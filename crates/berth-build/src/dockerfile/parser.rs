@@ -274,12 +274,14 @@ impl<'a> Parser<'a> {
                     Some(v) => Some(match v.as_str() {
                         "sandbox" => Security::Sandbox,
                         "insecure" => Security::Insecure,
-                        other => return Err(self.error(
-                            position,
-                            format!(
+                        other => {
+                            return Err(self.error(
+                                position,
+                                format!(
                                 "unsupported security mode {other:?}: expected sandbox or insecure"
                             ),
-                        )),
+                            ))
+                        }
                     }),
                 };
                 self.no_more_flags(flags, logical)?;
@@ -548,7 +550,7 @@ impl<'a> Parser<'a> {
         match json_strings(args) {
             Json::Strings(list) => Ok(Command::Exec(list)),
             Json::NotStrings => Err(self.error(at, "the JSON array form takes only strings")),
-            Json::NotJson => Ok(Command::Shell(args.to_owned())),
+            Json::Text => Ok(Command::Shell(args.to_owned())),
         }
     }
 
@@ -561,7 +563,7 @@ impl<'a> Parser<'a> {
         match json_strings(args) {
             Json::Strings(list) => Ok((list, true)),
             Json::NotStrings => Err(self.error(at, "the JSON array form takes only strings")),
-            Json::NotJson => Ok((
+            Json::Text => Ok((
                 split_blank(args, args_start).into_iter().map(|(_, w)| w.to_owned()).collect(),
                 false,
             )),
@@ -988,15 +990,15 @@ fn heredoc_word(word: &str, escape: char) -> Option<Heredoc> {
 enum Json {
     Strings(Vec<String>),
     NotStrings,
-    NotJson,
+    Text,
 }
 
 fn json_strings(args: &str) -> Json {
     if !args.starts_with('[') {
-        return Json::NotJson;
+        return Json::Text;
     }
     match serde_json::from_str::<Vec<serde_json::Value>>(args) {
-        Err(_) => Json::NotJson,
+        Err(_) => Json::Text,
         Ok(values) => {
             let mut out = Vec::with_capacity(values.len());
             for value in values {
