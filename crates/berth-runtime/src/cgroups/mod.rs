@@ -17,6 +17,7 @@
 //! - [`Manager::destroy`] kills whatever is still in the cgroup before removing it.
 
 pub mod devices;
+pub mod oci;
 mod path;
 #[cfg(test)]
 mod real_tests;
@@ -375,13 +376,19 @@ impl Manager {
         match &self.driver {
             Driver::V1(m) => m.apply(resources),
             Driver::V2(m) => m.apply(resources),
-            Driver::Disabled { reason } => match requested(resources).first() {
-                Some(resource) => Err(Error::RootlessNoCgroup {
-                    resource: resource.clone(),
-                    reason: reason.clone(),
-                }),
-                None => Ok(()),
-            },
+            Driver::Disabled { reason } => {
+                // Device rules are the exception: a rootless container lives in a user
+                // namespace, where mknod is refused and the only device nodes are the ones
+                // the runtime bind-mounts, so the list (Podman always sends one) holds anyway.
+                let asked = requested(resources);
+                match asked.iter().find(|r| r.as_str() != "devices") {
+                    Some(resource) => Err(Error::RootlessNoCgroup {
+                        resource: resource.clone(),
+                        reason: reason.clone(),
+                    }),
+                    None => Ok(()),
+                }
+            }
         }
     }
 

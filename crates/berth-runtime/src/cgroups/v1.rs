@@ -735,7 +735,7 @@ mod tests {
         m.driver = super::super::Driver::Disabled { reason: "test".into() };
         assert_eq!(m.version(), None);
         m.create().unwrap();
-        m.apply(&resources(r#"{"devices": [{"allow": true, "access": "rwm"}]}"#)).unwrap();
+        m.apply(&resources(r#"{"devices": [{"allow": false, "access": "rwm"}]}"#)).unwrap();
         let err = m.apply(&resources(r#"{"memory": {"limit": 1048576}}"#)).unwrap_err();
         assert!(err.to_string().contains("memory.limit"), "{err}");
         assert!(matches!(err, Error::RootlessNoCgroup { .. }));
