@@ -9,4 +9,5 @@
 pub mod args;
 pub mod dockerfile;
 pub mod expand;
+pub mod ignore;
 pub mod plan;
