@@ -7,6 +7,7 @@
 //! ([`ignore`], [`context`]), the stage graph ([`graph`]) and the cache key ([`cache`]).
 
 pub mod args;
+pub mod context;
 pub mod dockerfile;
 pub mod expand;
 pub mod ignore;
