@@ -326,8 +326,8 @@ fn match_elements(elements: &[Element], parts: &[&str]) -> bool {
                 Element::AnyDepth => {
                     // A trailing `**` must match at least one element (`a/**` is not `a`).
                     let from = if i + 1 == n { j + 1 } else { j };
-                    for k in from..=m {
-                        reach[i + 1][k] = true;
+                    for cell in reach[i + 1].iter_mut().skip(from) {
+                        *cell = true;
                     }
                 }
                 Element::Glob(tokens) => {
