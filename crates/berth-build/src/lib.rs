@@ -7,8 +7,10 @@
 //! ([`ignore`], [`context`]), the stage graph ([`graph`]) and the cache key ([`cache`]).
 
 pub mod args;
+pub mod cache;
 pub mod context;
 pub mod dockerfile;
 pub mod expand;
+pub mod graph;
 pub mod ignore;
 pub mod plan;
