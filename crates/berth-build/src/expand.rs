@@ -24,6 +24,8 @@ pub enum ExpandError {
     MissingBrace { word: String },
     #[error("{name}: {message}")]
     Required { name: String, message: String },
+    #[error("invalid mount after expansion: {message}")]
+    Mount { message: String },
     #[error("substitution ${{{name}{operator}…}} in {word:?} is not supported yet")]
     Unsupported { word: String, name: String, operator: char },
 }

@@ -342,17 +342,20 @@ fn plan_step(
         InstructionKind::Run(run) => {
             let mut run = run.clone();
             for mount in &mut run.mounts {
-                for field in [
-                    &mut mount.target,
-                    &mut mount.source,
-                    &mut mount.from,
-                    &mut mount.id,
-                    &mut mount.env,
-                ]
-                .into_iter()
-                .flatten()
-                {
-                    *field = word(field, scope, escape, Mode::Word, &mut used)?;
+                // Every field may use variables; the mount is parsed again once they are set.
+                let mut failure = None;
+                let mut expand_field = |v: &str| {
+                    word(v, scope, escape, Mode::Word, &mut used).map_err(|e| {
+                        let message = e.to_string();
+                        failure = Some(e);
+                        message
+                    })
+                };
+                match crate::dockerfile::parser::parse_mount(&mount.raw, &mut expand_field, false) {
+                    Ok(expanded) => *mount = expanded,
+                    Err(message) => {
+                        return Err(failure.unwrap_or(ExpandError::Mount { message }));
+                    }
                 }
             }
             for (k, v) in scope.effective_args() {

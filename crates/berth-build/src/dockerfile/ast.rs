@@ -192,6 +192,8 @@ pub struct Mount {
     pub size: Option<u64>,
     /// `env` of a secret mount: expose it as this environment variable.
     pub env: Option<String>,
+    /// The `--mount=` value as written (after flag unquoting), parsed again after expansion.
+    pub raw: String,
 }
 
 impl Mount {
@@ -210,6 +212,7 @@ impl Mount {
             required: None,
             size: None,
             env: None,
+            raw: String::new(),
         }
     }
 }

@@ -719,98 +719,9 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// One `--mount=` value: comma-separated `key=value` fields, quoted as CSV.
     fn mount(&self, value: &str, at: Position) -> Result<Mount, ParseError> {
-        let fields = csv_fields(value);
-        let mut kind = MountKind::Bind;
-        for field in &fields {
-            if let Some(("type", v)) = field.split_once('=') {
-                kind = match v {
-                    "bind" => MountKind::Bind,
-                    "cache" => MountKind::Cache,
-                    "secret" => MountKind::Secret,
-                    "tmpfs" => MountKind::Tmpfs,
-                    "ssh" => MountKind::Ssh,
-                    other => {
-                        return Err(self.error(at, format!("unsupported mount type {other:?}")))
-                    }
-                };
-            }
-        }
-        let mut mount = Mount::new(kind);
-        for field in &fields {
-            let (key, val) = match field.split_once('=') {
-                Some((k, v)) => (k.trim().to_ascii_lowercase(), Some(v.trim())),
-                None => (field.trim().to_ascii_lowercase(), None),
-            };
-            let need = |v: Option<&str>| -> Result<String, ParseError> {
-                v.map(str::to_owned)
-                    .ok_or_else(|| self.error(at, format!("mount option {key:?} needs a value")))
-            };
-            let boolean = |v: Option<&str>| -> Result<bool, ParseError> {
-                match v {
-                    None | Some("true") => Ok(true),
-                    Some("false") => Ok(false),
-                    Some(other) => {
-                        Err(self
-                            .error(at, format!("invalid value {other:?} for mount option {key:?}")))
-                    }
-                }
-            };
-            let number = |v: Option<&str>, radix: u32| -> Result<u32, ParseError> {
-                let text = need(v)?;
-                u32::from_str_radix(&text, radix).map_err(|_| {
-                    self.error(at, format!("invalid value {text:?} for mount option {key:?}"))
-                })
-            };
-            match key.as_str() {
-                "type" => {}
-                "target" | "dst" | "destination" => mount.target = Some(need(val)?),
-                "source" | "src" => mount.source = Some(need(val)?),
-                "from" => mount.from = Some(need(val)?),
-                "ro" | "readonly" => mount.read_only = Some(boolean(val)?),
-                "rw" | "readwrite" => mount.read_only = Some(!boolean(val)?),
-                "id" => mount.id = Some(need(val)?),
-                "sharing" => {
-                    mount.sharing = Some(match need(val)?.as_str() {
-                        "shared" => CacheSharing::Shared,
-                        "private" => CacheSharing::Private,
-                        "locked" => CacheSharing::Locked,
-                        other => {
-                            return Err(self.error(at, format!("unsupported sharing value {other:?}: expected shared, private or locked")))
-                        }
-                    })
-                }
-                "mode" => mount.mode = Some(number(val, 8)?),
-                "uid" => mount.uid = Some(number(val, 10)?),
-                "gid" => mount.gid = Some(number(val, 10)?),
-                "required" => mount.required = Some(boolean(val)?),
-                "size" => {
-                    let text = need(val)?;
-                    mount.size = Some(
-                        parse_size(&text)
-                            .ok_or_else(|| self.error(at, format!("invalid size {text:?} for a tmpfs mount")))?,
-                    );
-                }
-                "env" => mount.env = Some(need(val)?),
-                _ => return Err(self.error(at, format!("unexpected key {key:?} in mount option {field:?}"))),
-            }
-        }
-        match kind {
-            MountKind::Bind | MountKind::Cache | MountKind::Tmpfs if mount.target.is_none() => {
-                return Err(
-                    self.error(at, "mount requires a target (target=, dst= or destination=)")
-                );
-            }
-            MountKind::Secret if mount.id.is_none() && mount.target.is_none() => {
-                return Err(self.error(at, "secret mount requires an id or a target"));
-            }
-            _ => {}
-        }
-        if kind != MountKind::Secret && mount.env.is_some() {
-            return Err(self.error(at, "mount option \"env\" is only for secret mounts"));
-        }
-        Ok(mount)
+        parse_mount(value, &mut |v| Ok(v.to_owned()), true)
+            .map_err(|message| self.error(at, message))
     }
 }
 
@@ -821,6 +732,110 @@ impl Flags {
         self.flags = kept;
         taken
     }
+}
+
+/// One `--mount=` value: comma-separated `key=value` fields, quoted as CSV. Each value goes
+/// through `expand` first. With `lenient`, a value that still holds a `$` and does not parse
+/// as its type is left unset: the plan parses the mount again after expansion.
+pub(crate) fn parse_mount(
+    value: &str,
+    expand: &mut dyn FnMut(&str) -> Result<String, String>,
+    lenient: bool,
+) -> Result<Mount, String> {
+    let mut fields = Vec::new();
+    for field in csv_fields(value) {
+        let (key, val) = match field.split_once('=') {
+            Some((k, v)) => (k.trim().to_ascii_lowercase(), Some(expand(v.trim())?)),
+            None => (field.trim().to_ascii_lowercase(), None),
+        };
+        fields.push((key, val));
+    }
+    let mut kind = MountKind::Bind;
+    for (key, val) in &fields {
+        if key == "type" {
+            kind = match val.as_deref().unwrap_or_default() {
+                "bind" => MountKind::Bind,
+                "cache" => MountKind::Cache,
+                "secret" => MountKind::Secret,
+                "tmpfs" => MountKind::Tmpfs,
+                "ssh" => MountKind::Ssh,
+                other => return Err(format!("unsupported mount type {other:?}")),
+            };
+        }
+    }
+    let mut mount = Mount::new(kind);
+    mount.raw = value.to_owned();
+    for (key, val) in &fields {
+        let val = val.as_deref();
+        let deferred = lenient && val.is_some_and(|v| v.contains('$'));
+        let need = || -> Result<String, String> {
+            val.map(str::to_owned).ok_or_else(|| format!("mount option {key:?} needs a value"))
+        };
+        let invalid = |v: &str| format!("invalid value {v:?} for mount option {key:?}");
+        let boolean = || -> Result<Option<bool>, String> {
+            match val {
+                None | Some("true") => Ok(Some(true)),
+                Some("false") => Ok(Some(false)),
+                Some(_) if deferred => Ok(None),
+                Some(other) => Err(invalid(other)),
+            }
+        };
+        let number = |radix: u32| -> Result<Option<u32>, String> {
+            let text = need()?;
+            match u32::from_str_radix(&text, radix) {
+                Ok(n) => Ok(Some(n)),
+                Err(_) if deferred => Ok(None),
+                Err(_) => Err(invalid(&text)),
+            }
+        };
+        match key.as_str() {
+            "type" => {}
+            "target" | "dst" | "destination" => mount.target = Some(need()?),
+            "source" | "src" => mount.source = Some(need()?),
+            "from" => mount.from = Some(need()?),
+            "ro" | "readonly" => mount.read_only = boolean()?,
+            "rw" | "readwrite" => mount.read_only = boolean()?.map(|rw| !rw),
+            "id" => mount.id = Some(need()?),
+            "sharing" => {
+                mount.sharing = match need()?.as_str() {
+                    "shared" => Some(CacheSharing::Shared),
+                    "private" => Some(CacheSharing::Private),
+                    "locked" => Some(CacheSharing::Locked),
+                    _ if deferred => None,
+                    other => return Err(format!(
+                        "unsupported sharing value {other:?}: expected shared, private or locked"
+                    )),
+                }
+            }
+            "mode" => mount.mode = number(8)?,
+            "uid" => mount.uid = number(10)?,
+            "gid" => mount.gid = number(10)?,
+            "required" => mount.required = boolean()?,
+            "size" => {
+                let text = need()?;
+                mount.size = match parse_size(&text) {
+                    Some(n) => Some(n),
+                    None if deferred => None,
+                    None => return Err(format!("invalid size {text:?} for a tmpfs mount")),
+                };
+            }
+            "env" => mount.env = Some(need()?),
+            _ => return Err(format!("unexpected key {key:?} in mount option {value:?}")),
+        }
+    }
+    match kind {
+        MountKind::Bind | MountKind::Cache | MountKind::Tmpfs if mount.target.is_none() => {
+            return Err("mount requires a target (target=, dst= or destination=)".to_owned());
+        }
+        MountKind::Secret if mount.id.is_none() && mount.target.is_none() => {
+            return Err("secret mount requires an id or a target".to_owned());
+        }
+        _ => {}
+    }
+    if kind != MountKind::Secret && mount.env.is_some() {
+        return Err("mount option \"env\" is only for secret mounts".to_owned());
+    }
+    Ok(mount)
 }
 
 /// Splits the builder flags (`--name[=value]`) off the front of an instruction's arguments,

@@ -1,0 +1,3 @@
+# error: 2:1: RUN before the first FROM
+RUN echo too early
+FROM busybox:latest

@@ -1,0 +1,2 @@
+# error: 2:9: chaining ONBUILD
+ONBUILD ONBUILD RUN true

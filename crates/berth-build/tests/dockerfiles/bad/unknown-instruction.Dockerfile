@@ -1,0 +1,3 @@
+# error: 3:1: unknown instruction: COPPY
+FROM busybox:latest
+COPPY a b
