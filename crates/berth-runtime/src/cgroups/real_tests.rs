@@ -227,3 +227,32 @@ fn v1_cpu_quota_throttles_a_busy_loop() {
     m.destroy().unwrap();
     child.wait().unwrap();
 }
+
+/// Not a pass/fail test: prints what the cgroup steps of a container start cost here.
+/// `cargo test -p berth-runtime --lib -- --ignored measure_cgroup --nocapture`
+#[test]
+#[ignore]
+fn measure_cgroup_create_apply_destroy() {
+    let r = resources(
+        r#"{"memory": {"limit": 67108864, "swap": 67108864}, "pids": {"limit": 128},
+            "devices": [{"allow": false, "access": "rwm"},
+                        {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"}]}"#,
+    );
+    for (root, probe) in
+        [("/sys/fs/cgroup", "memory"), ("/sys/fs/cgroup/unified", "cgroup.controllers")]
+    {
+        let n = 50;
+        let mut total = Duration::ZERO;
+        for i in 0..n {
+            let Some(m) = manager(root, probe, &format!("measure{i}")) else { return };
+            m.destroy().unwrap();
+            let start = Instant::now();
+            m.create().unwrap();
+            let devices_only = resources(r#"{"devices": [{"allow": false, "access": "rwm"}]}"#);
+            m.apply(if root.ends_with("unified") { &devices_only } else { &r }).unwrap();
+            m.destroy().unwrap();
+            total += start.elapsed();
+        }
+        eprintln!("{root}: create + apply + destroy, mean of {n}: {:?}", total / n);
+    }
+}
