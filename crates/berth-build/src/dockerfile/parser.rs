@@ -802,9 +802,11 @@ pub(crate) fn parse_mount(
                     "private" => Some(CacheSharing::Private),
                     "locked" => Some(CacheSharing::Locked),
                     _ if deferred => None,
-                    other => return Err(format!(
+                    other => {
+                        return Err(format!(
                         "unsupported sharing value {other:?}: expected shared, private or locked"
-                    )),
+                    ))
+                    }
                 }
             }
             "mode" => mount.mode = number(8)?,
