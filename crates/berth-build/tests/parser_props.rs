@@ -177,8 +177,7 @@ fn render(m: &Model, keyword_case: bool, breaks: &[u8]) -> (String, InstructionK
             // rendering itself, minus the escapes, comments and blank lines.
             let text = join(segments);
             let mut joined = String::new();
-            let mut lines = text.split('\n').peekable();
-            while let Some(line) = lines.next() {
+            for line in text.split('\n') {
                 let trimmed = line.trim_start();
                 if joined.is_empty() || !(trimmed.is_empty() || trimmed.starts_with('#')) {
                     joined.push_str(line.strip_suffix('\\').unwrap_or(line));
