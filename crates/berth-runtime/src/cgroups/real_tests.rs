@@ -280,3 +280,50 @@ fn measure_cgroup_create_apply_destroy() {
         eprintln!("{root}: create + apply + destroy, mean of {n}: {:?}", total / n);
     }
 }
+
+#[test]
+fn update_raises_and_lowers_memory_in_the_order_the_kernel_needs() {
+    // Pins the memsw ordering against the real kernel, which refuses memory above memsw.
+    let Some(m) = manager("/sys/fs/cgroup", "memory/memory.memsw.limit_in_bytes", "update") else {
+        return;
+    };
+    let dir = m.paths().into_iter().find(|p| p.starts_with("/sys/fs/cgroup/memory")).unwrap();
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap().trim().to_string();
+    for (limit, swap) in [(64u64 << 20, 128u64 << 20), (32 << 20, 32 << 20), (256 << 20, 512 << 20)]
+    {
+        let json = format!(r#"{{"memory": {{"limit": {limit}, "swap": {swap}}}}}"#);
+        m.update(&resources(&json)).unwrap();
+        assert_eq!(read("memory.limit_in_bytes"), limit.to_string());
+        assert_eq!(read("memory.memsw.limit_in_bytes"), swap.to_string());
+    }
+    m.update(&resources(r#"{"memory": {"limit": -1}}"#)).unwrap();
+    assert_eq!(read("memory.memsw.limit_in_bytes"), read("memory.limit_in_bytes"));
+    m.update(&resources(r#"{"pids": {"limit": 3}}"#)).unwrap();
+    let mut child = held_shell(&format!("{BUSYBOX} true; echo $?"));
+    m.add_pid(child.id() as i32).unwrap();
+    release(&mut child);
+    let (_, out, _) = output(child);
+    assert_eq!(out.trim(), "0");
+    let stats = m.stats().unwrap();
+    assert_eq!(stats.pids.limit, 3);
+    assert!(stats.cpu.usage.total > 0, "the shell's cpu time is counted: {stats:?}");
+    assert!(stats.memory.usage.max > 0, "{stats:?}");
+    m.destroy().unwrap();
+}
+
+#[test]
+fn v2_updating_device_rules_replaces_the_filter() {
+    let Some(m) = manager("/sys/fs/cgroup/unified", "cgroup.controllers", "dev2upd") else {
+        return;
+    };
+    let deny_zero = r#"{"devices": [{"allow": false, "type": "c", "major": 1, "minor": 5,
+                                     "access": "rwm"}]}"#;
+    m.apply(&resources(deny_zero)).unwrap();
+    m.apply(&resources(r#"{"devices": [{"allow": true, "access": "rwm"}]}"#)).unwrap();
+    let mut child = held_shell(&format!("{BUSYBOX} head -c 1 /dev/zero | {BUSYBOX} wc -c"));
+    m.add_pid(child.id() as i32).unwrap();
+    release(&mut child);
+    let (_, out, err) = output(child);
+    assert_eq!(out.trim(), "1", "the old filter still denies /dev/zero: {err}");
+    m.destroy().unwrap();
+}

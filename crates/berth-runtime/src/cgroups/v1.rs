@@ -197,7 +197,13 @@ impl Manager {
         }
         // memory.limit_in_bytes may never exceed memory.memsw.limit_in_bytes: raise memsw
         // first when the limit goes up, lower the limit first when it goes down.
-        match (m.limit(), m.swap()) {
+        // Unlimited memory with no word on swap means unlimited memory+swap too, as in runc;
+        // otherwise the old memsw limit would still hold the container.
+        let swap = match (m.limit(), m.swap()) {
+            (Some(-1), None) if dir.join(memsw).exists() => Some(-1),
+            (_, swap) => swap,
+        };
+        match (m.limit(), swap) {
             (Some(limit), Some(swap)) => {
                 let current = read_u64(dir, "memory.limit_in_bytes").unwrap_or(0);
                 let raising = limit < 0 || limit as u64 > current;
