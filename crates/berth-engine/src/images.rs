@@ -798,4 +798,6 @@ impl Images {
 }
 
 #[cfg(test)]
+mod registry_tests;
+#[cfg(test)]
 mod tests;

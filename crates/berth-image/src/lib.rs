@@ -12,6 +12,8 @@ pub mod digest;
 pub mod manifest;
 pub mod platform;
 pub mod reference;
+pub mod registries_conf;
+pub mod registry;
 pub mod store;
 
 pub use config::ImageConfig;

@@ -142,6 +142,21 @@ impl LayerStore {
         compression: Compression,
         options: &UnpackOptions,
     ) -> Result<LayerInfo, LayerError> {
+        self.stage(chain_id, parent, diff_id, input, compression, options)?.commit()
+    }
+
+    /// Unpacks and verifies a layer as [`apply`](Self::apply) does, but leaves it staged:
+    /// the caller checks what else it must (the compressed blob's digest) and then calls
+    /// [`StagedLayer::commit`]. Dropping the staged layer removes it.
+    pub fn stage(
+        &self,
+        chain_id: &Digest,
+        parent: Option<&Digest>,
+        diff_id: &Digest,
+        input: impl Read,
+        compression: Compression,
+        options: &UnpackOptions,
+    ) -> Result<StagedLayer, LayerError> {
         let stage = self.root.join("staging").join(format!(
             "{}-{}",
             std::process::id(),
@@ -150,48 +165,24 @@ impl LayerStore {
         let diff = stage.join("diff");
         fs::create_dir_all(&diff)
             .map_err(|source| LayerError::Stage { path: diff.clone(), source })?;
-        let result =
-            self.apply_staged(&stage, chain_id, parent, diff_id, input, compression, options);
-        if result.is_err() {
-            let _ = remove_tree(&stage);
-        }
-        result
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn apply_staged(
-        &self,
-        stage: &Path,
-        chain_id: &Digest,
-        parent: Option<&Digest>,
-        diff_id: &Digest,
-        input: impl Read,
-        compression: Compression,
-        options: &UnpackOptions,
-    ) -> Result<LayerInfo, LayerError> {
-        let applied = unpack::apply_layer(input, compression, &stage.join("diff"), options)
+        let mut staged = StagedLayer {
+            stage,
+            target: self.dir(chain_id),
+            info: LayerInfo {
+                chain_id: chain_id.clone(),
+                diff_id: diff_id.clone(),
+                parent: parent.cloned(),
+                tar_size: 0,
+            },
+            entries: 0,
+            committed: false,
+        };
+        let applied = unpack::apply_layer(input, compression, &diff, options)
             .map_err(|source| LayerError::Unpack { diff_id: diff_id.clone(), source })?;
         diff_id.verify(&applied.diff_id, None, applied.tar_size).map_err(LayerError::DiffId)?;
-
-        let info = LayerInfo {
-            chain_id: chain_id.clone(),
-            diff_id: diff_id.clone(),
-            parent: parent.cloned(),
-            tar_size: applied.tar_size,
-        };
-        let commit_err = |source| LayerError::Commit { chain_id: chain_id.clone(), source };
-        let json = serde_json::to_vec_pretty(&info).map_err(|e| commit_err(e.into()))?;
-        fs::write(stage.join("layer.json"), json).map_err(commit_err)?;
-        match fs::rename(stage, self.dir(chain_id)) {
-            Ok(()) => {}
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EEXIST | libc::ENOTEMPTY)) => {
-                // Another pull stored it first; theirs is as good as ours.
-                let _ = remove_tree(stage);
-            }
-            Err(e) => return Err(commit_err(e)),
-        }
-        info!(chain_id = %chain_id, entries = applied.entries, "layer unpacked");
-        Ok(info)
+        staged.info.tar_size = applied.tar_size;
+        staged.entries = applied.entries;
+        Ok(staged)
     }
 
     /// Every stored layer's chain id.
@@ -219,6 +210,48 @@ impl LayerStore {
             .map_err(|source| LayerError::Remove { chain_id: chain_id.clone(), source })?;
         remove_tree(&doomed)
             .map_err(|source| LayerError::Remove { chain_id: chain_id.clone(), source })
+    }
+}
+
+/// An unpacked, verified layer not yet in the store.
+pub struct StagedLayer {
+    stage: PathBuf,
+    target: PathBuf,
+    info: LayerInfo,
+    entries: u64,
+    committed: bool,
+}
+
+impl StagedLayer {
+    pub fn info(&self) -> &LayerInfo {
+        &self.info
+    }
+
+    /// Moves the layer into the store under its chain id.
+    pub fn commit(mut self) -> Result<LayerInfo, LayerError> {
+        let chain_id = self.info.chain_id.clone();
+        let commit_err = |source| LayerError::Commit { chain_id: chain_id.clone(), source };
+        let json = serde_json::to_vec_pretty(&self.info).map_err(|e| commit_err(e.into()))?;
+        fs::write(self.stage.join("layer.json"), json).map_err(commit_err)?;
+        match fs::rename(&self.stage, &self.target) {
+            Ok(()) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EEXIST | libc::ENOTEMPTY)) => {
+                // Another pull stored it first; theirs is as good as ours.
+                let _ = remove_tree(&self.stage);
+            }
+            Err(e) => return Err(commit_err(e)),
+        }
+        self.committed = true;
+        info!(chain_id = %chain_id, entries = self.entries, "layer unpacked");
+        Ok(self.info.clone())
+    }
+}
+
+impl Drop for StagedLayer {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = remove_tree(&self.stage);
+        }
     }
 }
 

@@ -7,5 +7,5 @@
 pub mod layers;
 pub mod unpack;
 
-pub use layers::{LayerInfo, LayerStore};
+pub use layers::{LayerInfo, LayerStore, StagedLayer};
 pub use unpack::{apply_layer, UnpackOptions, Whiteouts};
