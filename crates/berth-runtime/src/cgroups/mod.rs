@@ -15,6 +15,9 @@
 //! - [`Manager::add_pid`] is meant to be called before the container's process execs, so the
 //!   process never runs outside its limits;
 //! - [`Manager::destroy`] kills whatever is still in the cgroup before removing it.
+//!
+//! How the v2 driver could run for real in a qemu guest with a pure cgroup v2 hierarchy is
+//! planned in V2_LANE.md beside this file.
 
 pub mod devices;
 pub mod oci;

@@ -327,3 +327,27 @@ fn v2_updating_device_rules_replaces_the_filter() {
     assert_eq!(out.trim(), "1", "the old filter still denies /dev/zero: {err}");
     m.destroy().unwrap();
 }
+
+#[test]
+fn hybrid_host_joins_the_unified_cgroup_and_limits_hugetlb_there() {
+    let Some(m) = manager("/sys/fs/cgroup", "unified/cgroup.controllers", "hybrid") else {
+        return;
+    };
+    let unified = m.paths().into_iter().find(|p| p.starts_with("/sys/fs/cgroup/unified")).unwrap();
+    let offered = std::fs::read_to_string("/sys/fs/cgroup/unified/cgroup.controllers").unwrap();
+    let hugepages_2m = Path::new("/sys/kernel/mm/hugepages/hugepages-2048kB").exists();
+    if offered.split_whitespace().any(|c| c == "hugetlb") && hugepages_2m {
+        m.apply(&resources(r#"{"hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}]}"#))
+            .unwrap();
+        let value = std::fs::read_to_string(unified.join("hugetlb.2MB.max")).unwrap();
+        assert_eq!(value.trim(), "4194304");
+    }
+    let mut child = held_shell("cat /proc/self/cgroup");
+    m.add_pid(child.id() as i32).unwrap();
+    release(&mut child);
+    let (_, out, _) = output(child);
+    let inner = unified.strip_prefix("/sys/fs/cgroup/unified").unwrap();
+    assert!(out.lines().any(|l| l == format!("0::/{}", inner.display())), "{out}");
+    m.destroy().unwrap();
+    assert!(!unified.exists());
+}

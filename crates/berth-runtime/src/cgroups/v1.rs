@@ -63,6 +63,10 @@ pub(crate) struct Manager {
     inner: String,
     /// Controller name → the container's cgroup directory in that hierarchy.
     dirs: BTreeMap<String, PathBuf>,
+    /// On a hybrid host, the container's cgroup in the cgroup2 mount at `<root>/unified`: the
+    /// process joins it too (as with runc), and controllers bound there (hugetlb on this
+    /// project's host) are written there.
+    unified: Option<super::v2::Manager>,
 }
 
 impl Manager {
@@ -82,12 +86,18 @@ impl Manager {
             }
             dirs.insert(controller, join_inner(&mount, &resolved));
         }
-        Ok(Manager { root: root.to_path_buf(), inner: inner.unwrap_or_default(), dirs })
+        let unified_root = root.join("unified");
+        let unified = unified_root
+            .join("cgroup.controllers")
+            .exists()
+            .then(|| super::v2::Manager::new(&unified_root, path, own));
+        Ok(Manager { root: root.to_path_buf(), inner: inner.unwrap_or_default(), dirs, unified })
     }
 
     pub(crate) fn paths(&self) -> Vec<PathBuf> {
         let mut paths: Vec<PathBuf> = self.dirs.values().cloned().collect();
         paths.dedup();
+        paths.extend(self.unified.as_ref().map(|u| u.path().to_path_buf()));
         paths
     }
 
@@ -119,6 +129,9 @@ impl Manager {
             let mount = hierarchies(&self.root)?.remove("cpuset").unwrap_or_default();
             inherit_cpuset(&mount, dir)?;
         }
+        if let Some(unified) = &self.unified {
+            unified.create()?;
+        }
         tracing::debug!(inner = %self.inner, "created v1 cgroups");
         Ok(())
     }
@@ -140,6 +153,19 @@ impl Manager {
         }
         for limit in r.hugepage_limits().iter().flatten() {
             let resource = format!("hugepageLimits {}", limit.page_size());
+            if !self.dirs.contains_key("hugetlb") {
+                if let Some(unified) = self.unified.as_ref().filter(|u| u.offers("hugetlb")) {
+                    let file = format!("hugetlb.{}.max", limit.page_size());
+                    if !unified.path().join(&file).exists() {
+                        return Err(Error::InvalidValue {
+                            resource,
+                            reason: format!("the kernel has no {file}"),
+                        });
+                    }
+                    write(unified.path(), &file, &limit.limit().to_string())?;
+                    continue;
+                }
+            }
             let dir = self.need("hugetlb", &resource)?;
             let file = format!("hugetlb.{}.limit_in_bytes", limit.page_size());
             if !dir.join(&file).exists() {
@@ -565,9 +591,33 @@ mod tests {
         assert_eq!(super::super::detect_mode(tmp.path()).unwrap(), super::super::Mode::Hybrid);
         let m = manager(tmp.path(), "/berth/c1");
         assert_eq!(m.version(), Some(1));
-        assert_eq!(m.paths().len(), 8, "{:?}", m.paths());
+        assert_eq!(m.paths().len(), 9, "8 hierarchies and unified: {:?}", m.paths());
         assert!(m.paths().iter().all(|p| p.ends_with("berth/c1")));
+        assert!(m.paths().contains(&tmp.path().join("unified/berth/c1")));
         assert!(!m.paths().iter().any(|p| p.starts_with(tmp.path().join("systemd"))));
+    }
+
+    #[test]
+    fn hybrid_host_puts_hugetlb_limits_into_the_unified_cgroup() {
+        let tmp = tempfile::tempdir().unwrap();
+        fake_v1(tmp.path());
+        files(tmp.path(), &[("unified/cgroup.controllers", "hugetlb\n")]);
+        let m = manager(tmp.path(), "/berth/c1");
+        m.create().unwrap();
+        let unified = tmp.path().join("unified");
+        assert_eq!(content(&unified, "cgroup.subtree_control"), "+hugetlb");
+        assert_eq!(content(&unified, "berth/cgroup.subtree_control"), "+hugetlb");
+        files(
+            &unified.join("berth/c1"),
+            &[("cgroup.controllers", "hugetlb\n"), ("hugetlb.2MB.max", "max\n")],
+        );
+        m.apply(&resources(r#"{"hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}]}"#))
+            .unwrap();
+        assert_eq!(content(&unified, "berth/c1/hugetlb.2MB.max"), "4194304");
+        let err = m
+            .apply(&resources(r#"{"hugepageLimits": [{"pageSize": "3MB", "limit": 1}]}"#))
+            .unwrap_err();
+        assert!(err.to_string().contains("hugetlb.3MB.max"), "{err}");
     }
 
     #[test]

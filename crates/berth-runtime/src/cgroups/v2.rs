@@ -79,6 +79,13 @@ impl Manager {
         Ok(())
     }
 
+    /// Whether the container's cgroup has `controller` enabled (cgroup.controllers).
+    pub(crate) fn offers(&self, controller: &str) -> bool {
+        read(&self.path, "cgroup.controllers")
+            .map(|t| t.split_whitespace().any(|c| c == controller))
+            .unwrap_or(false)
+    }
+
     /// The container's cgroup must offer `controller` for `resource` to be written.
     fn need(&self, controller: &str, resource: &str) -> Result<()> {
         // A fake tree may lack cgroup.controllers; the files' presence is checked on write.
