@@ -174,6 +174,10 @@ pub fn program(rules: &[LinuxDeviceCgroup]) -> Result<Vec<Insn>> {
 // bpf(2) commands, program and attach types (linux/bpf.h).
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_PROG_ATTACH: libc::c_long = 8;
+const BPF_PROG_DETACH: libc::c_long = 9;
+const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
+const BPF_PROG_QUERY: libc::c_long = 16;
+const BPF_F_ALLOW_MULTI: u32 = 2;
 const BPF_PROG_TYPE_CGROUP_DEVICE: u32 = 15;
 const BPF_CGROUP_DEVICE: u32 = 6;
 
@@ -204,6 +208,28 @@ struct ProgAttachAttr {
     attach_type: u32,
     attach_flags: u32,
     replace_bpf_fd: u32,
+}
+
+/// The BPF_PROG_QUERY part of `union bpf_attr`.
+#[repr(C)]
+#[derive(Default)]
+struct ProgQueryAttr {
+    target_fd: u32,
+    attach_type: u32,
+    query_flags: u32,
+    attach_flags: u32,
+    prog_ids: u64,
+    prog_cnt: u32,
+    _pad: u32,
+}
+
+/// The BPF_PROG_GET_FD_BY_ID part of `union bpf_attr`.
+#[repr(C)]
+#[derive(Default)]
+struct GetFdByIdAttr {
+    prog_id: u32,
+    next_id: u32,
+    open_flags: u32,
 }
 
 fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> std::io::Result<libc::c_long> {
@@ -249,25 +275,61 @@ fn load(insns: &[Insn], cgroup: &Path) -> Result<OwnedFd> {
     }
 }
 
+/// The ids of the device programs attached directly to the cgroup open as `dir`.
+fn attached(dir: &std::fs::File, cgroup: &Path) -> Result<Vec<u32>> {
+    let mut ids = [0u32; 64];
+    let mut attr = ProgQueryAttr {
+        target_fd: dir.as_raw_fd() as u32,
+        attach_type: BPF_CGROUP_DEVICE,
+        prog_ids: ids.as_mut_ptr() as u64,
+        prog_cnt: ids.len() as u32,
+        ..Default::default()
+    };
+    bpf(BPF_PROG_QUERY, &mut attr)
+        .map_err(|source| Error::BpfAttach { path: cgroup.to_path_buf(), source })?;
+    Ok(ids[..(attr.prog_cnt as usize).min(ids.len())].to_vec())
+}
+
 /// Loads the filter for `rules` and attaches it to the cgroup directory `cgroup` (a cgroup2
-/// directory), replacing a filter attached there before.
+/// directory), then detaches the filters attached there before, so an update replaces them.
+///
+/// The filter is attached with BPF_F_ALLOW_MULTI, as runc and systemd do: a runtime nested
+/// in the container can attach its own filter to a child cgroup, and the kernel runs both,
+/// so the nested one can only narrow what this one allows.
 pub fn attach(cgroup: &Path, rules: &[LinuxDeviceCgroup]) -> Result<()> {
     let insns = program(rules)?;
     let prog = load(&insns, cgroup)?;
     let dir = std::fs::File::open(cgroup)
         .map_err(|source| Error::BpfAttach { path: cgroup.to_path_buf(), source })?;
-    // Flags 0 (BPF_F_ALLOW_NONE): one program per cgroup, and attaching again replaces it, which
-    // is what `update` needs.
-    // TODO: nested runtimes that attach their own filter below need BPF_F_ALLOW_MULTI with an
-    // explicit detach of the old program; add it with BPF_PROG_QUERY when nesting is tested.
+    let old = attached(&dir, cgroup)?;
     let mut attr = ProgAttachAttr {
         target_fd: dir.as_raw_fd() as u32,
         attach_bpf_fd: prog.as_raw_fd() as u32,
         attach_type: BPF_CGROUP_DEVICE,
+        attach_flags: BPF_F_ALLOW_MULTI,
         ..Default::default()
     };
     bpf(BPF_PROG_ATTACH, &mut attr)
         .map_err(|source| Error::BpfAttach { path: cgroup.to_path_buf(), source })?;
+    // Only now drop the old filters, so the cgroup is never without one.
+    for id in old {
+        let mut by_id = GetFdByIdAttr { prog_id: id, ..Default::default() };
+        let fd = match bpf(BPF_PROG_GET_FD_BY_ID, &mut by_id) {
+            // SAFETY: BPF_PROG_GET_FD_BY_ID returned a new fd that nothing else owns.
+            Ok(fd) => unsafe { OwnedFd::from_raw_fd(fd as i32) },
+            // Detached meanwhile by someone else: nothing to do.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            Err(source) => return Err(Error::BpfAttach { path: cgroup.to_path_buf(), source }),
+        };
+        let mut detach = ProgAttachAttr {
+            target_fd: dir.as_raw_fd() as u32,
+            attach_bpf_fd: fd.as_raw_fd() as u32,
+            attach_type: BPF_CGROUP_DEVICE,
+            ..Default::default()
+        };
+        bpf(BPF_PROG_DETACH, &mut detach)
+            .map_err(|source| Error::BpfAttach { path: cgroup.to_path_buf(), source })?;
+    }
     tracing::debug!(?cgroup, insns = insns.len(), rules = rules.len(), "attached device filter");
     Ok(())
 }

@@ -351,3 +351,28 @@ fn hybrid_host_joins_the_unified_cgroup_and_limits_hugetlb_there() {
     m.destroy().unwrap();
     assert!(!unified.exists());
 }
+
+#[test]
+fn v2_nested_filter_can_only_narrow_the_containers() {
+    // Pins BPF_F_ALLOW_MULTI: a runtime inside the container may attach its own filter to a
+    // child cgroup, and the container's filter still applies to it.
+    let Some(m) = manager("/sys/fs/cgroup/unified", "cgroup.controllers", "nest2") else {
+        return;
+    };
+    let deny_zero = r#"{"devices": [{"allow": false, "type": "c", "major": 1, "minor": 5,
+                                     "access": "rwm"}]}"#;
+    m.apply(&resources(deny_zero)).unwrap();
+    let child = m.paths()[0].join("nested");
+    std::fs::create_dir(&child).unwrap();
+    let allow_all: Vec<oci_spec::runtime::LinuxDeviceCgroup> =
+        serde_json::from_str(r#"[{"allow": true, "access": "rwm"}]"#).unwrap();
+    super::devices::attach(&child, &allow_all).unwrap();
+    let mut sh = held_shell(&format!(
+        "{BUSYBOX} head -c 1 /dev/zero >/dev/null && echo zero-ok || echo zero-denied"
+    ));
+    std::fs::write(child.join("cgroup.procs"), sh.id().to_string()).unwrap();
+    release(&mut sh);
+    let (_, out, _) = output(sh);
+    assert_eq!(out.trim(), "zero-denied");
+    m.destroy().unwrap();
+}
