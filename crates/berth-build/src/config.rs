@@ -47,8 +47,11 @@ pub struct HealthConfig {
 pub struct ConfigState {
     pub user: Option<String>,
     pub exposed_ports: BTreeSet<String>,
-    /// In order of first definition.
-    pub env: Vec<(String, String)>,
+    /// The base image's environment.
+    base_env: Vec<(String, String)>,
+    /// What this stage's ENV set, in order of first definition here. The image's env is the
+    /// base's without these names, then these (as Buildah writes it).
+    stage_env: Vec<(String, String)>,
     pub entrypoint: Option<Vec<String>>,
     pub cmd: Option<Vec<String>>,
     pub volumes: BTreeSet<String>,
@@ -94,7 +97,7 @@ impl ConfigState {
         let mut state = Self {
             user: text("User"),
             exposed_ports: keys("ExposedPorts"),
-            env: strings("Env")
+            base_env: strings("Env")
                 .unwrap_or_default()
                 .into_iter()
                 .map(|e| match e.split_once('=') {
@@ -137,16 +140,33 @@ impl ConfigState {
                         .filter(|r| *r > 0),
                 }
             }),
+            stage_env: Vec::new(),
             // Triggers run in the stage that builds FROM this image and are not inherited.
             on_build: Vec::new(),
             shell: strings("Shell"),
             author: None,
             cmd_set: false,
         };
-        if !state.env.iter().any(|(k, _)| k == "PATH") {
-            state.env.insert(0, ("PATH".to_owned(), DEFAULT_PATH.to_owned()));
+        // Scratch starts with the default PATH as if the stage had set it; another base
+        // without PATH gets it in front of its own variables.
+        if config.is_null() {
+            state.stage_env.push(("PATH".to_owned(), DEFAULT_PATH.to_owned()));
+        } else if !state.base_env.iter().any(|(k, _)| k == "PATH") {
+            state.base_env.insert(0, ("PATH".to_owned(), DEFAULT_PATH.to_owned()));
         }
         state
+    }
+
+    /// The image's environment: the base's variables this stage did not set, in the base's
+    /// order, then the stage's own in the order it first set them. Docker keeps a redefined
+    /// base variable in its place instead; the values are the same either way.
+    pub fn env(&self) -> Vec<(String, String)> {
+        self.base_env
+            .iter()
+            .filter(|(k, _)| !self.stage_env.iter().any(|(s, _)| s == k))
+            .chain(&self.stage_env)
+            .cloned()
+            .collect()
     }
 
     /// The ONBUILD triggers of a base image's config, to run at the start of the stage.
@@ -186,9 +206,9 @@ impl ConfigState {
         let entry = match &step.kind {
             InstructionKind::Env(pairs) => {
                 for pair in pairs {
-                    match self.env.iter_mut().find(|(k, _)| *k == pair.key) {
+                    match self.stage_env.iter_mut().find(|(k, _)| *k == pair.key) {
                         Some(entry) => entry.1.clone_from(&pair.value),
-                        None => self.env.push((pair.key.clone(), pair.value.clone())),
+                        None => self.stage_env.push((pair.key.clone(), pair.value.clone())),
                     }
                 }
                 nop(&step.original)
@@ -302,10 +322,11 @@ impl ConfigState {
         Ok(entry)
     }
 
-    /// WORKDIR's path: absolute as given, relative to the current one otherwise.
+    /// WORKDIR's path: an absolute one as written (Buildah keeps it so; Docker would clean
+    /// it), a relative one joined to the current one and cleaned.
     pub fn resolve_workdir(&self, path: &str) -> String {
         if path.starts_with('/') {
-            clean(path)
+            path.to_owned()
         } else {
             let current = self.working_dir.as_deref().unwrap_or("/");
             clean(&format!("{current}/{path}"))
@@ -326,7 +347,7 @@ impl ConfigState {
                 self.exposed_ports.iter().map(|p| (p.clone(), json!({}))).collect();
             set(&mut out, "ExposedPorts", Value::Object(ports));
         }
-        let env: Vec<String> = self.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let env: Vec<String> = self.env().iter().map(|(k, v)| format!("{k}={v}")).collect();
         set(&mut out, "Env", json!(env));
         if let Some(entrypoint) = &self.entrypoint {
             set(&mut out, "Entrypoint", json!(entrypoint));
@@ -390,7 +411,8 @@ pub fn stage_config(
     Ok((state, history))
 }
 
-/// One EXPOSE word as the `port/proto` keys it adds (a range adds each port).
+/// One EXPOSE word as the `port/proto` key it adds; a range stays one key, as Buildah and
+/// Podman keep it (Docker would add each port).
 fn expose(spec: &str) -> Result<Vec<String>, ConfigError> {
     let error = |reason| ConfigError::Expose { port: spec.to_owned(), reason };
     let (ports, proto) = match spec.split_once('/') {
@@ -413,7 +435,11 @@ fn expose(spec: &str) -> Result<Vec<String>, ConfigError> {
     if last < first {
         return Err(error("the range ends before it starts"));
     }
-    Ok((first..=last).map(|p| format!("{p}/{proto}")).collect())
+    if first == last {
+        Ok(vec![format!("{first}/{proto}")])
+    } else {
+        Ok(vec![format!("{first}-{last}/{proto}")])
+    }
 }
 
 /// A signal name (`SIGTERM`, `TERM`, `SIGRTMIN+3`) or number.

@@ -2,9 +2,10 @@
 //! expanded with the scope at that point (global ARGs for FROM, the stage's ENV and ARGs
 //! after it), and for each step the build arguments it used — what the cache key needs.
 //!
-//! Planning does no I/O. The environment a stage inherits from an external base image comes
-//! from the caller ([`PlanOptions::base_env`]); a stage built on an earlier stage inherits that
-//! stage's final environment.
+//! Planning does no I/O. The config a stage inherits from an external base image (its
+//! environment and ONBUILD triggers) comes from the caller ([`PlanOptions::base_config`]); a
+//! stage built on an earlier stage inherits that stage's final environment and triggers.
+//! Triggers become the first steps of the stage that builds on them, as in Docker.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -33,23 +34,30 @@ pub enum PlanError {
     DuplicateStage { file: String, position: Position, name: String },
     #[error("{file}:{position}: FROM with an empty image name (after expansion of {image:?})")]
     EmptyBase { file: String, position: Position, image: String },
+    #[error("{file}:{position}: ONBUILD trigger {trigger:?} of the base: {message}")]
+    Trigger { file: String, position: Position, trigger: String, message: String },
 }
 
-/// Gives the environment of an external base image by its reference.
-pub type BaseEnv = dyn Fn(&str) -> Option<Vec<(String, String)>>;
+/// Gives the `config` object (Docker's PascalCase JSON) of an external base image by its
+/// reference, None when it is not known.
+pub type BaseConfig = dyn Fn(&str) -> Option<serde_json::Value>;
 
 /// What the plan needs to know beyond the file.
 pub struct PlanOptions<'a> {
     pub build_args: BuildArgs,
     pub platforms: Platforms,
-    /// The environment (`Env` of the image config) of an external base image, by the
-    /// expanded FROM reference; None when unknown (planning then starts from an empty one).
-    pub base_env: &'a BaseEnv,
+    /// The config of an external base image, by the expanded FROM reference; when unknown,
+    /// planning starts from an empty environment and no triggers.
+    pub base_config: &'a BaseConfig,
 }
 
 impl Default for PlanOptions<'_> {
     fn default() -> Self {
-        Self { build_args: BuildArgs::new(), platforms: Platforms::default(), base_env: &|_| None }
+        Self {
+            build_args: BuildArgs::new(),
+            platforms: Platforms::default(),
+            base_config: &|_| None,
+        }
     }
 }
 
@@ -84,6 +92,8 @@ pub struct Step {
     /// For RUN: what is added to the environment of the command besides the image's: the
     /// ARGs in scope and the proxy build args.
     pub run_env: Vec<(String, String)>,
+    /// True for a step that is an ONBUILD trigger of the base (its position is the FROM's).
+    pub trigger: bool,
 }
 
 /// One stage, FROM to the next FROM.
@@ -100,6 +110,8 @@ pub struct StagePlan {
     pub steps: Vec<Step>,
     /// The environment at the end of the stage (base image's plus ENV).
     pub final_env: Vec<(String, String)>,
+    /// The ONBUILD triggers this stage records, for stages built on it.
+    pub on_build: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,17 +219,24 @@ pub fn plan(dockerfile: &Dockerfile, options: &PlanOptions<'_>) -> Result<Plan, 
                 None if lower == "scratch" => Base::Scratch,
                 None => Base::Image(image.clone()),
             };
-            let env = match &base {
-                Base::Stage(i) => stages[*i].final_env.clone(),
-                Base::Scratch => Vec::new(),
-                Base::Image(reference) => (options.base_env)(reference).unwrap_or_default(),
+            let (mut env, triggers) = match &base {
+                Base::Stage(i) => (stages[*i].final_env.clone(), stages[*i].on_build.clone()),
+                Base::Scratch => (Vec::new(), Vec::new()),
+                Base::Image(reference) => {
+                    let config =
+                        (options.base_config)(reference).unwrap_or(serde_json::Value::Null);
+                    (config_env(&config), crate::config::ConfigState::triggers(&config))
+                }
             };
+            // An image without PATH gets the default one, visible to expansion too.
+            if !env.iter().any(|(k, _)| k == "PATH") {
+                env.insert(0, ("PATH".to_owned(), crate::config::DEFAULT_PATH.to_owned()));
+            }
             let from_args = lookup_names
                 .into_inner()
                 .into_iter()
                 .filter_map(|n| Some((n.clone(), global.get(&n).cloned()??)))
                 .collect();
-            scope = Scope::with_env(env);
             stages.push(StagePlan {
                 index: stages.len(),
                 name: from.alias.clone(),
@@ -226,8 +245,49 @@ pub fn plan(dockerfile: &Dockerfile, options: &PlanOptions<'_>) -> Result<Plan, 
                 platform,
                 from_args,
                 steps: Vec::new(),
-                final_env: Vec::new(),
+                final_env: env.clone(),
+                on_build: Vec::new(),
             });
+            scope = Scope::with_env(env);
+            for trigger in triggers {
+                let trigger_error = |message: String| PlanError::Trigger {
+                    file: file.clone(),
+                    position: instruction.position,
+                    trigger: trigger.clone(),
+                    message,
+                };
+                let parsed = crate::dockerfile::parse("ONBUILD", &trigger)
+                    .map_err(|e| trigger_error(e.to_string()))?;
+                for triggered in parsed.instructions {
+                    if matches!(
+                        triggered.kind,
+                        InstructionKind::From(_)
+                            | InstructionKind::Maintainer(_)
+                            | InstructionKind::Onbuild(_)
+                    ) {
+                        return Err(trigger_error(format!(
+                            "{} isn't allowed as an ONBUILD trigger",
+                            triggered.keyword()
+                        )));
+                    }
+                    let triggered = Instruction { position: instruction.position, ..triggered };
+                    let mut step = plan_step(
+                        &triggered,
+                        &mut scope,
+                        &global,
+                        build_args,
+                        platforms,
+                        escape,
+                        &mut consumed,
+                        &mut warnings,
+                    )
+                    .map_err(|source| expand_error(&file, &triggered, source))?;
+                    step.trigger = true;
+                    let stage = stages.last_mut().expect("a stage was just pushed");
+                    stage.steps.push(step);
+                    stage.final_env = scope.env().to_vec();
+                }
+            }
             continue;
         }
 
@@ -243,6 +303,9 @@ pub fn plan(dockerfile: &Dockerfile, options: &PlanOptions<'_>) -> Result<Plan, 
             &mut warnings,
         )
         .map_err(|source| expand_error(&file, instruction, source))?;
+        if let InstructionKind::Onbuild(inner) = &step.kind {
+            stage.on_build.push(inner.original.clone());
+        }
         stage.steps.push(step);
         stage.final_env = scope.env().to_vec();
     }
@@ -453,7 +516,25 @@ fn plan_step(
         kind,
         used_args: used,
         run_env,
+        trigger: false,
     })
+}
+
+/// The `Env` of a config object as pairs.
+fn config_env(config: &serde_json::Value) -> Vec<(String, String)> {
+    config
+        .get("Env")
+        .and_then(serde_json::Value::as_array)
+        .map(|list| {
+            list.iter()
+                .filter_map(serde_json::Value::as_str)
+                .map(|e| match e.split_once('=') {
+                    Some((k, v)) => (k.to_owned(), v.to_owned()),
+                    None => (e.to_owned(), String::new()),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A heredoc source word (`<<EOF`) stays as it is; others expand.

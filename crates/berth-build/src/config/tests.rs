@@ -11,9 +11,17 @@ fn build(text: &str, base: &Value) -> (ConfigState, Vec<HistoryEntry>) {
 
 #[test]
 fn scratch_gets_the_default_path_and_keeps_env_order() {
-    let (state, _) = build("FROM scratch\nENV B=1 A=2\nENV B=3\n", &Value::Null);
-    let env: Vec<String> = state.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    assert_eq!(env, [format!("PATH={DEFAULT_PATH}"), "B=3".into(), "A=2".into()]);
+    let (state, _) = build("FROM scratch\nENV B=1 A=2\nENV B=3 PATH=/x\n", &Value::Null);
+    let env: Vec<String> = state.env().iter().map(|(k, v)| format!("{k}={v}")).collect();
+    assert_eq!(env, ["PATH=/x", "B=3", "A=2"]);
+}
+
+#[test]
+fn a_base_variable_set_again_moves_behind_the_base_ones() {
+    let base = json!({"Env": ["PATH=/bin", "A=1", "B=2"]});
+    let (state, _) = build("FROM base\nENV C=3 A=9\nENV C=4\n", &base);
+    let env: Vec<String> = state.env().iter().map(|(k, v)| format!("{k}={v}")).collect();
+    assert_eq!(env, ["PATH=/bin", "B=2", "C=4", "A=9"]);
 }
 
 #[test]
@@ -24,7 +32,7 @@ fn base_config_is_inherited() {
         "Healthcheck": {"Test": ["CMD", "true"], "Interval": 1000000000u64}
     });
     let (state, _) = build("FROM base\nWORKDIR rel\n", &base);
-    assert_eq!(state.env[0], ("PATH".into(), "/bin".into()));
+    assert_eq!(state.env()[0], ("PATH".into(), "/bin".into()));
     assert_eq!(state.cmd, Some(vec!["sh".into()]));
     assert_eq!(state.working_dir.as_deref(), Some("/srv/rel"));
     assert_eq!(state.labels.get("a").map(String::as_str), Some("b"));
@@ -55,10 +63,11 @@ fn shell_forms_use_the_stage_shell() {
 
 #[test]
 fn workdir_resolution() {
-    let (state, _) = build(
-        "FROM scratch\nWORKDIR a\nWORKDIR b/../c/\nWORKDIR /abs//x\nWORKDIR y\n",
-        &Value::Null,
-    );
+    let (state, _) = build("FROM scratch\nWORKDIR a\nWORKDIR b/../c/\n", &Value::Null);
+    assert_eq!(state.working_dir.as_deref(), Some("/a/c"));
+    let (state, _) = build("FROM scratch\nWORKDIR /abs//x/\n", &Value::Null);
+    assert_eq!(state.working_dir.as_deref(), Some("/abs//x/"), "absolute: as written, as Buildah");
+    let (state, _) = build("FROM scratch\nWORKDIR /abs//x/\nWORKDIR y\n", &Value::Null);
     assert_eq!(state.working_dir.as_deref(), Some("/abs/x/y"));
 }
 
@@ -66,7 +75,7 @@ fn workdir_resolution() {
 fn expose_specs() {
     assert_eq!(expose("80").unwrap(), ["80/tcp"]);
     assert_eq!(expose("53/UDP").unwrap(), ["53/udp"]);
-    assert_eq!(expose("8000-8002/tcp").unwrap(), ["8000/tcp", "8001/tcp", "8002/tcp"]);
+    assert_eq!(expose("8000-8002/tcp").unwrap(), ["8000-8002/tcp"]);
     assert!(expose("0").is_err());
     assert!(expose("80/icmp").is_err());
     assert!(expose("9-1").is_err());

@@ -50,7 +50,9 @@ fn env_values_see_the_scope_before_the_instruction() {
     let p = planned("FROM a\nENV A=1\nENV A=2 B=$A\n", &[]);
     let InstructionKind::Env(pairs) = &p.stages[0].steps[1].kind else { panic!() };
     assert_eq!(pairs[1].value, "1");
-    assert_eq!(p.stages[0].final_env, vec![("A".into(), "2".into()), ("B".into(), "1".into())]);
+    let env: Vec<(&str, &str)> =
+        p.stages[0].final_env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(env, [("PATH", crate::config::DEFAULT_PATH), ("A", "2"), ("B", "1")]);
 }
 
 #[test]
@@ -122,6 +124,13 @@ fn unused_build_args_and_secret_names_warn() {
 }
 
 #[test]
+fn scratch_and_images_without_path_expand_the_default_path() {
+    let p = planned("FROM scratch\nENV PATH=/opt/bin:$PATH\n", &[]);
+    let InstructionKind::Env(pairs) = &p.stages[0].steps[0].kind else { panic!() };
+    assert_eq!(pairs[0].value, format!("/opt/bin:{}", crate::config::DEFAULT_PATH));
+}
+
+#[test]
 fn stage_bases() {
     let p = planned(
         "FROM busybox AS Build\nFROM build\nFROM scratch\nFROM later\nFROM a AS later\n",
@@ -140,9 +149,9 @@ fn stage_bases() {
 #[test]
 fn stage_inherits_env_from_base_image_and_parent_stage() {
     let text = "FROM busybox AS one\nENV PATH=$PATH:/opt/bin\nFROM one\nWORKDIR $PATH\n";
-    let base_env =
-        |image: &str| (image == "busybox").then(|| vec![("PATH".to_owned(), "/bin".to_owned())]);
-    let options = PlanOptions { base_env: &base_env, ..PlanOptions::default() };
+    let base_config =
+        |image: &str| (image == "busybox").then(|| serde_json::json!({"Env": ["PATH=/bin"]}));
+    let options = PlanOptions { base_config: &base_config, ..PlanOptions::default() };
     let p = plan(&parse("Dockerfile", text).unwrap(), &options).unwrap();
     assert_eq!(p.stages[1].steps[0].kind, InstructionKind::Workdir("/bin:/opt/bin".into()));
 }
@@ -170,4 +179,31 @@ fn errors_carry_positions() {
     assert!(matches!(plan(&d, &PlanOptions::default()), Err(PlanError::NoStage { .. })));
     let d = parse("Dockerfile", "FROM a AS x\nFROM b AS X\n").unwrap();
     assert!(matches!(plan(&d, &PlanOptions::default()), Err(PlanError::DuplicateStage { .. })));
+}
+
+#[test]
+fn onbuild_triggers_run_first_in_the_stage_built_on_them() {
+    let text = "FROM scratch AS base\nONBUILD ENV TRIGGERED=$PATH\nONBUILD COPY . /src\nENV X=1\nFROM base\nUSER u\n";
+    let p = planned(text, &[]);
+    assert_eq!(p.stages[0].on_build, ["ENV TRIGGERED=$PATH", "COPY . /src"]);
+    let steps = &p.stages[1].steps;
+    assert_eq!(steps.len(), 3);
+    assert!(steps[0].trigger && steps[1].trigger && !steps[2].trigger);
+    assert_eq!(steps[0].position, p.stages[1].position);
+    assert!(
+        matches!(&steps[0].kind, InstructionKind::Env(e) if e[0].value == crate::config::DEFAULT_PATH)
+    );
+    assert!(p.stages[1].on_build.is_empty(), "triggers are not inherited further");
+}
+
+#[test]
+fn triggers_of_an_external_image() {
+    let base_config = |_: &str| Some(serde_json::json!({"OnBuild": ["WORKDIR /t", "FROM x"]}));
+    let options = PlanOptions { base_config: &base_config, ..PlanOptions::default() };
+    let err = plan(&parse("Dockerfile", "FROM img\n").unwrap(), &options).unwrap_err();
+    assert_eq!(err.to_string(), "Dockerfile:1:1: ONBUILD trigger \"FROM x\" of the base: FROM isn't allowed as an ONBUILD trigger");
+    let base_config = |_: &str| Some(serde_json::json!({"OnBuild": ["WORKDIR /t"]}));
+    let options = PlanOptions { base_config: &base_config, ..PlanOptions::default() };
+    let p = plan(&parse("Dockerfile", "FROM img\n").unwrap(), &options).unwrap();
+    assert_eq!(p.stages[0].steps[0].kind, InstructionKind::Workdir("/t".into()));
 }
