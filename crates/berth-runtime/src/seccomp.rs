@@ -429,6 +429,12 @@ fn flags(spec: &LinuxSeccomp) -> Result<(libc::c_ulong, bool)> {
             Flag::SeccompFilterFlagWaitKillableRecv => SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
         };
     }
+    if !notify && flags & SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV != 0 {
+        // The kernel refuses this flag without a listener (EINVAL), and without one it has
+        // nothing to change.
+        tracing::debug!("seccomp: SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV without notify rules");
+        flags &= !SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV;
+    }
     if notify {
         flags |= SECCOMP_FILTER_FLAG_NEW_LISTENER;
         // TSYNC reports a failed thread by its id, which collides with returning the fd.
@@ -1220,6 +1226,28 @@ mod tests {
             .unwrap();
         compile_cached(&profile, &open).unwrap();
         assert_eq!(std::fs::read_dir(&open).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn every_spec_flag_loads_with_and_without_a_listener() {
+        for notify in [false, true] {
+            let rule = if notify {
+                r#"{"names": ["getpgrp"], "action": "SCMP_ACT_NOTIFY"}"#
+            } else {
+                r#"{"names": ["getpgrp"], "action": "SCMP_ACT_ERRNO"}"#
+            };
+            let filter = compile(&spec(&format!(
+                r#"{{"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent.sock",
+                    "flags": ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG",
+                              "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
+                              "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"],
+                    "syscalls": [{rule}]}}"#
+            )))
+            .unwrap();
+            assert_eq!(filter.notifies(), notify);
+            let status = in_child(&filter, || {}, || 0);
+            assert_eq!(exit_code(status), Some(0), "notify {notify}: status {status:#x}");
+        }
     }
 
     #[test]
