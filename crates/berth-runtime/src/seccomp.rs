@@ -1476,6 +1476,33 @@ mod tests {
 mod measure {
     use super::*;
 
+    /// Not a pass/fail test: writes the host's default profile, resolved for Podman's default
+    /// capabilities, as `linux.seccomp` JSON to $BERTH_SECCOMP_DUMP (for side-by-side runs
+    /// with runc).
+    #[test]
+    #[ignore]
+    fn dump_resolved_default_profile() {
+        let Ok(path) = std::env::var("BERTH_SECCOMP_DUMP") else { return };
+        let caps: Vec<String> = [
+            "CAP_CHOWN",
+            "CAP_DAC_OVERRIDE",
+            "CAP_FOWNER",
+            "CAP_FSETID",
+            "CAP_KILL",
+            "CAP_NET_BIND_SERVICE",
+            "CAP_SETFCAP",
+            "CAP_SETGID",
+            "CAP_SETPCAP",
+            "CAP_SETUID",
+            "CAP_SYS_CHROOT",
+        ]
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+        let spec = Profile::host_default().unwrap().resolve(&caps);
+        std::fs::write(path, serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
+    }
+
     /// Not a pass/fail test: prints what compiling and loading the default profile costs.
     /// `cargo test -p berth-runtime --lib -- --ignored measure_seccomp --nocapture`
     #[test]
