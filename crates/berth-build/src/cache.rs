@@ -22,13 +22,13 @@ const KEY_VERSION: &str = "berth-build-cache-v1";
 /// Why a step's key could not be computed.
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
-    #[error("{file}:{position}: {keyword} sources")]
+    #[error("{file}:{position}: {keyword}: {cause}\n{snippet}")]
     Sources {
         file: String,
         position: crate::dockerfile::Position,
         keyword: &'static str,
-        #[source]
-        source: ContextError,
+        cause: ContextError,
+        snippet: String,
     },
 }
 
@@ -115,7 +115,8 @@ pub fn stage_keys(
                             file: plan.file.clone(),
                             position: step.position,
                             keyword: step.kind.keyword(),
-                            source,
+                            cause: source,
+                            snippet: crate::dockerfile::snippet(&plan.lines, step.position),
                         })?;
                     Some(SourceInput::Context(digest))
                 }

@@ -9,16 +9,28 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::dockerfile::{InstructionKind, Position};
+use crate::dockerfile::{snippet, InstructionKind, Position};
 use crate::plan::{Base, Plan};
 
 /// Why the stages do not form a buildable graph.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GraphError {
-    #[error("{file}:{position}: {keyword} refers to unknown stage {reference:?} (to use an image, give a full reference such as {reference}:latest)")]
-    UnknownStage { file: String, position: Position, keyword: &'static str, reference: String },
-    #[error("{file}:{position}: {keyword} refers to stage {index}, which is not before this one")]
-    LaterIndex { file: String, position: Position, keyword: &'static str, index: usize },
+    #[error("{file}:{position}: {keyword} refers to unknown stage {reference:?} (to use an image, give a full reference such as {reference}:latest)\n{snippet}")]
+    UnknownStage {
+        file: String,
+        position: Position,
+        keyword: &'static str,
+        reference: String,
+        snippet: String,
+    },
+    #[error("{file}:{position}: {keyword} refers to stage {index}, which is not before this one\n{snippet}")]
+    LaterIndex {
+        file: String,
+        position: Position,
+        keyword: &'static str,
+        index: usize,
+        snippet: String,
+    },
     #[error("target stage {target:?} not found (stages: {available})")]
     UnknownTarget { target: String, available: String },
     #[error("{file}: stages depend on each other in a cycle: {}", cycle.join(" -> "))]
@@ -111,6 +123,7 @@ impl Graph {
                                 position: step.position,
                                 keyword,
                                 reference: reference.to_owned(),
+                                snippet: snippet(&plan.lines, step.position),
                             })
                         }
                         Err(FromRefError::LaterIndex(index)) => {
@@ -119,6 +132,7 @@ impl Graph {
                                 position: step.position,
                                 keyword,
                                 index,
+                                snippet: snippet(&plan.lines, step.position),
                             })
                         }
                     }
@@ -317,6 +331,7 @@ COPY --from=0 /etc/passwd /etc/passwd
                 position: Position { line: 4, column: 1 },
                 keyword: "COPY",
                 reference: "biuld".into(),
+                snippet: " 4 | COPY --from=biuld /x /x\n   | ^".into(),
             }
         );
         let err = graph("FROM a:1\nRUN --mount=from=nope,target=/x true\n").unwrap_err();

@@ -11,31 +11,33 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::args::{looks_secret, BuildArgs, Origin, Platforms, Scope, PLATFORM_ARGS, PROXY_ARGS};
 use crate::dockerfile::{
-    Add, Copy, Dockerfile, Heredoc, Instruction, InstructionKind, KeyValue, Position,
+    snippet, Add, Copy, Dockerfile, Heredoc, Instruction, InstructionKind, KeyValue, Position,
 };
 use crate::expand::{expand, ExpandError, Mode};
 
 /// Why a Dockerfile could not be planned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
-    #[error("{file}:{position}: expanding {keyword}")]
+    #[error("{file}:{position}: expanding {keyword}: {cause}\n{snippet}")]
     Expand {
         file: String,
         position: Position,
         keyword: &'static str,
-        #[source]
-        source: ExpandError,
+        cause: ExpandError,
+        snippet: String,
     },
-    #[error("{file}:{position}: {keyword} before the first FROM: only ARG may come first")]
-    BeforeFrom { file: String, position: Position, keyword: &'static str },
+    #[error(
+        "{file}:{position}: {keyword} before the first FROM: only ARG may come first\n{snippet}"
+    )]
+    BeforeFrom { file: String, position: Position, keyword: &'static str, snippet: String },
     #[error("{file}: no FROM instruction: a Dockerfile needs at least one stage")]
     NoStage { file: String },
-    #[error("{file}:{position}: duplicate stage name {name:?}")]
-    DuplicateStage { file: String, position: Position, name: String },
-    #[error("{file}:{position}: FROM with an empty image name (after expansion of {image:?})")]
-    EmptyBase { file: String, position: Position, image: String },
-    #[error("{file}:{position}: ONBUILD trigger {trigger:?} of the base: {message}")]
-    Trigger { file: String, position: Position, trigger: String, message: String },
+    #[error("{file}:{position}: duplicate stage name {name:?}\n{snippet}")]
+    DuplicateStage { file: String, position: Position, name: String, snippet: String },
+    #[error("{file}:{position}: FROM with an empty image name (after expansion of {image:?})\n{snippet}")]
+    EmptyBase { file: String, position: Position, image: String, snippet: String },
+    #[error("{file}:{position}: ONBUILD trigger {trigger:?} of the base: {message}\n{snippet}")]
+    Trigger { file: String, position: Position, trigger: String, message: String, snippet: String },
 }
 
 /// Gives the `config` object (Docker's PascalCase JSON) of an external base image by its
@@ -122,6 +124,8 @@ pub struct Plan {
     /// The global ARGs, with their values.
     pub global_args: BTreeMap<String, Option<String>>,
     pub warnings: Vec<Warning>,
+    /// The file's lines, for errors found later (the stage graph, the cache).
+    pub lines: Vec<String>,
 }
 
 impl Plan {
@@ -157,7 +161,7 @@ pub fn plan(dockerfile: &Dockerfile, options: &PlanOptions<'_>) -> Result<Plan, 
                 (None, Some(default)) => {
                     let lookup = |n: &str| global_lookup(&global, platforms, n);
                     let expanded = expand(default, escape, Mode::Word, &lookup)
-                        .map_err(|source| expand_error(&file, first, source))?;
+                        .map_err(|source| expand_error(dockerfile, first, source))?;
                     Some(expanded.value)
                 }
                 (None, None) => None,
@@ -171,6 +175,7 @@ pub fn plan(dockerfile: &Dockerfile, options: &PlanOptions<'_>) -> Result<Plan, 
         if !matches!(first.kind, InstructionKind::From(_)) {
             return Err(PlanError::BeforeFrom {
                 file,
+                snippet: snippet(&dockerfile.lines, first.position),
                 position: first.position,
                 keyword: first.keyword(),
             });
@@ -187,19 +192,20 @@ pub fn plan(dockerfile: &Dockerfile, options: &PlanOptions<'_>) -> Result<Plan, 
                 global_lookup(&global, platforms, n)
             };
             let image = expand(&from.image, escape, Mode::Word, &lookup)
-                .map_err(|source| expand_error(&file, instruction, source))?
+                .map_err(|source| expand_error(dockerfile, instruction, source))?
                 .value;
             let platform = match &from.platform {
                 None => None,
                 Some(p) => Some(
                     expand(p, escape, Mode::Word, &lookup)
-                        .map_err(|source| expand_error(&file, instruction, source))?
+                        .map_err(|source| expand_error(dockerfile, instruction, source))?
                         .value,
                 ),
             };
             if image.is_empty() {
                 return Err(PlanError::EmptyBase {
                     file,
+                    snippet: snippet(&dockerfile.lines, instruction.position),
                     position: instruction.position,
                     image: from.image.clone(),
                 });
@@ -208,6 +214,7 @@ pub fn plan(dockerfile: &Dockerfile, options: &PlanOptions<'_>) -> Result<Plan, 
                 if stages.iter().any(|s| s.name.as_deref() == Some(name.as_str())) {
                     return Err(PlanError::DuplicateStage {
                         file,
+                        snippet: snippet(&dockerfile.lines, instruction.position),
                         position: instruction.position,
                         name: name.clone(),
                     });
@@ -252,6 +259,7 @@ pub fn plan(dockerfile: &Dockerfile, options: &PlanOptions<'_>) -> Result<Plan, 
             for trigger in triggers {
                 let trigger_error = |message: String| PlanError::Trigger {
                     file: file.clone(),
+                    snippet: snippet(&dockerfile.lines, instruction.position),
                     position: instruction.position,
                     trigger: trigger.clone(),
                     message,
@@ -281,7 +289,7 @@ pub fn plan(dockerfile: &Dockerfile, options: &PlanOptions<'_>) -> Result<Plan, 
                         &mut consumed,
                         &mut warnings,
                     )
-                    .map_err(|source| expand_error(&file, &triggered, source))?;
+                    .map_err(|source| expand_error(dockerfile, &triggered, source))?;
                     step.trigger = true;
                     let stage = stages.last_mut().expect("a stage was just pushed");
                     stage.steps.push(step);
@@ -302,7 +310,7 @@ pub fn plan(dockerfile: &Dockerfile, options: &PlanOptions<'_>) -> Result<Plan, 
             &mut consumed,
             &mut warnings,
         )
-        .map_err(|source| expand_error(&file, instruction, source))?;
+        .map_err(|source| expand_error(dockerfile, instruction, source))?;
         if let InstructionKind::Onbuild(inner) = &step.kind {
             stage.on_build.push(inner.original.clone());
         }
@@ -322,15 +330,27 @@ pub fn plan(dockerfile: &Dockerfile, options: &PlanOptions<'_>) -> Result<Plan, 
         tracing::warn!(%message, "unused build args");
         warnings.push(Warning { position: None, message });
     }
-    Ok(Plan { file, escape, stages, global_args: global, warnings })
+    Ok(Plan {
+        file,
+        escape,
+        stages,
+        global_args: global,
+        warnings,
+        lines: dockerfile.lines.clone(),
+    })
 }
 
-fn expand_error(file: &str, instruction: &Instruction, source: ExpandError) -> PlanError {
+fn expand_error(
+    dockerfile: &Dockerfile,
+    instruction: &Instruction,
+    cause: ExpandError,
+) -> PlanError {
     PlanError::Expand {
-        file: file.to_owned(),
+        file: dockerfile.file.clone(),
         position: instruction.position,
         keyword: instruction.keyword(),
-        source,
+        cause,
+        snippet: snippet(&dockerfile.lines, instruction.position),
     }
 }
 

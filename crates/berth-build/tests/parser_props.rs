@@ -20,6 +20,9 @@ fn check_any(text: &str) {
                 last = instruction.end_line;
             }
             if let Ok(plan) = plan(&dockerfile, &PlanOptions::default()) {
+                for stage in &plan.stages {
+                    let _ = berth_build::config::stage_config(stage, &serde_json::Value::Null);
+                }
                 if let Ok(graph) = Graph::new(&plan) {
                     let target = graph.target(None).unwrap();
                     let _ = graph.batches(target);

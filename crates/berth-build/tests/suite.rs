@@ -153,6 +153,13 @@ fn every_bad_file_fails_with_its_error() {
         );
         let shown = path.display().to_string();
         assert!(error.starts_with(&shown), "errors name the file: {error}");
+        // An error with a position shows the line it points at.
+        if let Some((line, _)) =
+            expected.split_once(':').filter(|(l, _)| l.parse::<usize>().is_ok())
+        {
+            let gutter = format!("\n {line} | ");
+            assert!(error.contains(&gutter), "{path:?} shows no line: {error}");
+        }
     }
 }
 

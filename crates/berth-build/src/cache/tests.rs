@@ -144,7 +144,11 @@ fn a_missing_source_is_an_error_with_position() {
     let p = plan(&parse("Dockerfile", APP).unwrap(), &PlanOptions::default()).unwrap();
     let ctx = Context::read(dir.path(), &Ignore::default(), 1).unwrap();
     let err = stage_keys(&p, &p.stages[0], "b", &ctx, &|_| String::new()).unwrap_err();
-    assert_eq!(err.to_string(), "Dockerfile:7:1: COPY sources");
+    assert_eq!(
+        err.to_string(),
+        "Dockerfile:7:1: COPY: \"src/\" not found in the build context (or left out by the ignore file)\n \
+         7 | COPY --chown=app:app src/ ./src/\n   | ^"
+    );
 }
 
 #[test]

@@ -30,6 +30,8 @@ pub struct Dockerfile {
     pub directives: Directives,
     /// Every instruction in file order, stages not yet split.
     pub instructions: Vec<Instruction>,
+    /// The physical lines of the file, for showing where a later step failed.
+    pub lines: Vec<String>,
 }
 
 /// Parser directives from the top of the file (`# syntax=…`, `# escape=…`, `# check=…`).

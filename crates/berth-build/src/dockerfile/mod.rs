@@ -47,6 +47,21 @@ impl Location {
     }
 }
 
+/// The line at `position` of `lines` with a caret under its column, as parse errors show it;
+/// empty when the position is not in the file.
+pub fn snippet(lines: &[String], position: Position) -> String {
+    match position.line.checked_sub(1).and_then(|i| lines.get(i)) {
+        None => String::new(),
+        Some(text) => Location {
+            file: String::new(),
+            line: position.line,
+            column: position.column,
+            text: text.clone(),
+        }
+        .snippet(),
+    }
+}
+
 /// Why a Dockerfile could not be read or parsed.
 #[derive(Debug, thiserror::Error)]
 pub enum ParseError {

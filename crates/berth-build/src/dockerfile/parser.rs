@@ -24,7 +24,8 @@ pub fn parse(file: &str, text: &str) -> Result<Dockerfile, ParseError> {
     while let Some(logical) = parser.logical_line() {
         instructions.push(parser.instruction(&logical, 0, false)?);
     }
-    Ok(Dockerfile { file: file.to_owned(), directives, instructions })
+    let lines = parser.lines.iter().map(|l| (*l).to_owned()).collect();
+    Ok(Dockerfile { file: file.to_owned(), directives, instructions, lines })
 }
 
 /// Maps an offset in a logical line back to the physical line and column it came from.

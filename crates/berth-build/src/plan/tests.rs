@@ -171,8 +171,10 @@ fn copy_heredoc_expands_unless_quoted() {
 fn errors_carry_positions() {
     let d = parse("Dockerfile", "FROM a\n\nUSER ${NAME:?must name a user}\n").unwrap();
     let err = plan(&d, &PlanOptions::default()).unwrap_err();
-    assert_eq!(err.to_string(), "Dockerfile:3:1: expanding USER");
-    assert_eq!(std::error::Error::source(&err).unwrap().to_string(), "NAME: must name a user");
+    assert_eq!(
+        err.to_string(),
+        "Dockerfile:3:1: expanding USER: NAME: must name a user\n 3 | USER ${NAME:?must name a user}\n   | ^"
+    );
     let d = parse("Dockerfile", "RUN x\nFROM a\n").unwrap();
     assert!(matches!(plan(&d, &PlanOptions::default()), Err(PlanError::BeforeFrom { .. })));
     let d = parse("Dockerfile", "ARG A\n").unwrap();
@@ -201,7 +203,7 @@ fn triggers_of_an_external_image() {
     let base_config = |_: &str| Some(serde_json::json!({"OnBuild": ["WORKDIR /t", "FROM x"]}));
     let options = PlanOptions { base_config: &base_config, ..PlanOptions::default() };
     let err = plan(&parse("Dockerfile", "FROM img\n").unwrap(), &options).unwrap_err();
-    assert_eq!(err.to_string(), "Dockerfile:1:1: ONBUILD trigger \"FROM x\" of the base: FROM isn't allowed as an ONBUILD trigger");
+    assert!(err.to_string().starts_with("Dockerfile:1:1: ONBUILD trigger \"FROM x\" of the base: FROM isn't allowed as an ONBUILD trigger\n 1 | FROM img"), "{err}");
     let base_config = |_: &str| Some(serde_json::json!({"OnBuild": ["WORKDIR /t"]}));
     let options = PlanOptions { base_config: &base_config, ..PlanOptions::default() };
     let p = plan(&parse("Dockerfile", "FROM img\n").unwrap(), &options).unwrap();
