@@ -23,7 +23,7 @@ pub enum PlanError {
         file: String,
         position: Position,
         keyword: &'static str,
-        cause: ExpandError,
+        cause: Box<ExpandError>,
         snippet: String,
     },
     #[error(
@@ -349,7 +349,7 @@ fn expand_error(
         file: dockerfile.file.clone(),
         position: instruction.position,
         keyword: instruction.keyword(),
-        cause,
+        cause: Box::new(cause),
         snippet: snippet(&dockerfile.lines, instruction.position),
     }
 }
