@@ -598,6 +598,8 @@ pub(crate) fn read_keyed(dir: &Path, file: &str) -> Result<HashMap<String, u64>>
     Ok(map)
 }
 
+/// The processes in the cgroup at `dir` and in its child cgroups (a nested runtime's), as
+/// runc's GetAllPids: `ps`, `kill --all` and `destroy` must see them all.
 pub(crate) fn read_pids(dir: &Path) -> Result<Vec<i32>> {
     let path = dir.join("cgroup.procs");
     let text = match std::fs::read_to_string(&path) {
@@ -612,6 +614,13 @@ pub(crate) fn read_pids(dir: &Path) -> Result<Vec<i32>> {
             .parse::<i32>()
             .map_err(|e| Error::Parse { path: path.clone(), reason: format!("{line:?}: {e}") })?;
         pids.push(pid);
+    }
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                pids.extend(read_pids(&entry.path())?);
+            }
+        }
     }
     Ok(pids)
 }

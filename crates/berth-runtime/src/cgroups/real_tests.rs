@@ -15,24 +15,43 @@ use super::{Manager, ManagerBuilder};
 
 const BUSYBOX: &str = "/bin/busybox";
 
-/// A manager for a fresh cgroup `/berth-test/<name>-<pid>` under `root`, or None when this host
+/// A manager for a fresh cgroup `/berth-test-<name>-<pid>` under `root`, or None when this host
 /// lacks what the test needs (not root, or no such hierarchy).
-fn manager(root: &str, probe: &str, name: &str) -> Option<Manager> {
+/// A test's cgroup, destroyed when the test ends, also when it fails.
+struct TestCgroup(Manager);
+
+impl std::ops::Deref for TestCgroup {
+    type Target = Manager;
+    fn deref(&self) -> &Manager {
+        &self.0
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        if let Err(e) = self.0.destroy() {
+            eprintln!("cleaning up the test cgroup: {e}");
+        }
+    }
+}
+
+fn manager(root: &str, probe: &str, name: &str) -> Option<TestCgroup> {
     if !rustix::process::geteuid().is_root() || !Path::new(root).join(probe).exists() {
         eprintln!("skipping: needs root and {root}/{probe}");
         return None;
     }
-    let path = format!("/berth-test/{name}-{}", std::process::id());
+    // Top level, so that destroy leaves nothing behind.
+    let path = format!("/berth-test-{name}-{}", std::process::id());
     let m =
         ManagerBuilder::new(name).with_root(root).with_cgroups_path(Some(path)).build().unwrap();
     m.destroy().unwrap();
     m.create().unwrap();
-    Some(m)
+    Some(TestCgroup(m))
 }
 
 /// A manager on the host's main cgroup driver (v1 on this machine, v2 on a unified host such
 /// as the qemu guest lane), if it has `controller`. BERTH_CGROUP_ROOT overrides the root.
-fn host(controller: &str, name: &str) -> Option<Manager> {
+fn host(controller: &str, name: &str) -> Option<TestCgroup> {
     let root = std::env::var("BERTH_CGROUP_ROOT").unwrap_or_else(|_| super::DEFAULT_ROOT.into());
     let controllers = std::fs::read_to_string(Path::new(&root).join("cgroup.controllers"));
     let probe = match controllers {
@@ -375,4 +394,26 @@ fn v2_nested_filter_can_only_narrow_the_containers() {
     let (_, out, _) = output(sh);
     assert_eq!(out.trim(), "zero-denied");
     m.destroy().unwrap();
+}
+
+#[test]
+fn destroy_kills_processes_in_child_cgroups_too() {
+    // Pins the recursive kill: a nested runtime's cgroup below the container's must not keep
+    // processes (and the cgroup) alive after delete.
+    let Some(m) = host("freezer", "nestkill") else { return };
+    let mut children = Vec::new();
+    let sh = held_shell(&format!("exec {BUSYBOX} sleep 60"));
+    m.add_pid(sh.id() as i32).unwrap();
+    // Into a child cgroup where one needs no setup (a v1 cpuset child starts empty).
+    for dir in m.paths().iter().filter(|d| !d.starts_with("/sys/fs/cgroup/cpuset")) {
+        std::fs::create_dir(dir.join("nested")).unwrap();
+        std::fs::write(dir.join("nested/cgroup.procs"), sh.id().to_string()).unwrap();
+    }
+    children.push(sh);
+    release(&mut children[0]);
+    assert_eq!(m.pids().unwrap(), vec![children[0].id() as i32]);
+    m.destroy().unwrap();
+    let status = children.remove(0).wait().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
+    assert!(m.paths().iter().all(|p| !p.exists()));
 }
