@@ -300,4 +300,45 @@ mod tests {
         let json = serde_json::to_string(&Event::oom("c1")).unwrap();
         assert_eq!(json, r#"{"type":"oom","id":"c1"}"#);
     }
+
+    #[test]
+    fn watch_emits_stats_then_oom_and_stops_when_the_cgroup_goes() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("memory")).unwrap();
+        let m = ManagerBuilder::new("c1")
+            .with_root(tmp.path())
+            .with_cgroups_path(Some("/c1"))
+            .with_own_cgroup("")
+            .build()
+            .unwrap();
+        m.create().unwrap();
+        let dir = tmp.path().join("memory/c1");
+        files(
+            &dir,
+            &[
+                ("memory.oom_control", "oom_kill 0\n"),
+                ("memory.limit_in_bytes", "1048576\n"),
+                ("memory.usage_in_bytes", "4096\n"),
+                ("memory.max_usage_in_bytes", "4096\n"),
+                ("memory.failcnt", "0\n"),
+                ("memory.stat", "cache 0\n"),
+            ],
+        );
+        let mut seen = Vec::new();
+        watch(&m, "c1", Duration::from_secs(3600), |e| {
+            seen.push(serde_json::to_value(e).unwrap());
+            match seen.len() {
+                // After the first stats line, an OOM kill happens; then the cgroup goes away.
+                1 => files(&dir, &[("memory.oom_control", "oom_kill 1\n")]),
+                2 => std::fs::remove_dir_all(&dir).unwrap(),
+                _ => {}
+            }
+            true
+        })
+        .unwrap();
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert_eq!(seen[0]["type"], "stats");
+        assert_eq!(seen[0]["data"]["memory"]["usage"]["limit"], 1048576);
+        assert_eq!(seen[1]["type"], "oom");
+    }
 }
