@@ -81,6 +81,14 @@ pub fn context_sources(kind: &InstructionKind) -> Option<Vec<String>> {
     )
 }
 
+/// COPY's `--exclude` patterns (none for other instructions).
+pub fn excludes(kind: &InstructionKind) -> &[String] {
+    match kind {
+        InstructionKind::Copy(copy) => &copy.excludes,
+        _ => &[],
+    }
+}
+
 /// An ADD source fetched from the network rather than the context.
 pub fn is_remote(source: &str) -> bool {
     ["http://", "https://", "git@", "git://"].iter().any(|p| source.starts_with(p))
@@ -111,12 +119,14 @@ pub fn stage_keys(
             kind => match context_sources(kind) {
                 Some(list) if !list.is_empty() => {
                     let digest =
-                        context.sources_digest(&list).map_err(|source| CacheError::Sources {
-                            file: plan.file.clone(),
-                            position: step.position,
-                            keyword: step.kind.keyword(),
-                            cause: source,
-                            snippet: crate::dockerfile::snippet(&plan.lines, step.position),
+                        context.sources_digest(&list, excludes(kind)).map_err(|source| {
+                            CacheError::Sources {
+                                file: plan.file.clone(),
+                                position: step.position,
+                                keyword: step.kind.keyword(),
+                                cause: source,
+                                snippet: crate::dockerfile::snippet(&plan.lines, step.position),
+                            }
                         })?;
                     Some(SourceInput::Context(digest))
                 }

@@ -150,11 +150,28 @@ impl Context {
     /// The digest of what a list of sources brings in: every resolved path with its type,
     /// mode, owner and content. Changes exactly when a COPY of these sources would copy
     /// something different.
-    pub fn sources_digest(&self, sources: &[String]) -> Result<String, ContextError> {
+    /// `excludes` are COPY's `--exclude` patterns (ignore-file syntax, from the context root):
+    /// what they match is not copied, so it does not count.
+    pub fn sources_digest(
+        &self,
+        sources: &[String],
+        excludes: &[String],
+    ) -> Result<String, ContextError> {
+        let mut patterns = Vec::with_capacity(excludes.len());
+        for exclude in excludes {
+            let pattern = crate::ignore::Pattern::new(exclude).map_err(|reason| {
+                ContextError::BadPattern { source_path: exclude.clone(), reason }
+            })?;
+            patterns.push(pattern);
+        }
+        let excluded = Ignore { patterns };
         let mut hasher = Sha256::new();
         for (index, source) in sources.iter().enumerate() {
             hasher.update(format!("source {index} {source:?}\n"));
             for path in self.resolve(source)? {
+                if excluded.is_excluded(path) {
+                    continue;
+                }
                 let entry = &self.entries[path];
                 let kind = match &entry.kind {
                     EntryKind::File => "file".to_owned(),

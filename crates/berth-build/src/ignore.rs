@@ -162,6 +162,42 @@ impl Ignore {
         Ok(Self::default())
     }
 
+    /// The ignore file of a build, in order of precedence: `explicit` (`--ignorefile`), the
+    /// Dockerfile's own (`NAME.containerignore`, `NAME.dockerignore` beside it, as BuildKit
+    /// reads `NAME.dockerignore`), then the context's ([`Ignore::load`]).
+    pub fn discover(
+        context: &Path,
+        dockerfile: Option<&Path>,
+        explicit: Option<&Path>,
+    ) -> Result<Self, IgnoreError> {
+        let read = |path: &Path| -> Result<Option<Self>, IgnoreError> {
+            match std::fs::read(path) {
+                Ok(bytes) => {
+                    let name = path.display().to_string();
+                    Self::parse(&name, &String::from_utf8_lossy(&bytes)).map(Some)
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(source) => Err(IgnoreError::Read { path: path.to_owned(), source }),
+            }
+        };
+        if let Some(path) = explicit {
+            return read(path)?.ok_or_else(|| IgnoreError::Read {
+                path: path.to_owned(),
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            });
+        }
+        if let Some(dockerfile) = dockerfile {
+            for suffix in [".containerignore", ".dockerignore"] {
+                let mut name = dockerfile.as_os_str().to_owned();
+                name.push(suffix);
+                if let Some(found) = read(Path::new(&name))? {
+                    return Ok(found);
+                }
+            }
+        }
+        Self::load(context)
+    }
+
     /// Whether `path` (relative to the context, `/`-separated) is left out.
     pub fn is_excluded(&self, path: &str) -> bool {
         let path = clean(path);

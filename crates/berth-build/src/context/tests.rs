@@ -95,32 +95,32 @@ fn digest_follows_content_mode_and_owner_but_not_mtime() {
     let dir = sample();
     let root = dir.path();
     let sources = vec!["src".to_owned()];
-    let before = read(root, "").sources_digest(&sources).unwrap();
-    let deps = read(root, "").sources_digest(&["requirements.txt".to_owned()]).unwrap();
+    let before = read(root, "").sources_digest(&sources, &[]).unwrap();
+    let deps = read(root, "").sources_digest(&["requirements.txt".to_owned()], &[]).unwrap();
 
     // Same content, new mtime: same digest.
     let file = fs::File::options().write(true).open(root.join("src/app.py")).unwrap();
     file.set_modified(SystemTime::now() + Duration::from_secs(3600)).unwrap();
     drop(file);
-    assert_eq!(read(root, "").sources_digest(&sources).unwrap(), before);
+    assert_eq!(read(root, "").sources_digest(&sources, &[]).unwrap(), before);
 
     // New content: new digest for src, none for requirements.txt.
     write(root, "src/app.py", "print('changed')\n");
     let changed = read(root, "");
-    let after_content = changed.sources_digest(&sources).unwrap();
+    let after_content = changed.sources_digest(&sources, &[]).unwrap();
     assert_ne!(after_content, before);
-    assert_eq!(changed.sources_digest(&["requirements.txt".to_owned()]).unwrap(), deps);
+    assert_eq!(changed.sources_digest(&["requirements.txt".to_owned()], &[]).unwrap(), deps);
 
     // Mode only.
     fs::set_permissions(root.join("src/app.py"), fs::Permissions::from_mode(0o755)).unwrap();
-    let after_mode = read(root, "").sources_digest(&sources).unwrap();
+    let after_mode = read(root, "").sources_digest(&sources, &[]).unwrap();
     assert_ne!(after_mode, after_content);
 
     // Owner only, where this process may change it.
     let is_root = fs::metadata(root.join("src/app.py")).unwrap().uid() == 0;
     if is_root {
         std::os::unix::fs::chown(root.join("src/app.py"), Some(1000), Some(1000)).unwrap();
-        assert_ne!(read(root, "").sources_digest(&sources).unwrap(), after_mode);
+        assert_ne!(read(root, "").sources_digest(&sources, &[]).unwrap(), after_mode);
     }
 }
 
@@ -128,9 +128,23 @@ fn digest_follows_content_mode_and_owner_but_not_mtime() {
 fn an_ignored_source_is_missing() {
     let dir = sample();
     let ctx = read(dir.path(), "debug.log\n");
-    let err = ctx.sources_digest(&["debug.log".to_owned()]).unwrap_err();
+    let err = ctx.sources_digest(&["debug.log".to_owned()], &[]).unwrap_err();
     assert_eq!(
         err.to_string(),
         "\"debug.log\" not found in the build context (or left out by the ignore file)"
     );
+}
+
+#[test]
+fn excluded_paths_do_not_count() {
+    let dir = sample();
+    let sources = vec!["src".to_owned()];
+    let excludes = vec!["src/util".to_owned()];
+    let before = read(dir.path(), "").sources_digest(&sources, &excludes).unwrap();
+    write(dir.path(), "src/util/helpers.py", "X = 2\n");
+    assert_eq!(read(dir.path(), "").sources_digest(&sources, &excludes).unwrap(), before);
+    write(dir.path(), "src/app.py", "changed");
+    assert_ne!(read(dir.path(), "").sources_digest(&sources, &excludes).unwrap(), before);
+    let err = read(dir.path(), "").sources_digest(&sources, &["[".to_owned()]).unwrap_err();
+    assert!(matches!(err, ContextError::BadPattern { .. }));
 }

@@ -129,6 +129,24 @@ fn containerignore_wins_over_dockerignore() {
     assert!(!ig.is_excluded("docker"));
 }
 
+#[test]
+fn a_dockerfiles_own_ignore_file_and_an_explicit_one_come_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::write(root.join(".dockerignore"), "context\n").unwrap();
+    let dockerfile = root.join("app.Dockerfile");
+    std::fs::write(&dockerfile, "FROM scratch\n").unwrap();
+    let found = Ignore::discover(root, Some(&dockerfile), None).unwrap();
+    assert!(found.is_excluded("context"));
+    std::fs::write(root.join("app.Dockerfile.dockerignore"), "own\n").unwrap();
+    let found = Ignore::discover(root, Some(&dockerfile), None).unwrap();
+    assert!(found.is_excluded("own") && !found.is_excluded("context"));
+    std::fs::write(root.join("explicit"), "given\n").unwrap();
+    let found = Ignore::discover(root, Some(&dockerfile), Some(&root.join("explicit"))).unwrap();
+    assert!(found.is_excluded("given") && !found.is_excluded("own"));
+    assert!(Ignore::discover(root, None, Some(&root.join("missing"))).is_err());
+}
+
 proptest! {
     #[test]
     fn never_panics_on_any_input(text in "\\PC{0,200}", path in "[a-z/.*?\\[\\]!-]{0,40}") {
