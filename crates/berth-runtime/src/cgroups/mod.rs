@@ -140,7 +140,8 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// Which cgroup layout a host has, as seen from the cgroup root.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Only v1 hierarchies (one directory per controller, or co-mounted ones like `cpu,cpuacct`).
     Legacy,
@@ -165,6 +166,20 @@ pub fn detect_mode(root: &Path) -> Result<Mode> {
     } else {
         Ok(Mode::Legacy)
     }
+}
+
+/// A container's cgroups as recorded in its state: the layout, and each directory by
+/// controller (v1; `"unified"` for a hybrid host's cgroup2 directory) or under `""` (v2).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CgroupState {
+    pub mode: Mode,
+    pub root: PathBuf,
+    /// The resolved cgroupsPath, for display.
+    pub inner: String,
+    pub paths: std::collections::BTreeMap<String, PathBuf>,
+    /// Set when the container runs without a cgroup (rootless without delegation): why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<String>,
 }
 
 /// Builds a [`Manager`]: which container, where its cgroup goes, and under which privileges.
@@ -353,14 +368,51 @@ impl Manager {
         }
     }
 
-    /// The path to put into the container's state (`cgroupsPath` as resolved); for v1 the path
-    /// inside each hierarchy, for v2 inside the unified one.
+    /// The container's cgroup path as resolved (v1: in the memory hierarchy). For display; to
+    /// find the cgroup again later, keep [`Manager::state`] instead: with a relative
+    /// cgroupsPath the v1 hierarchies can place the container at different paths (the runtime
+    /// itself may sit in different cgroups per controller).
     pub fn inner_path(&self) -> Option<String> {
         match &self.driver {
             Driver::V1(m) => Some(m.inner_path()),
             Driver::V2(m) => Some(m.inner_path().to_string()),
             Driver::Disabled { .. } => None,
         }
+    }
+
+    /// Where this manager's cgroups are, for the container's state file; [`Manager::from_state`]
+    /// opens the same cgroups again without resolving anything.
+    pub fn state(&self) -> CgroupState {
+        match &self.driver {
+            Driver::V1(m) => m.state(self.mode),
+            Driver::V2(m) => CgroupState {
+                mode: self.mode,
+                root: m.root().to_path_buf(),
+                inner: m.inner_path().to_string(),
+                paths: std::collections::BTreeMap::from([(String::new(), m.path().to_path_buf())]),
+                disabled: None,
+            },
+            Driver::Disabled { reason } => CgroupState {
+                mode: self.mode,
+                root: PathBuf::new(),
+                inner: String::new(),
+                paths: Default::default(),
+                disabled: Some(reason.clone()),
+            },
+        }
+    }
+
+    /// Reopens the cgroups recorded by [`Manager::state`].
+    pub fn from_state(state: &CgroupState) -> Manager {
+        let driver = if let Some(reason) = &state.disabled {
+            Driver::Disabled { reason: reason.clone() }
+        } else if state.mode == Mode::Unified {
+            let path = state.paths.get("").cloned().unwrap_or_else(|| state.root.clone());
+            Driver::V2(v2::Manager::from_parts(&state.root, &state.inner, path))
+        } else {
+            Driver::V1(v1::Manager::from_state(state))
+        };
+        Manager { mode: state.mode, driver }
     }
 
     /// Creates the cgroup directories (and, for v1 cpuset, fills in the inherited cpus and mems;

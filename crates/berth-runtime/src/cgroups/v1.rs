@@ -94,6 +94,28 @@ impl Manager {
         Ok(Manager { root: root.to_path_buf(), inner: inner.unwrap_or_default(), dirs, unified })
     }
 
+    pub(crate) fn state(&self, mode: super::Mode) -> super::CgroupState {
+        let mut paths = self.dirs.clone();
+        if let Some(u) = &self.unified {
+            paths.insert("unified".into(), u.path().to_path_buf());
+        }
+        super::CgroupState {
+            mode,
+            root: self.root.clone(),
+            inner: self.inner.clone(),
+            paths,
+            disabled: None,
+        }
+    }
+
+    pub(crate) fn from_state(state: &super::CgroupState) -> Self {
+        let mut dirs = state.paths.clone();
+        let unified = dirs.remove("unified").map(|path| {
+            super::v2::Manager::from_parts(&state.root.join("unified"), &state.inner, path)
+        });
+        Manager { root: state.root.clone(), inner: state.inner.clone(), dirs, unified }
+    }
+
     pub(crate) fn paths(&self) -> Vec<PathBuf> {
         let mut paths: Vec<PathBuf> = self.dirs.values().cloned().collect();
         paths.dedup();
@@ -618,6 +640,32 @@ mod tests {
             .apply(&resources(r#"{"hugepageLimits": [{"pageSize": "3MB", "limit": 1}]}"#))
             .unwrap_err();
         assert!(err.to_string().contains("hugetlb.3MB.max"), "{err}");
+    }
+
+    #[test]
+    fn state_reopens_per_controller_paths_of_a_relative_cgroups_path() {
+        // Pins why the state keeps every directory: the runtime's own memory cgroup differs
+        // from its other ones, so one resolved path cannot find them all again.
+        let tmp = tempfile::tempdir().unwrap();
+        fake_v1(tmp.path());
+        files(tmp.path(), &[("unified/cgroup.controllers", "hugetlb\n")]);
+        let m = ManagerBuilder::new("c1")
+            .with_root(tmp.path())
+            .with_cgroups_path(Some("berth/c1"))
+            .with_own_cgroup("4:memory:/session\n8:pids:/\n0::/other\n")
+            .build()
+            .unwrap();
+        assert!(m.paths().contains(&tmp.path().join("memory/session/berth/c1")));
+        assert!(m.paths().contains(&tmp.path().join("pids/berth/c1")));
+        assert!(m.paths().contains(&tmp.path().join("unified/other/berth/c1")));
+        let json = serde_json::to_string(&m.state()).unwrap();
+        let again = Cgroup::from_state(&serde_json::from_str(&json).unwrap());
+        assert_eq!(again.paths(), m.paths());
+        assert_eq!(again.version(), Some(1));
+        m.create().unwrap();
+        again.destroy().unwrap();
+        assert!(!tmp.path().join("memory/session/berth/c1").exists());
+        assert!(!tmp.path().join("unified/other/berth/c1").exists());
     }
 
     #[test]

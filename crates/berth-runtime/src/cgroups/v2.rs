@@ -32,6 +32,14 @@ impl Manager {
         Manager { root: root.to_path_buf(), path: join_inner(root, &inner), inner }
     }
 
+    pub(crate) fn from_parts(root: &Path, inner: &str, path: PathBuf) -> Self {
+        Manager { root: root.to_path_buf(), inner: inner.to_string(), path }
+    }
+
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
+    }
+
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
@@ -453,6 +461,9 @@ mod tests {
             expected
         );
         assert!(!tmp.path().join("user.slice/runtime/berth/c1/cgroup.subtree_control").exists());
+        let again = super::super::Manager::from_state(&m.state());
+        assert_eq!(again.paths(), vec![tmp.path().join("user.slice/runtime/berth/c1")]);
+        assert_eq!(again.version(), Some(2));
     }
 
     #[test]
