@@ -92,6 +92,8 @@ impl HostInfo {
                 u64::MAX
             }
         };
+        // f_type's integer type differs between architectures, hence the casts.
+        #[allow(clippy::unnecessary_cast)]
         let cgroup_v2 = rustix::fs::statfs("/sys/fs/cgroup")
             .map(|s| s.f_type as i64 == libc::CGROUP2_SUPER_MAGIC as i64)
             .unwrap_or(false);
@@ -150,6 +152,11 @@ pub struct GeneratedSpec {
     /// The image's labels overlaid with `--label`: the container's labels.
     pub labels: BTreeMap<String, String>,
     pub etc_files: EtcFiles,
+    /// The entrypoint and command the process line was made of (inspect shows them apart).
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    /// The user as given (`-u`, else the image's User), before resolution.
+    pub user_spec: String,
     pub user: ResolvedUser,
     pub network: NetworkMode,
     pub hostname: String,
@@ -175,7 +182,8 @@ pub fn generate(input: &SpecInput<'_>) -> Result<GeneratedSpec, SpecError> {
         _ => 15,
     };
 
-    let args = command_line(opts, &image)?;
+    let (entrypoint, cmd) = command_line(opts, &image)?;
+    let args: Vec<String> = entrypoint.iter().chain(&cmd).cloned().collect();
     let cwd = match opts
         .workdir
         .as_deref()
@@ -320,14 +328,20 @@ pub fn generate(input: &SpecInput<'_>) -> Result<GeneratedSpec, SpecError> {
         stop_timeout: opts.stop_timeout.unwrap_or(DEFAULT_STOP_TIMEOUT),
         labels,
         etc_files,
+        entrypoint,
+        cmd,
+        user_spec: user_spec.to_owned(),
         user,
         network,
         hostname,
     })
 }
 
-/// Entrypoint + Cmd, by Docker's rules.
-fn command_line(opts: &RunOptions, image: &ContainerConfig) -> Result<Vec<String>, SpecError> {
+/// (entrypoint, command), by Docker's rules; the process runs the two joined.
+fn command_line(
+    opts: &RunOptions,
+    image: &ContainerConfig,
+) -> Result<(Vec<String>, Vec<String>), SpecError> {
     let (entrypoint, cmd) = match &opts.entrypoint {
         Some(value) => {
             let entrypoint = if value.is_empty() {
@@ -352,11 +366,10 @@ fn command_line(opts: &RunOptions, image: &ContainerConfig) -> Result<Vec<String
             (image.entrypoint.clone().unwrap_or_default(), cmd)
         }
     };
-    let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
-    if args.is_empty() {
+    if entrypoint.is_empty() && cmd.is_empty() {
         return Err(SpecError::NoCommand);
     }
-    Ok(args)
+    Ok((entrypoint, cmd))
 }
 
 fn check_hostname(name: &str) -> Result<(), SpecError> {

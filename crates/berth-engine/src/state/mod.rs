@@ -182,16 +182,17 @@ impl ContainerState {
     /// `configured` only from the finished states, when the runtime state is torn down.
     pub fn can_become(self, to: ContainerState) -> bool {
         use ContainerState::*;
-        match (self, to) {
-            (Configured, Created) => true,
-            (Created | Stopped | Exited, Running) => true,
-            (Running, Paused) | (Paused, Running) => true,
-            (Created | Running | Paused, Stopped) => true,
-            (Created | Running | Paused | Stopped, Exited) => true,
-            (Stopped | Exited, Created) => true,
-            (Stopped | Exited | Created, Configured) => true,
-            _ => false,
-        }
+        matches!(
+            (self, to),
+            (Configured, Created)
+                | (Created | Stopped | Exited, Running)
+                | (Running, Paused)
+                | (Paused, Running)
+                | (Created | Running | Paused, Stopped)
+                | (Created | Running | Paused | Stopped, Exited)
+                | (Stopped | Exited, Created)
+                | (Stopped | Exited | Created, Configured)
+        )
     }
 }
 
