@@ -3,8 +3,11 @@
 //! its change as a layer.
 //!
 //! What stands on its own is here today: the parser ([`dockerfile`]), variable expansion and
-//! ARG scoping ([`expand`], [`args`]), `.dockerignore` matching and the hashed context
-//! ([`ignore`], [`context`]), the stage graph ([`graph`]) and the cache key ([`cache`]).
+//! ARG scoping ([`expand`], [`args`], [`plan`]), `.dockerignore` matching and the hashed
+//! context ([`ignore`], [`context`]), the stage graph ([`graph`]), the cache key ([`cache`]),
+//! the image config and history a stage builds up ([`config`]), build secrets ([`secrets`]),
+//! and [`prepare`], which runs all of them for one build request. Executing RUN through the
+//! runtime and committing layers comes next, on top of berth-engine.
 
 pub mod args;
 pub mod cache;
@@ -15,3 +18,34 @@ pub mod expand;
 pub mod graph;
 pub mod ignore;
 pub mod plan;
+pub mod prepare;
+pub mod secrets;
+
+use std::path::PathBuf;
+
+/// Every error of berth-build, by the module that found it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("no Containerfile or Dockerfile in {} (name one with -f)", .0.display())]
+    NoDockerfile(PathBuf),
+    #[error(transparent)]
+    Parse(#[from] dockerfile::ParseError),
+    #[error(transparent)]
+    Plan(#[from] plan::PlanError),
+    #[error(transparent)]
+    Graph(#[from] graph::GraphError),
+    #[error(transparent)]
+    Secret(#[from] secrets::SecretError),
+    #[error(transparent)]
+    Ignore(#[from] ignore::IgnoreError),
+    #[error(transparent)]
+    Context(#[from] context::ContextError),
+    #[error(transparent)]
+    Cache(#[from] cache::CacheError),
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Args(#[from] args::ArgsError),
+    #[error(transparent)]
+    Expand(#[from] expand::ExpandError),
+}
