@@ -223,7 +223,29 @@ impl Lexer<'_, '_> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        #[test]
+        fn never_panics(word in "\\PC{0,80}", backtick in any::<bool>(), heredoc in any::<bool>()) {
+            let escape = if backtick { '`' } else { '\\' };
+            let mode = if heredoc { Mode::Heredoc } else { Mode::Word };
+            let _ = expand(&word, escape, mode, &env);
+        }
+
+        #[test]
+        fn plain_words_are_unchanged(word in "[a-zA-Z0-9 _./:@%+=,-]{0,40}") {
+            prop_assert_eq!(x(&word), word.clone());
+            prop_assert_eq!(expand(&word, '\\', Mode::Heredoc, &env).unwrap().value, word);
+        }
+
+        #[test]
+        fn single_quotes_keep_everything(word in "[^']{0,40}") {
+            prop_assert_eq!(x(&format!("'{word}'")), word);
+        }
+    }
 
     fn env(name: &str) -> Option<String> {
         match name {
