@@ -16,6 +16,11 @@
 //! (pull, load, import) hold `gc.lock` shared for their whole run, so collection can never
 //! remove a blob that a running pull has stored but not yet indexed.
 
+// ImageError carries the registry's status, URL and error body so the user sees them, and
+// stays unboxed so the command line can downcast to the typed causes for hints; it is made
+// once per failed command, so its size costs nothing measurable.
+#![allow(clippy::result_large_err)]
+
 pub mod index;
 pub mod pull;
 pub mod time;
@@ -26,7 +31,7 @@ use std::io::{self, BufReader, Read, Write};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
-use berth_image::archive::{self, ArchiveError, Format, ToSave};
+use berth_image::archive::{self, ArchiveError, ToSave};
 use berth_image::config::{chain_ids, History, ImageConfig};
 use berth_image::digest::{Digest, Hasher, HashingReader};
 use berth_image::manifest::{
@@ -40,6 +45,7 @@ use berth_storage::{LayerStore, UnpackOptions};
 use serde::Serialize;
 use tracing::{debug, info};
 
+pub use berth_image::archive::Format;
 pub use index::ImageRecord;
 
 #[derive(Debug, thiserror::Error)]
@@ -532,10 +538,9 @@ impl Images {
         let mut to_save = Vec::new();
         for input in inputs {
             let image = self.find(input)?;
-            let names = if image.record.names.iter().any(|n| name_matches(n, input)) {
-                vec![Reference::parse(input)?.with_default_tag().to_string()]
-            } else {
-                image.record.names.clone()
+            let names = match image.record.names.iter().find(|n| name_matches(n, input)) {
+                Some(name) => vec![name.clone()],
+                None => image.record.names.clone(),
             };
             to_save.push(ToSave { manifest: image.record.manifest.clone(), names });
         }

@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::images;
+
 /// berth: a daemonless, rootless-first container engine.
 #[derive(Debug, Parser)]
 #[command(name = "berth", version, about, propagate_version = true)]
@@ -40,6 +42,37 @@ pub struct GlobalOptions {
 pub enum Command {
     /// Show the berth version.
     Version,
+
+    /// Pull an image from a registry.
+    Pull(images::PullArgs),
+    /// Push an image to a registry.
+    Push(images::PushArgs),
+    /// List images.
+    Images(images::ImagesArgs),
+    /// Remove images.
+    Rmi(images::RmiArgs),
+    /// Add names to an image.
+    Tag(images::TagArgs),
+    /// Remove names from an image.
+    Untag(images::UntagArgs),
+    /// Write images to an archive (docker-archive, oci-archive, oci-dir).
+    Save(images::SaveArgs),
+    /// Read images from an archive.
+    Load(images::LoadArgs),
+    /// Make an image from a root file system tarball.
+    Import(images::ImportArgs),
+    /// Show an image's layers and how they were made.
+    History(images::HistoryArgs),
+    /// Store credentials for a registry.
+    Login(images::LoginArgs),
+    /// Remove stored credentials for a registry.
+    Logout(images::LogoutArgs),
+    /// Manage images.
+    #[command(subcommand)]
+    Image(images::ImageCommand),
+    /// Inspect manifests and indexes in registries.
+    #[command(subcommand)]
+    Manifest(images::ManifestCommand),
 }
 
 impl Cli {
@@ -50,6 +83,20 @@ impl Cli {
                 println!("berth version {}", env!("CARGO_PKG_VERSION"));
                 Ok(ExitCode::SUCCESS)
             }
+            Command::Pull(args) => images::pull(&self.global, args),
+            Command::Push(args) => images::push(&self.global, args),
+            Command::Images(args) => images::images(&self.global, args),
+            Command::Rmi(args) => images::rmi(&self.global, args),
+            Command::Tag(args) => images::tag(&self.global, args),
+            Command::Untag(args) => images::untag(&self.global, args),
+            Command::Save(args) => images::save(&self.global, args),
+            Command::Load(args) => images::load(&self.global, args),
+            Command::Import(args) => images::import(&self.global, args),
+            Command::History(args) => images::history(&self.global, args),
+            Command::Login(args) => images::login(&self.global, args),
+            Command::Logout(args) => images::logout(&self.global, args),
+            Command::Image(command) => images::image(&self.global, command),
+            Command::Manifest(command) => images::manifest(&self.global, command),
         }
     }
 }

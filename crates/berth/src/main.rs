@@ -3,6 +3,8 @@
 //! resolves the options into one configuration, calls the engine and reports.
 
 mod cli;
+mod format;
+mod images;
 mod report;
 
 use std::process::ExitCode;

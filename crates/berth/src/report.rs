@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use std::io::{self, Write as _};
 use std::process::ExitCode;
 
+use berth_engine::images::pull::RegistryFailure;
 use tracing_subscriber::EnvFilter;
 
 /// berth itself failed: bad input, a registry error, a runtime error.
@@ -91,6 +92,12 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
 /// matched here as they grow; anything unknown gets no hint rather than a guess.
 fn hint(err: &anyhow::Error) -> Option<&'static str> {
     for cause in err.chain() {
+        if let Some(RegistryFailure::Tls { .. }) = cause.downcast_ref::<RegistryFailure>() {
+            return Some(
+                "the registry may serve plain HTTP or a certificate not trusted here: for a \
+                 registry you trust, use --tls-verify=false or mark it insecure in registries.conf",
+            );
+        }
         let Some(io) = cause.downcast_ref::<io::Error>() else { continue };
         if io.raw_os_error() == Some(libc::ENOSPC) {
             return Some("the file system is full: free space under --root");

@@ -29,12 +29,15 @@ use tracing::{debug, info};
 
 use super::{ImageError, Images};
 
+pub use berth_image::registry::RegistryError as RegistryFailure;
+
 const PARALLEL_LAYERS: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PullError {
-    #[error("pulling {reference}")]
+    #[error("{action} {reference}")]
     Registry {
+        action: &'static str,
         reference: String,
         #[source]
         source: RegistryError,
@@ -181,13 +184,13 @@ impl Images {
             progress(Event::Trying(candidate.to_string()));
             match self.pull_one(&rt, &candidate, &client, options, progress) {
                 Ok(image) => return Ok(image),
-                Err(ImageError::Pull(PullError::Registry { reference, source }))
+                Err(ImageError::Pull(PullError::Registry { action, reference, source }))
                     if i + 1 < candidates.len()
                         && (is_not_found(&source)
                             || matches!(source, RegistryError::Connect { .. })) =>
                 {
                     debug!(%reference, error = %source, "not there; trying the next search registry");
-                    last = Some(PullError::Registry { reference, source });
+                    last = Some(PullError::Registry { action, reference, source });
                 }
                 Err(e) => return Err(e),
             }
@@ -205,8 +208,13 @@ impl Images {
     ) -> Result<super::Image, ImageError> {
         let _gc = self.shared_gc_lock()?;
         let name = reference.to_string();
-        let registry_err =
-            |source| ImageError::Pull(PullError::Registry { reference: name.clone(), source });
+        let registry_err = |source| {
+            ImageError::Pull(PullError::Registry {
+                action: "pulling",
+                reference: name.clone(),
+                source,
+            })
+        };
         let repo = reference.repository().to_owned();
         let registry =
             rt.block_on(Registry::connect(reference.registry(), client)).map_err(registry_err)?;
@@ -446,8 +454,13 @@ impl Images {
         }
         let target = if target.digest().is_none() { target.with_default_tag() } else { target };
         let name = target.to_string();
-        let registry_err =
-            |source| ImageError::Pull(PullError::Registry { reference: name.clone(), source });
+        let registry_err = |source| {
+            ImageError::Pull(PullError::Registry {
+                action: "pushing",
+                reference: name.clone(),
+                source,
+            })
+        };
         let client = options.client()?;
         let rt = runtime()?;
         let registry =
@@ -535,7 +548,10 @@ impl Images {
             });
             match result {
                 Ok(fetched) => return Ok(fetched),
-                Err(source) => last = Some(PullError::Registry { reference: name, source }),
+                Err(source) => {
+                    last =
+                        Some(PullError::Registry { action: "inspecting", reference: name, source })
+                }
             }
         }
         Err(last.map(ImageError::Pull).unwrap_or_else(|| ImageError::NotFound(input.to_owned())))
@@ -553,8 +569,13 @@ pub fn login(
     options.credentials = Some((username.to_owned(), password.to_owned()));
     let client = options.client()?;
     let rt = runtime()?;
-    let err =
-        |source| ImageError::Pull(PullError::Registry { reference: registry.to_owned(), source });
+    let err = |source| {
+        ImageError::Pull(PullError::Registry {
+            action: "logging in to",
+            reference: registry.to_owned(),
+            source,
+        })
+    };
     let connection = rt.block_on(Registry::connect(registry, &client)).map_err(err)?;
     rt.block_on(connection.check_login()).map_err(err)?;
     let credentials = client.credentials.expect("set above");

@@ -60,7 +60,7 @@ fn push_then_pull_through_an_open_registry() {
     let (_b, other) = store();
     let pulled = other.pull(&name, &plain_http(), &quiet).unwrap();
     assert_eq!(pulled.id(), image.id());
-    assert_eq!(pulled.record.names, [name.clone()]);
+    assert_eq!(pulled.record.names, std::slice::from_ref(&name));
     assert!(pulled
         .record
         .repo_digests

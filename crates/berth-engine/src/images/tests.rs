@@ -39,7 +39,10 @@ fn load_tag_find_and_remove() {
     assert_eq!(inspect.config["Cmd"], serde_json::json!(["sh"]));
 
     // By id with two names: refused without force.
-    assert!(matches!(images.remove(&[id.clone()], false), Err(ImageError::MustForce { .. })));
+    assert!(matches!(
+        images.remove(std::slice::from_ref(&id), false),
+        Err(ImageError::MustForce { .. })
+    ));
     // By name: only untagged.
     let removed = images.remove(&["busybox".to_owned()], false).unwrap();
     assert_eq!(removed.untagged, ["docker.io/library/busybox:latest"]);
@@ -93,7 +96,7 @@ fn prune_removes_dangling_images() {
 
     assert_eq!(images.prune(false).unwrap(), vec![image.id().clone()]);
     assert_eq!(images.list().unwrap().len(), 1);
-    assert_eq!(images.history("imported").unwrap()[0].created_by.contains("ADD file:"), true);
+    assert!(images.history("imported").unwrap()[0].created_by.contains("ADD file:"));
     assert_eq!(images.prune(true).unwrap().len(), 1);
     assert!(images.blobs().list().unwrap().is_empty());
 }

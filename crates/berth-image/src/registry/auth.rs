@@ -339,7 +339,7 @@ mod tests {
         let json: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
         assert_eq!(json["auths"]["127.0.0.1:5000"]["auth"], "dTpwOnc=");
         assert_eq!(files.lookup("127.0.0.1:5000").unwrap(), Some(creds));
-        assert_eq!(format!("{:?}", files.lookup("127.0.0.1:5000").unwrap()).contains("p:w"), false);
+        assert!(!format!("{:?}", files.lookup("127.0.0.1:5000").unwrap()).contains("p:w"));
         files.remove(Some("127.0.0.1:5000")).unwrap();
         assert_eq!(files.lookup("127.0.0.1:5000").unwrap(), None);
         assert!(matches!(files.remove(Some("other")), Err(AuthError::NotLoggedIn(_))));
