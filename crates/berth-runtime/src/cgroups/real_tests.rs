@@ -417,3 +417,48 @@ fn destroy_kills_processes_in_child_cgroups_too() {
     assert_eq!(status.signal(), Some(libc::SIGKILL));
     assert!(m.paths().iter().all(|p| !p.exists()));
 }
+
+/// The unprivileged half of the rootless test below; run only by it, as the test user.
+#[test]
+#[ignore]
+fn rootless_child() {
+    let m = ManagerBuilder::new("rootless")
+        .with_cgroups_path(Some("/berth-test-rootless"))
+        .with_rootless(true)
+        .build()
+        .unwrap();
+    assert_eq!(m.version(), None, "v1 here cannot be delegated: no cgroup");
+    m.create().unwrap();
+    m.add_pid(std::process::id() as i32).unwrap();
+    // Podman always sends a device list; it holds in the user namespace without a cgroup.
+    m.apply(&resources(r#"{"devices": [{"allow": false, "access": "rwm"}]}"#)).unwrap();
+    for (json, name) in [
+        (r#"{"memory": {"limit": 33554432}}"#, "memory.limit"),
+        (r#"{"pids": {"limit": 10}}"#, "pids.limit"),
+        (r#"{"cpu": {"quota": 20000, "period": 100000}}"#, "cpu.quota"),
+    ] {
+        let err = m.apply(&resources(json)).unwrap_err().to_string();
+        assert!(err.contains(name) && err.contains("rootless"), "{json}: {err}");
+    }
+    assert!(m.freeze().unwrap_err().to_string().contains("not supported yet"));
+    m.destroy().unwrap();
+}
+
+#[test]
+fn rootless_without_delegation_runs_without_a_cgroup_and_names_refused_limits() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipping: needs root to become the test user");
+        return;
+    }
+    let exe = berth_testkit::user::stage_binary(&std::env::current_exe().unwrap()).unwrap();
+    let out = berth_testkit::user::TestUser::get()
+        .command(&exe)
+        .args(["--exact", "cgroups::real_tests::rootless_child", "--ignored", "--test-threads=1"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("1 passed"), "the child test did not run: {stdout}");
+    assert!(!Path::new("/sys/fs/cgroup/memory/berth-test-rootless").exists());
+}
