@@ -6,6 +6,7 @@
 //! Both views are built from a database record alone (its stored spec and options): `ps` with
 //! a hundred containers reads one table and touches no other file.
 
+pub mod filter;
 pub mod inspect;
 pub mod summary;
 
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::spec::{NetworkMode, RunOptions, SeccompChoice};
 use crate::state::ContainerRecord;
 
+pub use filter::{select, PsFilter};
 pub use inspect::InspectContainer;
 pub use summary::ContainerSummary;
 
@@ -28,6 +30,10 @@ pub enum ContainerError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("invalid filter {value:?}: {reason}")]
+    BadFilter { value: String, reason: String },
+    #[error("{what} is not supported yet")]
+    NotSupportedYet { what: String },
     #[error("container {id}: its stored runtime spec is unreadable")]
     DecodeSpec {
         id: String,
