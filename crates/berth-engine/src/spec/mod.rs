@@ -6,6 +6,7 @@
 //! - [`env`]: the environment (image Env, `--env-file`, `-e`, defaults).
 //! - [`user`]: `-u` resolved against the image's /etc/passwd and /etc/group.
 //! - [`caps`]: capability names, Podman's default set, `--cap-add`/`--cap-drop`.
+//! - [`idmap`]: a rootless container's uid and gid maps from /etc/subuid and /etc/subgid.
 //! - [`mounts`]: Podman's default mounts, masked and read-only paths, tmpfs mounts and the
 //!   per-container /etc/hosts, /etc/hostname and /etc/resolv.conf.
 //! - [`generate`]: putting it together into an [`oci_spec::runtime::Spec`].
@@ -16,6 +17,7 @@
 pub mod caps;
 pub mod env;
 pub mod generate;
+pub mod idmap;
 pub mod mounts;
 pub mod options;
 pub mod user;
@@ -105,6 +107,12 @@ pub enum SpecError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "user {user} has no subordinate ids in {file}: add a range, e.g. \
+         `usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {user}`",
+        file = file.display()
+    )]
+    NoSubordinateIds { user: String, file: PathBuf },
     #[error("building the runtime spec: {0}")]
     Build(String),
 }
