@@ -152,7 +152,7 @@ impl Manager {
             inherit_cpuset(&mount, dir)?;
         }
         if let Some(unified) = &self.unified {
-            unified.create()?;
+            unified.create_with(false)?;
         }
         tracing::debug!(inner = %self.inner, "created v1 cgroups");
         Ok(())
@@ -666,6 +666,24 @@ mod tests {
         again.destroy().unwrap();
         assert!(!tmp.path().join("memory/session/berth/c1").exists());
         assert!(!tmp.path().join("unified/other/berth/c1").exists());
+    }
+
+    #[test]
+    fn hybrid_create_survives_a_parent_that_refuses_controllers() {
+        // On a systemd hybrid host the runtime's own cgroup2 cgroup holds processes, so it
+        // cannot enable controllers for children; the v1 side must still work.
+        let tmp = tempfile::tempdir().unwrap();
+        fake_v1(tmp.path());
+        files(tmp.path(), &[("unified/cgroup.controllers", "hugetlb\n")]);
+        // A directory where the file should be makes the write fail like EBUSY would.
+        std::fs::create_dir_all(tmp.path().join("unified/cgroup.subtree_control")).unwrap();
+        let m = manager(tmp.path(), "/c1");
+        m.create().unwrap();
+        assert!(tmp.path().join("unified/c1").is_dir());
+        let err = m
+            .apply(&resources(r#"{"hugepageLimits": [{"pageSize": "2MB", "limit": 1}]}"#))
+            .unwrap_err();
+        assert!(matches!(err, Error::ControllerMissing { .. }), "{err}");
     }
 
     #[test]

@@ -60,6 +60,14 @@ impl Manager {
     }
 
     pub(crate) fn create(&self) -> Result<()> {
+        self.create_with(true)
+    }
+
+    /// Creates the cgroup; with `strict` false (the cgroup2 side of a hybrid host, which only
+    /// carries a few controllers) a parent that refuses to enable controllers — it holds
+    /// processes itself, which cgroup v2 forbids for a parent with controllers — is left as
+    /// it is, and a limit that needs one of them then fails naming it.
+    pub(crate) fn create_with(&self, strict: bool) -> Result<()> {
         if self.inner == "/" {
             return Err(Error::InvalidPath {
                 path: self.inner.clone(),
@@ -75,10 +83,21 @@ impl Manager {
         let mut offered = read(&level, "cgroup.controllers").unwrap_or_default();
         for component in rel.components() {
             let available = read(&level, "cgroup.controllers").unwrap_or(offered.clone());
-            let enable: Vec<String> =
-                available.split_whitespace().map(|c| format!("+{c}")).collect();
+            let enabled = read(&level, "cgroup.subtree_control").unwrap_or_default();
+            let enable: Vec<String> = available
+                .split_whitespace()
+                .filter(|c| !enabled.split_whitespace().any(|e| e == *c))
+                .map(|c| format!("+{c}"))
+                .collect();
             if !enable.is_empty() {
-                write(&level, "cgroup.subtree_control", &enable.join(" "))?;
+                match write(&level, "cgroup.subtree_control", &enable.join(" ")) {
+                    Ok(()) => {}
+                    Err(e) if !strict => {
+                        tracing::debug!(?level, error = %e, "controllers not enabled");
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             offered = available;
             level = level.join(component);
