@@ -8,6 +8,7 @@
 
 pub mod filter;
 pub mod inspect;
+pub mod store;
 pub mod summary;
 
 use std::path::PathBuf;
@@ -19,11 +20,36 @@ use crate::state::ContainerRecord;
 
 pub use filter::{select, PsFilter};
 pub use inspect::InspectContainer;
+pub use store::{ContainerStore, CreateRequest};
 pub use summary::ContainerSummary;
 
-/// Errors of building the user's views of a container.
+/// Errors of the container store and of building the user's views of a container.
 #[derive(Debug, thiserror::Error)]
 pub enum ContainerError {
+    #[error(transparent)]
+    State(crate::state::StateError),
+    #[error(transparent)]
+    Spec(crate::spec::SpecError),
+    #[error("cannot remove container {name}: it is {state} (stop it first)")]
+    Live { name: String, state: crate::state::ContainerState },
+    #[error("writing {path}")]
+    WriteFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("removing {path}")]
+    RemoveDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("container {id}: encoding its spec and options")]
+    EncodeSpec {
+        id: String,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("container {id}: its stored create options are unreadable")]
     DecodeCreateOptions {
         id: String,

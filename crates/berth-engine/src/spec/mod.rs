@@ -24,7 +24,9 @@ pub mod user;
 
 use std::path::PathBuf;
 
-pub use generate::{generate, GeneratedSpec, HostInfo, IdMap, SpecInput};
+pub use generate::{
+    generate, process_env, process_vars, GeneratedSpec, HostInfo, IdMap, SpecInput,
+};
 pub use mounts::EtcFiles;
 pub use options::{NetworkMode, RunOptions, SeccompChoice, Ulimit};
 pub use user::ResolvedUser;
