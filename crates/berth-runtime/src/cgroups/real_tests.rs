@@ -462,3 +462,19 @@ fn rootless_without_delegation_runs_without_a_cgroup_and_names_refused_limits() 
     assert!(stdout.contains("1 passed"), "the child test did not run: {stdout}");
     assert!(!Path::new("/sys/fs/cgroup/memory/berth-test-rootless").exists());
 }
+
+#[test]
+fn ignored_kernel_memory_limit_is_refused_not_pretended() {
+    let Some(m) = manager("/sys/fs/cgroup", "memory/memory.kmem.limit_in_bytes", "kmem") else {
+        return;
+    };
+    let dir = m.paths().into_iter().find(|p| p.starts_with("/sys/fs/cgroup/memory")).unwrap();
+    match m.apply(&resources(r#"{"memory": {"kernel": 33554432}}"#)) {
+        // Kernels before 5.16 still enforce it.
+        Ok(()) => {
+            let value = std::fs::read_to_string(dir.join("memory.kmem.limit_in_bytes")).unwrap();
+            assert_eq!(value.trim(), "33554432");
+        }
+        Err(e) => assert!(e.to_string().contains("ignores kernel memory limits"), "{e}"),
+    }
+}

@@ -272,6 +272,19 @@ impl Manager {
         }
         if let Some(v) = m.kernel() {
             write(dir, "memory.kmem.limit_in_bytes", &v.to_string())?;
+            // Since Linux 5.16 the kernel accepts this write and ignores it: read it back.
+            let now = read(dir, "memory.kmem.limit_in_bytes")?;
+            if v >= 0 && now.trim() != v.to_string() {
+                return Err(Error::Unsupported {
+                    resource: "memory.kernel".into(),
+                    version: "v1",
+                    reason: format!(
+                        "this kernel ignores kernel memory limits (memory.kmem.limit_in_bytes \
+                         reads {} after writing {v})",
+                        now.trim()
+                    ),
+                });
+            }
         }
         if let Some(v) = m.kernel_tcp() {
             write(dir, "memory.kmem.tcp.limit_in_bytes", &v.to_string())?;
