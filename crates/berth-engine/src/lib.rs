@@ -6,6 +6,7 @@
 //! it into storage, the registry client or the runtime.
 
 pub mod images;
+pub mod network;
 
 pub mod containers;
 pub mod spec;

@@ -1,0 +1,26 @@
+//! Container networking: the pieces that stand on their own before containers run.
+//!
+//! - [`ports`]: the `-p`/`-P` grammar and the choice of free host ports.
+//! - [`ipam`]: network configuration (`network create`), subnet choice and overlap checks, and
+//!   address allocation over a pluggable store.
+//! - [`netns`]: naming a network namespace by path or pid, and running a command inside one.
+//! - [`bridge`]: rootful plumbing — a bridge with the gateway address, a veth pair per
+//!   container with its inner end as `eth0`, and teardown.
+//! - [`firewall`]: masquerading and published ports (DNAT) through nftables, every rule tagged
+//!   so that cleanup finds it.
+//! - [`rootless`]: pasta (and slirp4netns as the fallback) for rootless containers.
+//! - [`files`]: the container's /etc/hosts and /etc/resolv.conf.
+//!
+//! The rootful plumbing execs iproute2's `ip` and nftables' `nft` rather than speaking netlink
+//! itself: one `ip -batch` exec per side of a container and one `nft -j -f -` transaction
+//! cost a few milliseconds and keep the kernel's own error messages, while the netlink crates
+//! change their API often. The [`bridge`] functions are the seam where a netlink backend can
+//! come in later without changing callers.
+
+pub mod bridge;
+pub mod files;
+pub mod firewall;
+pub mod ipam;
+pub mod netns;
+pub mod ports;
+pub mod rootless;

@@ -1,0 +1,330 @@
+//! Rootful bridge plumbing and the nftables rules, on real network namespaces.
+//!
+//! Each test runs its whole scenario on a thread that first unshares its own network
+//! namespace (network namespaces are per thread, and every process the thread spawns starts in
+//! it), so the "host" of the scenario is a namespace the test made and drops: nothing touches
+//! the machine's own interfaces or firewall, and all traffic stays between namespaces of the
+//! test (10.250.x.0/24 and loopback). The "containers" are `unshare --net` processes.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_engine::network::bridge::{self, IfAddr, VethConfig};
+use berth_engine::network::firewall::{self, NetworkRules, PortForward};
+use berth_engine::network::ipam::Subnet;
+use berth_engine::network::netns::Netns;
+use berth_engine::network::ports::Protocol;
+
+/// Runs `f` on a new thread inside a new network namespace with `lo` up.
+fn in_own_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(move || {
+        // SAFETY: unshare(2) with CLONE_NEWNET only changes this thread's network namespace;
+        // no memory is passed. The thread ends with the scenario, and the namespace with it.
+        let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "unshare(CLONE_NEWNET): {}", std::io::Error::last_os_error());
+        run("ip", &["link", "set", "lo", "up"]);
+        f()
+    })
+    .join()
+    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+fn run(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program).args(args).output().unwrap();
+    assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn ns_id(path: &Path) -> PathBuf {
+    std::fs::read_link(path).unwrap()
+}
+
+/// A fake container: a process in a network namespace of its own, killed on drop.
+struct Container {
+    child: Child,
+}
+
+impl Container {
+    /// Runs `busybox ARGS…` under `unshare --net`, and waits until it is in its namespace.
+    fn start(args: &[&str]) -> Self {
+        let child = Command::new("unshare")
+            .args(["--net", "--", "busybox"])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let me = ns_id(Path::new("/proc/thread-self/ns/net"));
+        let path = PathBuf::from(format!("/proc/{}/ns/net", child.id()));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::fs::read_link(&path).map(|l| l == me).unwrap_or(true) {
+            assert!(Instant::now() < deadline, "the container never entered its namespace");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Self { child }
+    }
+
+    fn netns(&self) -> Netns {
+        Netns::Pid(self.child.id())
+    }
+
+    /// Runs `busybox ARGS…` inside this container's network namespace.
+    fn exec(&self, args: &[&str]) -> std::process::Output {
+        self.netns().command("busybox").unwrap().args(args).output().unwrap()
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `busybox wget` of `url`, retried while the server comes up (bounded to a few seconds).
+fn fetch(from: Option<&Container>, url: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let args = ["wget", "-q", "-T", "2", "-O", "-", url];
+        let out = match from {
+            Some(c) => c.exec(&args),
+            None => Command::new("busybox").args(args).output().unwrap(),
+        };
+        if out.status.success() {
+            return String::from_utf8(out.stdout).unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "fetching {url}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn web_root(text: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("index.html"), text).unwrap();
+    dir
+}
+
+fn addr(s: &str) -> IfAddr {
+    let (a, p) = s.split_once('/').unwrap();
+    IfAddr { addr: a.parse().unwrap(), prefix: p.parse().unwrap() }
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn veth(name: &str, c: &Container, a: &str) -> VethConfig {
+    VethConfig {
+        host_name: name.into(),
+        container_name: "eth0".into(),
+        netns: c.netns(),
+        addresses: vec![addr(a)],
+        gateways: vec![ip("10.250.1.1")],
+        mtu: None,
+        mac: None,
+    }
+}
+
+/// The interfaces of the calling thread's namespace.
+fn links() -> Vec<String> {
+    let json: serde_json::Value =
+        serde_json::from_str(&run("ip", &["-j", "link", "show"])).unwrap();
+    json.as_array().unwrap().iter().map(|l| l["ifname"].as_str().unwrap().to_owned()).collect()
+}
+
+fn nft_tables() -> String {
+    run("nft", &["list", "tables"])
+}
+
+#[test]
+fn two_containers_on_a_bridge_reach_each_other_and_published_ports_and_teardown_is_complete() {
+    let host_links_before = links();
+    in_own_netns(|| {
+        let root = web_root("hello from a\n");
+        let a = Container::start(&["httpd", "-f", "-p", "80", "-h", root.path().to_str().unwrap()]);
+        let b = Container::start(&["sleep", "600"]);
+
+        let created = bridge::ensure_bridge("btest0", &[addr("10.250.1.1/24")], None).unwrap();
+        assert!(created);
+        assert!(
+            !bridge::ensure_bridge("btest0", &[addr("10.250.1.1/24")], None).unwrap(),
+            "idempotent"
+        );
+        bridge::attach("btest0", &veth("vethtesta", &a, "10.250.1.2/24")).unwrap();
+        bridge::attach("btest0", &veth("vethtestb", &b, "10.250.1.3/24")).unwrap();
+        let mut members = bridge::bridge_members("btest0").unwrap();
+        members.sort();
+        assert_eq!(members, ["vethtesta", "vethtestb"]);
+
+        // Inside a container: lo and eth0 with its address and the default route.
+        let inner = a.netns().command("ip").unwrap().args(["-j", "addr"]).output().unwrap();
+        let inner: serde_json::Value = serde_json::from_slice(&inner.stdout).unwrap();
+        let names: Vec<&str> =
+            inner.as_array().unwrap().iter().map(|l| l["ifname"].as_str().unwrap()).collect();
+        assert_eq!(names, ["lo", "eth0"]);
+        assert_eq!(inner[1]["addr_info"][0]["local"], "10.250.1.2");
+        let route =
+            a.netns().command("ip").unwrap().args(["route", "show", "default"]).output().unwrap();
+        assert!(String::from_utf8_lossy(&route.stdout).contains("default via 10.250.1.1 dev eth0"));
+
+        // Container to container, over the bridge.
+        let ping = b.exec(&["ping", "-c", "1", "-W", "5", "10.250.1.2"]);
+        assert!(ping.status.success(), "ping: {}", String::from_utf8_lossy(&ping.stdout));
+        assert_eq!(fetch(Some(&b), "http://10.250.1.2/"), "hello from a\n");
+
+        // Published ports: 127.0.0.1:8080 and every local address on 8081.
+        bridge::enable_forwarding(false).unwrap();
+        bridge::allow_localnet("btest0").unwrap();
+        let subnet: Subnet = "10.250.1.0/24".parse().unwrap();
+        firewall::add_network_rules(&NetworkRules {
+            name: "testnet",
+            bridge: "btest0",
+            subnets: &[subnet],
+            internal: false,
+        })
+        .unwrap();
+        let forwards = [
+            PortForward {
+                host_ip: Some(ip("127.0.0.1")),
+                host_port: 8080,
+                protocol: Protocol::Tcp,
+                container_ip: ip("10.250.1.2"),
+                container_port: 80,
+            },
+            PortForward {
+                host_ip: None,
+                host_port: 8081,
+                protocol: Protocol::Tcp,
+                container_ip: ip("10.250.1.2"),
+                container_port: 80,
+            },
+        ];
+        firewall::add_port_forwards("ctra", &forwards).unwrap();
+        // Adding again replaces rather than duplicates.
+        firewall::add_port_forwards("ctra", &forwards).unwrap();
+        let ours = firewall::tagged_rules().unwrap();
+        assert_eq!(ours.iter().filter(|r| r.comment == "berth ctr=ctra").count(), 4);
+
+        assert_eq!(fetch(None, "http://127.0.0.1:8080/"), "hello from a\n");
+        assert_eq!(fetch(None, "http://10.250.1.1:8081/"), "hello from a\n");
+        assert_eq!(fetch(None, "http://127.0.0.1:8081/"), "hello from a\n");
+        // From the other container, through the host's address.
+        assert_eq!(fetch(Some(&b), "http://10.250.1.1:8081/"), "hello from a\n");
+
+        // Teardown: ports, veths, bridge, network rules.
+        assert_eq!(firewall::remove_container_rules("ctra").unwrap(), 4);
+        assert_eq!(firewall::remove_container_rules("ctra").unwrap(), 0, "idempotent");
+        assert!(bridge::detach("vethtesta").unwrap());
+        assert!(!bridge::remove_bridge("btest0", false).unwrap(), "b is still attached");
+        assert!(bridge::detach("vethtestb").unwrap());
+        assert!(!bridge::detach("vethtestb").unwrap(), "idempotent");
+        assert!(bridge::remove_bridge("btest0", false).unwrap());
+        assert!(firewall::remove_network_rules("testnet").unwrap() > 0);
+
+        assert_eq!(links(), ["lo"], "no veth or bridge is left");
+        assert_eq!(nft_tables(), "", "berth's table is gone with its last rule");
+        let inner = a.netns().command("ip").unwrap().args(["-j", "link"]).output().unwrap();
+        let inner: serde_json::Value = serde_json::from_slice(&inner.stdout).unwrap();
+        assert_eq!(inner.as_array().unwrap().len(), 1, "the container has only lo again");
+
+        // The containers' namespaces end with their processes.
+        let paths = [a.netns().path(), b.netns().path()];
+        drop((a, b));
+        assert!(paths.iter().all(|p| !p.exists()));
+    });
+    assert_eq!(links(), host_links_before, "the machine's own interfaces are untouched");
+}
+
+#[test]
+fn a_failed_attach_leaves_no_veth() {
+    in_own_netns(|| {
+        let c = Container::start(&["sleep", "600"]);
+        bridge::ensure_bridge("btest1", &[addr("10.250.2.1/24")], None).unwrap();
+
+        // A gateway outside the container's subnet cannot be routed: the inner step fails.
+        let mut cfg = veth("vethtestc", &c, "10.250.2.2/24");
+        cfg.gateways = vec![ip("10.99.0.1")];
+        let err = bridge::attach("btest1", &cfg).unwrap_err().to_string();
+        assert!(err.starts_with("configuring the container interface"), "{err}");
+        assert!(bridge::bridge_members("btest1").unwrap().is_empty());
+        assert!(!links().contains(&"vethtestc".to_owned()));
+
+        // A namespace that is gone fails before anything is created.
+        let dead = Netns::Path("/proc/self/ns/does-not-exist".into());
+        let cfg = VethConfig { netns: dead, ..veth("vethtestd", &c, "10.250.2.3/24") };
+        let err = bridge::attach("btest1", &cfg).unwrap_err().to_string();
+        assert!(err.contains("opening the network namespace"), "{err}");
+        assert!(!links().contains(&"vethtestd".to_owned()));
+
+        // A name the kernel would refuse is refused up front.
+        let cfg = veth("veth-name-too-long", &c, "10.250.2.4/24");
+        assert!(bridge::attach("btest1", &cfg).unwrap_err().to_string().contains("interface name"));
+
+        assert!(bridge::remove_bridge("btest1", false).unwrap());
+        assert_eq!(links(), ["lo"]);
+    });
+}
+
+#[test]
+fn rules_are_removed_by_their_own_tag_only() {
+    in_own_netns(|| {
+        let one: Subnet = "10.250.3.0/24".parse().unwrap();
+        let two: Subnet = "10.250.4.0/24".parse().unwrap();
+        firewall::add_network_rules(&NetworkRules {
+            name: "one",
+            bridge: "bone",
+            subnets: &[one],
+            internal: false,
+        })
+        .unwrap();
+        firewall::add_network_rules(&NetworkRules {
+            name: "two",
+            bridge: "btwo",
+            subnets: &[two],
+            internal: true,
+        })
+        .unwrap();
+        let forward = PortForward {
+            host_ip: None,
+            host_port: 9000,
+            protocol: Protocol::Udp,
+            container_ip: ip("10.250.3.2"),
+            container_port: 53,
+        };
+        firewall::add_port_forwards("c1", &[forward]).unwrap();
+        firewall::add_port_forwards("c12", &[forward]).unwrap();
+
+        let listing = run("nft", &["list", "table", "inet", "berth"]);
+        assert!(listing.contains("masquerade") && listing.contains("comment \"berth net=one\""));
+        assert!(listing.contains("iifname \"btwo\" oifname != \"btwo\" drop"), "{listing}");
+        assert!(listing.contains("udp dport 9000 dnat ip to 10.250.3.2:53"), "{listing}");
+
+        assert_eq!(firewall::remove_container_rules("c1").unwrap(), 2);
+        let left: Vec<String> =
+            firewall::tagged_rules().unwrap().into_iter().map(|r| r.comment).collect();
+        assert!(
+            left.contains(&"berth ctr=c12".to_owned()),
+            "a longer id with the same prefix stays"
+        );
+        assert!(!left.contains(&"berth ctr=c1".to_owned()));
+        firewall::remove_network_rules("one").unwrap();
+        firewall::remove_network_rules("two").unwrap();
+        firewall::remove_container_rules("c12").unwrap();
+        assert_eq!(nft_tables(), "");
+
+        // An IPv4 host address cannot forward to an IPv6 container address.
+        let mixed =
+            PortForward { host_ip: Some(ip("127.0.0.1")), container_ip: ip("fd00::2"), ..forward };
+        assert!(firewall::add_port_forwards("c2", &[mixed])
+            .unwrap_err()
+            .to_string()
+            .contains("families differ"));
+        firewall::remove_table().unwrap();
+    });
+}
