@@ -109,3 +109,67 @@ pub struct HugetlbStats {
     pub max: u64,
     pub failcnt: u64,
 }
+
+/// Parses v1 blkio lines (`8:0 Read 4096`; the `Total` line is skipped).
+pub(crate) fn parse_blkio_v1(text: &str) -> Vec<BlkioEntry> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let mut parts = line.split_whitespace();
+        let (Some(dev), Some(op), Some(value)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        let Some((major, minor)) = dev.split_once(':') else { continue };
+        if let (Ok(major), Ok(minor), Ok(value)) = (major.parse(), minor.parse(), value.parse()) {
+            out.push(BlkioEntry { major, minor, op: op.to_string(), value });
+        }
+    }
+    out
+}
+
+/// Parses v2 `io.stat` (`8:0 rbytes=1 wbytes=2 rios=3 wios=4 ...`) into runc's two lists:
+/// bytes and operations, each with Read and Write entries.
+pub(crate) fn parse_io_stat(text: &str) -> (Vec<BlkioEntry>, Vec<BlkioEntry>) {
+    let (mut bytes, mut ios) = (Vec::new(), Vec::new());
+    for line in text.lines() {
+        let mut parts = line.split_whitespace();
+        let Some((major, minor)) = parts.next().and_then(|d| d.split_once(':')) else {
+            continue;
+        };
+        let (Ok(major), Ok(minor)) = (major.parse::<u64>(), minor.parse::<u64>()) else {
+            continue;
+        };
+        for kv in parts {
+            let Some((k, v)) = kv.split_once('=') else { continue };
+            let Ok(value) = v.parse::<u64>() else { continue };
+            let (list, op) = match k {
+                "rbytes" => (&mut bytes, "Read"),
+                "wbytes" => (&mut bytes, "Write"),
+                "rios" => (&mut ios, "Read"),
+                "wios" => (&mut ios, "Write"),
+                _ => continue,
+            };
+            list.push(BlkioEntry { major, minor, op: op.into(), value });
+        }
+    }
+    (bytes, ios)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blkio_lines_of_both_versions_parse() {
+        let v1 = parse_blkio_v1("8:0 Read 4096\n8:0 Write 512\nTotal 4608\n");
+        assert_eq!(v1.len(), 2);
+        assert_eq!(
+            (v1[0].major, v1[0].minor, v1[0].op.as_str(), v1[0].value),
+            (8, 0, "Read", 4096)
+        );
+        let (bytes, ios) =
+            parse_io_stat("8:16 rbytes=10 wbytes=20 rios=1 wios=2 dbytes=0 dios=0\n");
+        assert_eq!(bytes.iter().map(|e| e.value).collect::<Vec<_>>(), [10, 20]);
+        assert_eq!(ios[1].op, "Write");
+        assert_eq!(ios[1].minor, 16);
+    }
+}

@@ -354,6 +354,27 @@ impl Manager {
         let dir = self.need("blkio", "blockIO")?;
         // With the BFQ scheduler the weight files carry a `bfq.` prefix.
         let bfq = !dir.join("blkio.weight").exists() && dir.join("blkio.bfq.weight").exists();
+        let weights = bfq || dir.join("blkio.weight").exists();
+        let wants_weight = b.weight().is_some()
+            || b.weight_device().iter().flatten().any(|d| d.weight().is_some());
+        if wants_weight && !weights {
+            return Err(Error::Unsupported {
+                resource: "blockIO.weight".into(),
+                version: "v1",
+                reason: "the I/O schedulers here have no weights (no blkio.weight or \
+                         blkio.bfq.weight)"
+                    .into(),
+            });
+        }
+        let wants_leaf = b.leaf_weight().is_some()
+            || b.weight_device().iter().flatten().any(|d| d.leaf_weight().is_some());
+        if wants_leaf && !dir.join("blkio.leaf_weight").exists() {
+            return Err(Error::Unsupported {
+                resource: "blockIO.leafWeight".into(),
+                version: "v1",
+                reason: "leaf weights went with the CFQ scheduler (no blkio.leaf_weight)".into(),
+            });
+        }
         let (weight, weight_device) = if bfq {
             ("blkio.bfq.weight", "blkio.bfq.weight_device")
         } else {
@@ -445,6 +466,15 @@ impl Manager {
         if let Some(dir) = self.dirs.get("cpu").filter(|d| d.exists()) {
             if let Ok(map) = read_keyed(dir, "cpu.stat") {
                 throttling(&mut stats.cpu, &map);
+            }
+        }
+        if let Some(dir) = self.dirs.get("blkio").filter(|d| d.exists()) {
+            // The throttle files count every device; the bfq ones only devices using BFQ.
+            if let Ok(t) = read(dir, "blkio.throttle.io_service_bytes_recursive") {
+                stats.blkio.io_service_bytes_recursive = super::stats::parse_blkio_v1(&t);
+            }
+            if let Ok(t) = read(dir, "blkio.throttle.io_serviced_recursive") {
+                stats.blkio.io_serviced_recursive = super::stats::parse_blkio_v1(&t);
             }
         }
         if let Some(dir) = self.dirs.get("pids").filter(|d| d.exists()) {
@@ -783,6 +813,22 @@ mod tests {
         let err = m.apply(&r).unwrap_err();
         assert!(matches!(err, Error::Write { .. }), "{err}");
         assert_eq!(content(&mem, "memory.limit_in_bytes"), "1048576");
+    }
+
+    #[test]
+    fn block_weights_without_a_weighted_scheduler_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        fake_v1(tmp.path());
+        let m = manager(tmp.path(), "/c1");
+        m.create().unwrap();
+        let err = m.apply(&resources(r#"{"blockIO": {"weight": 300}}"#)).unwrap_err();
+        assert!(err.to_string().contains("blockIO.weight"), "{err}");
+        let err = m.apply(&resources(r#"{"blockIO": {"leafWeight": 300}}"#)).unwrap_err();
+        assert!(err.to_string().contains("blockIO.leafWeight"), "{err}");
+        // With BFQ the weight goes to its own file.
+        files(&tmp.path().join("blkio/c1"), &[("blkio.bfq.weight", "100")]);
+        m.apply(&resources(r#"{"blockIO": {"weight": 300}}"#)).unwrap();
+        assert_eq!(content(&tmp.path().join("blkio/c1"), "blkio.bfq.weight"), "300");
     }
 
     #[test]

@@ -295,6 +295,15 @@ impl Manager {
             return Err(unsupported("blockIO.leafWeight", "there are no leaf weights"));
         }
         let bfq = self.path.join("io.bfq.weight").exists();
+        let wants_weight = b.weight().is_some()
+            || b.weight_device().iter().flatten().any(|d| d.weight().is_some());
+        if wants_weight && !bfq && !self.path.join("io.weight").exists() {
+            self.need("io", "blockIO.weight")?;
+            return Err(unsupported(
+                "blockIO.weight",
+                "the I/O schedulers here have no weights (no io.weight or io.bfq.weight)",
+            ));
+        }
         if let Some(w) = b.weight() {
             self.need("io", "blockIO.weight")?;
             if bfq {
@@ -389,6 +398,11 @@ impl Manager {
             stats.cpu.usage.user = cpu.get("user_usec").copied().unwrap_or(0) * 1000;
             stats.cpu.usage.kernel = cpu.get("system_usec").copied().unwrap_or(0) * 1000;
             super::v1::throttling(&mut stats.cpu, &cpu);
+        }
+        if let Ok(text) = read(p, "io.stat") {
+            let (bytes, ios) = super::stats::parse_io_stat(&text);
+            stats.blkio.io_service_bytes_recursive = bytes;
+            stats.blkio.io_serviced_recursive = ios;
         }
         if p.join("pids.current").exists() {
             let limit = read_u64(p, "pids.max")?;
@@ -494,7 +508,12 @@ mod tests {
         let dir = tmp.path().join("c1");
         files(
             &dir,
-            &[("memory.swap.max", "max"), ("memory.high", "max"), ("cpu.max", "max 100000")],
+            &[
+                ("memory.swap.max", "max"),
+                ("memory.high", "max"),
+                ("cpu.max", "max 100000"),
+                ("io.weight", "default 100"),
+            ],
         );
         let r = resources(
             r#"{
