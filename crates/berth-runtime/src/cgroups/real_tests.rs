@@ -478,3 +478,27 @@ fn ignored_kernel_memory_limit_is_refused_not_pretended() {
         Err(e) => assert!(e.to_string().contains("ignores kernel memory limits"), "{e}"),
     }
 }
+
+#[test]
+fn realtime_budget_is_granted_through_a_nested_path() {
+    if !rustix::process::geteuid().is_root() || !Path::new("/sys/fs/cgroup/cpu").exists() {
+        return;
+    }
+    let parent = format!("/berth-test-rt-{}", std::process::id());
+    let m = ManagerBuilder::new("rt")
+        .with_cgroups_path(Some(format!("{parent}/inner")))
+        .build()
+        .unwrap();
+    m.create().unwrap();
+    let guard = TestCgroup(m);
+    let applied =
+        guard.apply(&resources(r#"{"cpu": {"realtimeRuntime": 1000, "realtimePeriod": 1000000}}"#));
+    let inner = Path::new("/sys/fs/cgroup/cpu").join(parent.trim_start_matches('/')).join("inner");
+    let value = std::fs::read_to_string(inner.join("cpu.rt_runtime_us")).unwrap_or_default();
+    drop(guard);
+    for dir in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let _ = std::fs::remove_dir(dir.path().join(parent.trim_start_matches('/')));
+    }
+    applied.unwrap();
+    assert_eq!(value.trim(), "1000");
+}

@@ -330,6 +330,10 @@ impl Manager {
                 write(dir, "cpu.rt_period_us", &v.to_string())?;
             }
             if let Some(v) = c.realtime_runtime() {
+                if v > 0 {
+                    let mount = hierarchies(&self.root)?.remove("cpu").unwrap_or_default();
+                    raise_rt_ancestors(&mount, dir, v)?;
+                }
                 write(dir, "cpu.rt_runtime_us", &v.to_string())?;
             }
             if let Some(v) = c.idle() {
@@ -567,6 +571,24 @@ fn memory_stats(dir: &Path) -> Result<MemoryStats> {
         },
         raw,
     })
+}
+
+/// A cgroup's realtime budget must fit in its parent's, and new cgroups start with none: give
+/// each ancestor below the mount at least `runtime`, raising and never lowering
+/// (sched-rt-group.rst, "Group scheduling").
+fn raise_rt_ancestors(mount: &Path, dir: &Path, runtime: i64) -> Result<()> {
+    let Ok(rel) = dir.strip_prefix(mount) else { return Ok(()) };
+    let mut level = mount.to_path_buf();
+    let components: Vec<_> = rel.components().collect();
+    for component in components.iter().take(components.len().saturating_sub(1)) {
+        level = level.join(component);
+        let current: i64 =
+            read(&level, "cpu.rt_runtime_us").ok().and_then(|t| t.trim().parse().ok()).unwrap_or(0);
+        if current >= 0 && current < runtime {
+            write(&level, "cpu.rt_runtime_us", &runtime.to_string())?;
+        }
+    }
+    Ok(())
 }
 
 /// A v1 cgroup's cpuset.cpus and cpuset.mems start empty, and a task cannot join it until both
@@ -813,6 +835,21 @@ mod tests {
         let err = m.apply(&r).unwrap_err();
         assert!(matches!(err, Error::Write { .. }), "{err}");
         assert_eq!(content(&mem, "memory.limit_in_bytes"), "1048576");
+    }
+
+    #[test]
+    fn realtime_runtime_is_made_room_for_in_the_ancestors() {
+        let tmp = tempfile::tempdir().unwrap();
+        fake_v1(tmp.path());
+        let m = manager(tmp.path(), "/a/b/c1");
+        m.create().unwrap();
+        let cpu = tmp.path().join("cpu");
+        files(&cpu, &[("a/cpu.rt_runtime_us", "0"), ("a/b/cpu.rt_runtime_us", "5000")]);
+        m.apply(&resources(r#"{"cpu": {"realtimeRuntime": 2000, "realtimePeriod": 1000000}}"#))
+            .unwrap();
+        assert_eq!(content(&cpu, "a/cpu.rt_runtime_us"), "2000");
+        assert_eq!(content(&cpu, "a/b/cpu.rt_runtime_us"), "5000", "never lowered");
+        assert_eq!(content(&cpu, "a/b/c1/cpu.rt_runtime_us"), "2000");
     }
 
     #[test]
