@@ -13,6 +13,7 @@ pub mod args;
 pub mod cache;
 pub mod config;
 pub mod context;
+pub mod copy;
 pub mod dockerfile;
 pub mod expand;
 pub mod graph;
@@ -44,6 +45,8 @@ pub enum Error {
     Cache(#[from] cache::CacheError),
     #[error(transparent)]
     Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Copy(#[from] copy::CopyError),
     #[error(transparent)]
     Args(#[from] args::ArgsError),
     #[error(transparent)]
