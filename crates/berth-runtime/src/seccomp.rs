@@ -1254,6 +1254,63 @@ mod tests {
     }
 
     #[test]
+    fn notified_syscall_is_answered_by_the_agent() {
+        use rustix::net::{
+            RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
+            SendAncillaryMessage, SendFlags,
+        };
+        let filter = compile(&spec(
+            r#"{"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/unused",
+                "syscalls": [{"names": ["getpgrp"], "action": "SCMP_ACT_NOTIFY"}]}"#,
+        ))
+        .unwrap();
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        // SAFETY: the child makes system calls only (sendmsg with stack buffers) and _exits.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // SAFETY: as above.
+            unsafe {
+                libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+                let Ok(Some(fd)) = filter.load() else { libc::_exit(100) };
+                let fds = [fd.as_fd()];
+                let mut space =
+                    [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+                let mut control = SendAncillaryBuffer::new(&mut space);
+                control.push(SendAncillaryMessage::ScmRights(&fds));
+                let iov = [std::io::IoSlice::new(b"fd")];
+                if rustix::net::sendmsg(&theirs, &iov, &mut control, SendFlags::empty()).is_err() {
+                    libc::_exit(101);
+                }
+                let answer = libc::syscall(libc::SYS_getpgrp);
+                libc::_exit(if answer == 4242 { 0 } else { 1 });
+            }
+        }
+        let mut buf = [0u8; 8];
+        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        rustix::net::recvmsg(&ours, &mut iov, &mut control, RecvFlags::empty()).unwrap();
+        let fd: OwnedFd = control
+            .drain()
+            .find_map(|m| match m {
+                RecvAncillaryMessage::ScmRights(mut fds) => fds.next(),
+                _ => None,
+            })
+            .expect("the notification fd");
+        let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+        let req = libseccomp::ScmpNotifReq::receive(raw).unwrap();
+        assert_eq!(req.pid as i32, pid);
+        assert_eq!(req.data.syscall, ScmpSyscall::from_name("getpgrp").unwrap());
+        libseccomp::ScmpNotifResp::new_val(req.id, 4242, libseccomp::ScmpNotifRespFlags::empty())
+            .respond(raw)
+            .unwrap();
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert_eq!(exit_code(status), Some(0), "status {status:#x}");
+    }
+
+    #[test]
     fn invalid_specs_are_refused_with_the_reason() {
         let err = compile(&spec(r#"{"defaultAction": "SCMP_ACT_NOTIFY"}"#)).unwrap_err();
         assert!(matches!(err, SeccompError::NotifyDefault), "{err}");
