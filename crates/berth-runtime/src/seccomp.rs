@@ -1109,7 +1109,7 @@ mod tests {
             let filter = compile(&spec(&format!(
                 r#"{{"defaultAction": "SCMP_ACT_ALLOW",
                     "syscalls": [{{"names": ["umask"], "action": "SCMP_ACT_ERRNO",
-                                  "args": [{{"index": 0, "value": {value}{two}, "op": "{op}"}}]}}]}}"#
+                      "args": [{{"index": 0, "value": {value}{two}, "op": "{op}"}}]}}]}}"#
             )))
             .unwrap();
             let probes: [u64; 6] = [0, 0o2, 0o12, 0o21, 0o22, 0o77];

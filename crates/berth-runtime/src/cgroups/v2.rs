@@ -591,7 +591,11 @@ mod tests {
                 ("memory.peak", "8192\n"),
                 ("memory.stat", "anon 100\nfile 300\n"),
                 ("memory.events", "low 0\nhigh 0\nmax 7\noom 2\noom_kill 1\n"),
-                ("cpu.stat", "usage_usec 10\nuser_usec 6\nsystem_usec 4\nnr_periods 3\nnr_throttled 1\nthrottled_usec 5\n"),
+                (
+                    "cpu.stat",
+                    "usage_usec 10\nuser_usec 6\nsystem_usec 4\nnr_periods 3\n\
+                     nr_throttled 1\nthrottled_usec 5\n",
+                ),
                 ("pids.current", "2\n"),
                 ("pids.max", "100\n"),
             ],
