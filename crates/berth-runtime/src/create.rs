@@ -167,20 +167,26 @@ pub fn launch(root: &StateRoot, opts: &CreateOptions, mode: Mode) -> Result<Cont
         paused: false,
         rootless: opts.rootless || sys::geteuid() != 0,
         cgroup: None,
+        cgroups_path: None,
+        own_cgroup: String::new(),
         systemd_cgroup: opts.systemd_cgroup,
         hooks: spec.hooks().clone(),
         started: false,
     };
     // The cgroup exists, with its limits, before the init does anything in it.
     let cgroups_path = linux.cgroups_path().as_ref().map(|p| p.to_string_lossy().into_owned());
+    let own_cgroup = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     let cgroup = crate::cgroups::Manager::builder(&opts.id)
-        .with_cgroups_path(cgroups_path)
+        .with_cgroups_path(cgroups_path.clone())
+        .with_own_cgroup(own_cgroup.clone())
         .with_systemd(opts.systemd_cgroup)
         .with_rootless(record.rootless)
         .build()
         .map_err(CreateError::from)?;
     cgroup.create().map_err(CreateError::from)?;
     record.cgroup = cgroup.inner_path();
+    record.cgroups_path = cgroups_path;
+    record.own_cgroup = own_cgroup;
     let cgroup = undo.cgroup.insert(cgroup);
     if let Some(resources) = linux.resources() {
         cgroup.apply(resources).map_err(CreateError::from)?;

@@ -90,7 +90,10 @@ pub fn exec(root: &StateRoot, id: &str, opts: &ExecOptions) -> Result<i32, Error
 
     let (parent_end, child_end) = sys::seqpacket_pair().map_err(ExecError::Prepare)?;
     let min_fd = 3 + opts.preserve_fds as i32;
-    let child_end = sys::dup_above(child_end.as_raw_fd(), min_fd).map_err(ExecError::Prepare)?;
+    let moved = sys::dup_above(child_end.as_raw_fd(), min_fd).map_err(ExecError::Prepare)?;
+    // Only the child may hold its end, or end of file never comes.
+    drop(child_end);
+    let child_end = moved;
     let console = console
         .map(|c| sys::dup_above(c.as_raw_fd(), min_fd))
         .transpose()

@@ -209,6 +209,13 @@ fn init(args: InitArgs<'_>, in_userns: bool) -> Result<Never, String> {
 
     if new_mount {
         mounts::enter_root(&bundle.rootfs, args.no_pivot).map_err(|e| e.to_string())?;
+        // rootfsPropagation applies to the container's "/", which only exists now; applied
+        // before the pivot it would reach the host's mounts.
+        if let Some(prop) = linux.rootfs_propagation().as_deref() {
+            let flag = mounts::propagation_flag(prop).ok_or("linux.rootfsPropagation")?;
+            sys::mount(None, Path::new("/"), None, flag, None)
+                .map_err(|e| format!("linux.rootfsPropagation {prop}: {e}"))?;
+        }
     } else {
         std::env::set_current_dir(&bundle.rootfs).map_err(|e| format!("chdir to the root: {e}"))?;
         sys::chroot(Path::new(".")).map_err(|e| format!("chroot: {e}"))?;

@@ -82,6 +82,8 @@ pub enum ProcessError {
     },
     #[error("executable file {name:?} not found in $PATH")]
     NotFound { name: String },
+    #[error("exec {path}: not an executable file")]
+    NotExecutable { path: PathBuf },
     #[error("exec {path}: {source}")]
     Exec {
         path: PathBuf,
@@ -282,6 +284,11 @@ fn empty_caps() -> LinuxCapabilities {
 
 /// Closes every descriptor except stdio, the first `preserve` after it, and `keep`.
 pub fn close_fds(preserve: u32, keep: &[i32]) -> Result<(), ProcessError> {
+    // The preserved ones must survive the exec.
+    for fd in 3..3 + preserve as i32 {
+        // SAFETY: F_SETFD on a descriptor number only changes its flags, or fails with EBADF.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+    }
     let mut next = 3 + preserve;
     let mut keep: Vec<u32> = keep.iter().map(|k| *k as u32).filter(|k| *k >= next).collect();
     keep.sort_unstable();
@@ -306,7 +313,11 @@ pub fn enter_cwd(cwd: &Path) -> Result<(), ProcessError> {
 /// Finds the executable for args[0] in the container's PATH, as execvp would.
 pub fn find_executable(name: &str, env: &[String]) -> Result<PathBuf, ProcessError> {
     if name.contains('/') {
-        return Ok(PathBuf::from(name));
+        let path = PathBuf::from(name);
+        if !is_executable(&path) {
+            return Err(ProcessError::NotExecutable { path });
+        }
+        return Ok(path);
     }
     let path = env
         .iter()

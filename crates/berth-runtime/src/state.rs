@@ -114,6 +114,12 @@ pub struct Record {
     /// The container's cgroup as resolved at create (crate::cgroups' inner path), if any.
     #[serde(default)]
     pub cgroup: Option<String>,
+    /// linux.cgroupsPath as given, and the creating runtime's /proc/self/cgroup, which a
+    /// relative path was resolved against: together they find the cgroup again later.
+    #[serde(default)]
+    pub cgroups_path: Option<String>,
+    #[serde(default)]
+    pub own_cgroup: String,
     /// Whether the cgroup was made by the systemd driver (`--systemd-cgroup`).
     #[serde(default)]
     pub systemd_cgroup: bool,
@@ -296,9 +302,10 @@ impl Container {
     /// The cgroup manager of this container, rebuilt from what create resolved; None when it
     /// runs without a cgroup.
     pub fn cgroup_manager(&self) -> Option<crate::cgroups::Manager> {
-        let path = self.record.cgroup.clone()?;
+        self.record.cgroup.as_ref()?;
         crate::cgroups::Manager::builder(&self.record.id)
-            .with_cgroups_path(Some(path))
+            .with_cgroups_path(self.record.cgroups_path.clone())
+            .with_own_cgroup(self.record.own_cgroup.clone())
             .with_systemd(self.record.systemd_cgroup)
             .with_rootless(self.record.rootless)
             .build()
@@ -418,6 +425,8 @@ mod tests {
                 paused: false,
                 rootless: false,
                 cgroup: None,
+                cgroups_path: None,
+                own_cgroup: String::new(),
                 systemd_cgroup: false,
                 hooks: None,
                 started: true,

@@ -133,17 +133,44 @@ impl Bundle {
     /// Runs a shell command in the container and returns its stdout; panics on failure.
     pub fn sh(&mut self, script: &str) -> String {
         self.config["process"]["args"] = json!(["sh", "-c", script]);
-        let (code, out, err) = self.run("sh");
+        // Unique per bundle: the default cgroup is named after the id.
+        let id = format!("sh-{}", self.tmp.path().file_name().unwrap().to_string_lossy());
+        let (code, out, err) = self.run(&id);
         assert_eq!(code, 0, "script {script:?} failed: stdout {out:?} stderr {err:?}");
         out
     }
 
-    /// `create` with the config written; panics on failure.
-    pub fn create(&self, id: &str) {
+    /// `create` with the config written; panics on failure. The init inherits create's
+    /// stdio, as with runc, so it goes to files: a pipe would stay open until the container
+    /// ends. Returns the path of the file the container's stdout goes to.
+    pub fn create(&self, id: &str) -> PathBuf {
         self.write();
         let bundle = self.dir.to_str().unwrap().to_owned();
-        let out = self.oci(&["create", "--bundle", &bundle, id]);
-        assert!(out.status.success(), "create: {}", String::from_utf8_lossy(&out.stderr));
+        let out_path = self.tmp.path().join(format!("{id}.out"));
+        let err_path = self.tmp.path().join(format!("{id}.err"));
+        let status = self
+            .cmd(&["create", "--bundle", &bundle, id])
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(&out_path).unwrap())
+            .stderr(fs::File::create(&err_path).unwrap())
+            .status()
+            .unwrap();
+        assert!(status.success(), "create: {}", fs::read_to_string(&err_path).unwrap());
+        out_path
+    }
+
+    /// Runs berth-oci where a process outlives it (run -d, exec -d): stdio that the process
+    /// inherits goes to files, so nothing waits for it to close. Panics on failure.
+    pub fn detached(&self, args: &[&str]) {
+        let err_path = self.tmp.path().join("detached.err");
+        let status = self
+            .cmd(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&err_path).unwrap())
+            .status()
+            .unwrap();
+        assert!(status.success(), "{args:?}: {}", fs::read_to_string(&err_path).unwrap());
     }
 
     /// The `state` document of a container.
