@@ -522,8 +522,8 @@ impl Manager {
 }
 
 /// The names (as in config.json) of the limits `resources` asks for; empty when nothing would
-/// be written. Device rules count only when they deny something: a rootless container without
-/// a cgroup still sees only the devices the runtime creates for it.
+/// be written. Device rules count (as `devices`) only when they deny something, since a list
+/// of allows alone restricts nothing.
 pub fn requested(resources: &LinuxResources) -> Vec<String> {
     let mut asked = Vec::new();
     if let Some(m) = resources.memory() {
