@@ -5,7 +5,9 @@
 //! The environment, user and mounts follow [`super::env`], [`super::user`] and
 //! [`super::mounts`]. Capabilities are Podman's 11 defaults with `--cap-add`/`--cap-drop`
 //! applied; a non-root user keeps them only in the bounding set, and gets the explicitly added
-//! ones in its effective, permitted, inheritable and ambient sets, as Podman does.
+//! ones in its effective, permitted, inheritable and ambient sets, as Podman does. The
+//! seccomp profile is resolved for the bounding set into `linux.seccomp`, rule for rule what
+//! Podman writes (a test compares them).
 //!
 //! What `--privileged` turns off, exactly: the capability limit (every capability the kernel
 //! has, minus any `--cap-drop`), the seccomp filter (unless a profile file is given
@@ -145,7 +147,7 @@ pub fn process_vars() -> Vec<(String, String)> {
 #[derive(Debug, Clone)]
 pub struct GeneratedSpec {
     pub spec: Spec,
-    /// The seccomp filter to load; the runtime (berth-runtime's seccomp module) compiles it.
+    /// Which seccomp filter was chosen; its resolved rules are in `spec.linux.seccomp`.
     pub seccomp: SeccompChoice,
     pub stop_signal: i32,
     pub stop_timeout: u32,
@@ -223,6 +225,15 @@ pub fn generate(input: &SpecInput<'_>) -> Result<GeneratedSpec, SpecError> {
     env.set_default("HOSTNAME", &hostname);
 
     let capabilities = capabilities(opts, &user)?;
+    let seccomp = match security.seccomp {
+        SeccompChoice::Default if opts.privileged => SeccompChoice::Unconfined,
+        choice => choice,
+    };
+    let bounding: Vec<String> = capabilities["bounding"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|c| c.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default();
+    let seccomp_filter = resolve_seccomp(&seccomp, &bounding)?;
     let rlimits = rlimits(input.host, &ulimits);
 
     let etc_files =
@@ -275,6 +286,10 @@ pub fn generate(input: &SpecInput<'_>) -> Result<GeneratedSpec, SpecError> {
     if let Some(path) = &input.cgroups_path {
         linux["cgroupsPath"] = json!(path);
     }
+    if let Some(filter) = &seccomp_filter {
+        linux["seccomp"] =
+            serde_json::to_value(filter).map_err(|e| SpecError::Build(e.to_string()))?;
+    }
     if opts.privileged {
         linux["devices"] = Value::Array(mounts::host_devices(&input.host.dev_dir)?);
     } else {
@@ -314,10 +329,6 @@ pub fn generate(input: &SpecInput<'_>) -> Result<GeneratedSpec, SpecError> {
     let spec: Spec =
         serde_json::from_value(spec_json).map_err(|e| SpecError::Build(e.to_string()))?;
 
-    let seccomp = match security.seccomp {
-        SeccompChoice::Default if opts.privileged => SeccompChoice::Unconfined,
-        choice => choice,
-    };
     let mut labels = image.labels.clone().unwrap_or_default();
     labels.extend(user_labels);
 
@@ -410,6 +421,23 @@ fn capabilities(opts: &RunOptions, user: &ResolvedUser) -> Result<Value, SpecErr
         out["ambient"] = list(&granted);
     }
     Ok(out)
+}
+
+/// The filter for `choice`, resolved for a container whose bounding set is `caps` (rules of
+/// the profile that need a capability apply only with it, as Podman resolves them): the
+/// host's default profile (containers-common's file, or berth-runtime's embedded equivalent),
+/// the given file, or none.
+pub fn resolve_seccomp(
+    choice: &SeccompChoice,
+    caps: &[String],
+) -> Result<Option<oci_spec::runtime::LinuxSeccomp>, SpecError> {
+    use berth_runtime::seccomp::Profile;
+    let profile = match choice {
+        SeccompChoice::Unconfined => return Ok(None),
+        SeccompChoice::Default => Profile::host_default().map_err(SpecError::Seccomp)?,
+        SeccompChoice::File(path) => Profile::from_path(path).map_err(SpecError::Seccomp)?,
+    };
+    Ok(Some(profile.resolve(caps)))
 }
 
 /// Podman's default NOFILE and NPROC, clamped to the host's hard limits, then `--ulimit`.

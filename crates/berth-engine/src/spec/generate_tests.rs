@@ -310,7 +310,7 @@ fn privileged_turns_off_what_its_doc_says() {
     assert_eq!(s["linux"]["namespaces"].as_array().unwrap().len(), 5);
     // An explicit profile survives --privileged; a dropped capability stays dropped.
     let profile = f.userdata.parent().unwrap().join("profile.json");
-    fs::write(&profile, "{}").unwrap();
+    fs::write(&profile, r#"{"defaultAction":"SCMP_ACT_ALLOW"}"#).unwrap();
     let g = generate_with(
         &f,
         &busybox_config(),
@@ -590,6 +590,24 @@ fn user_of(spec: &Value) -> (u64, u64, BTreeSet<u64>) {
     (user["uid"].as_u64().unwrap(), user["gid"].as_u64().unwrap(), gids)
 }
 
+/// linux.seccomp with the default `valueTwo: 0` of each argument left out (oci-spec writes it,
+/// Podman omits it; both mean the same).
+fn seccomp_of(spec: &Value) -> Value {
+    let mut seccomp = spec["linux"].get("seccomp").cloned().unwrap_or(Value::Null);
+    if let Some(syscalls) = seccomp.get_mut("syscalls").and_then(Value::as_array_mut) {
+        for rule in syscalls {
+            if let Some(args) = rule.get_mut("args").and_then(Value::as_array_mut) {
+                for arg in args {
+                    if arg.get("valueTwo") == Some(&json!(0)) {
+                        arg.as_object_mut().unwrap().remove("valueTwo");
+                    }
+                }
+            }
+        }
+    }
+    seccomp
+}
+
 fn caps_of(spec: &Value) -> BTreeMap<String, BTreeSet<String>> {
     let caps = &spec["process"]["capabilities"];
     ["bounding", "effective", "permitted", "inheritable", "ambient"]
@@ -644,6 +662,7 @@ fn defaults_match_podman() {
         assert_eq!(caps_of(&ours), caps_of(&theirs), "capabilities with [{what}]");
         assert_eq!(user_of(&ours), user_of(&theirs), "user with [{what}]");
         assert_eq!(comparable_mounts(&ours), comparable_mounts(&theirs), "mounts with [{what}]");
+        assert_eq!(seccomp_of(&ours), seccomp_of(&theirs), "linux.seccomp with [{what}]");
         for key in ["maskedPaths", "readonlyPaths", "namespaces", "sysctl"] {
             assert_eq!(
                 ours["linux"].get(key),

@@ -115,6 +115,8 @@ pub enum SpecError {
         file = file.display()
     )]
     NoSubordinateIds { user: String, file: PathBuf },
+    #[error("preparing the seccomp filter")]
+    Seccomp(#[source] berth_runtime::seccomp::SeccompError),
     #[error("building the runtime spec: {0}")]
     Build(String),
 }

@@ -137,9 +137,11 @@ impl NetworkMode {
     }
 }
 
-/// Which seccomp filter the container gets. The runtime turns this into a filter: the
-/// containers-common profile (/usr/share/containers/seccomp.json) where installed, its
-/// embedded equivalent otherwise, or the profile file given.
+/// Which seccomp filter the container gets: the containers-common profile
+/// (/usr/share/containers/seccomp.json) where installed, berth-runtime's embedded equivalent
+/// otherwise, the profile file given, or none. Spec generation resolves the profile for the
+/// container's capabilities into `linux.seccomp` ([`crate::spec::generate::resolve_seccomp`]),
+/// as Podman writes it into config.json; the runtime compiles and loads that.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", tag = "kind", content = "path")]
 pub enum SeccompChoice {

@@ -82,6 +82,84 @@ impl Timestamp {
     }
 }
 
+impl Timestamp {
+    /// Parses RFC 3339 with an optional fraction and a `Z` or `±HH:MM` offset, as Podman's
+    /// log files and `--since` values have them.
+    pub fn parse_rfc3339(text: &str) -> Option<Self> {
+        let bytes = text.as_bytes();
+        if bytes.len() < 20
+            || bytes[4] != b'-'
+            || bytes[7] != b'-'
+            || !matches!(bytes[10], b'T' | b't' | b' ')
+        {
+            return None;
+        }
+        let num = |range: std::ops::Range<usize>| -> Option<i64> {
+            let part = text.get(range)?;
+            part.bytes().all(|b| b.is_ascii_digit()).then(|| part.parse().ok())?
+        };
+        let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+        let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+        if bytes[13] != b':'
+            || bytes[16] != b':'
+            || !(1..=12).contains(&month)
+            || !(1..=31).contains(&day)
+        {
+            return None;
+        }
+        let mut rest = &text[19..];
+        let mut nanos = 0i64;
+        if let Some(fraction) = rest.strip_prefix('.') {
+            let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
+            if digits == 0 {
+                return None;
+            }
+            let kept = &fraction[..digits.min(9)];
+            nanos = kept.parse::<i64>().ok()? * 10i64.pow(9 - kept.len() as u32);
+            rest = &fraction[digits..];
+        }
+        let offset_seconds = match rest {
+            "Z" | "z" => 0,
+            _ if rest.len() == 6
+                && matches!(rest.as_bytes()[0], b'+' | b'-')
+                && rest.as_bytes()[3] == b':' =>
+            {
+                let sign = if rest.starts_with('-') { -1 } else { 1 };
+                sign * (rest[1..3].parse::<i64>().ok()? * 3600
+                    + rest[4..6].parse::<i64>().ok()? * 60)
+            }
+            _ => return None,
+        };
+        let days = days_from_civil(year, month as u32, day as u32);
+        let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_seconds;
+        Some(Self(secs * 1_000_000_000 + nanos))
+    }
+
+    /// conmon's k8s-file timestamp: RFC 3339 with all nine fraction digits and `+00:00`.
+    pub fn to_log_time(self) -> String {
+        let (date, secs_of_day, nanos) = self.split();
+        format!(
+            "{}T{:02}:{:02}:{:02}.{:09}+00:00",
+            date,
+            secs_of_day / 3600,
+            secs_of_day / 60 % 60,
+            secs_of_day % 60,
+            nanos
+        )
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (the inverse of [`civil_from_days`]).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year.rem_euclid(400);
+    let month_from_march = i64::from((month + 9) % 12);
+    let day_of_year = (153 * month_from_march + 2) / 5 + i64::from(day) - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
 impl From<SystemTime> for Timestamp {
     fn from(time: SystemTime) -> Self {
         match time.duration_since(UNIX_EPOCH) {
@@ -155,6 +233,39 @@ mod tests {
             "2000-02-29T00:00:00.000000001Z"
         );
         assert_eq!(Timestamp(-1_000_000_000).to_rfc3339_nanos(), "1969-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn rfc3339_parses_back() {
+        for t in [
+            0,
+            1_796_293_574_500_000_000,
+            951_782_400_000_000_001,
+            -1_000_000_000,
+            1_796_293_574_123_456_789,
+        ] {
+            let t = Timestamp(t);
+            assert_eq!(Timestamp::parse_rfc3339(&t.to_rfc3339_nanos()), Some(t));
+            assert_eq!(Timestamp::parse_rfc3339(&t.to_log_time()), Some(t));
+        }
+        assert_eq!(
+            Timestamp::parse_rfc3339("2026-12-03T12:26:14+02:00"),
+            Timestamp::parse_rfc3339("2026-12-03T10:26:14Z")
+        );
+        assert_eq!(
+            Timestamp(1_796_293_574_000_000_001).to_log_time(),
+            "2026-12-03T10:26:14.000000001+00:00"
+        );
+        for bad in [
+            "",
+            "2026-12-03",
+            "2026-13-03T10:26:14Z",
+            "2026-12-03T10:26:14",
+            "2026-12-03T10:26:14.Z",
+            "2026-12-03T10:26:14+0200",
+        ] {
+            assert_eq!(Timestamp::parse_rfc3339(bad), None, "{bad:?} parsed");
+        }
     }
 
     #[test]
