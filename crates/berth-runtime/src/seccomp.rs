@@ -507,6 +507,74 @@ fn export(ctx: &ScmpFilterContext) -> Result<Vec<libc::sock_filter>> {
     Ok(program)
 }
 
+/// The architectures this libseccomp can build filters for, by their OCI names.
+fn supported_archs() -> Vec<String> {
+    const ALL: &[Arch] = &[
+        Arch::ScmpArchAarch64,
+        Arch::ScmpArchArm,
+        Arch::ScmpArchLoongarch64,
+        Arch::ScmpArchM68k,
+        Arch::ScmpArchMips,
+        Arch::ScmpArchMips64,
+        Arch::ScmpArchMips64n32,
+        Arch::ScmpArchMipsel,
+        Arch::ScmpArchMipsel64,
+        Arch::ScmpArchMipsel64n32,
+        Arch::ScmpArchParisc,
+        Arch::ScmpArchParisc64,
+        Arch::ScmpArchPpc,
+        Arch::ScmpArchPpc64,
+        Arch::ScmpArchPpc64le,
+        Arch::ScmpArchRiscv64,
+        Arch::ScmpArchS390,
+        Arch::ScmpArchS390x,
+        Arch::ScmpArchSh,
+        Arch::ScmpArchSheb,
+        Arch::ScmpArchX32,
+        Arch::ScmpArchX86,
+        Arch::ScmpArchX86_64,
+    ];
+    let Ok(mut ctx) = ScmpFilterContext::new(ScmpAction::Allow) else { return Vec::new() };
+    ALL.iter()
+        .filter(|&&a| {
+            let native = ctx.is_arch_present(scmp_arch(a)).unwrap_or(false);
+            native || ctx.add_arch(scmp_arch(a)).is_ok()
+        })
+        .filter_map(|a| serde_json::to_value(a).ok()?.as_str().map(str::to_string))
+        .collect()
+}
+
+/// The `linux.seccomp` part of the runtime's `features` document (runtime spec,
+/// features-linux.md): what [`compile`] accepts on this machine.
+pub fn features() -> serde_json::Value {
+    let mut flags = vec![
+        "SECCOMP_FILTER_FLAG_TSYNC",
+        "SECCOMP_FILTER_FLAG_LOG",
+        "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
+    ];
+    if kernel_version() >= (5, 19) {
+        flags.push("SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV");
+    }
+    serde_json::json!({
+        "enabled": true,
+        "actions": [
+            "SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS",
+            "SCMP_ACT_KILL_THREAD", "SCMP_ACT_LOG", "SCMP_ACT_NOTIFY", "SCMP_ACT_TRACE",
+            "SCMP_ACT_TRAP"
+        ],
+        "operators": [
+            "SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_LE", "SCMP_CMP_LT",
+            "SCMP_CMP_MASKED_EQ", "SCMP_CMP_NE"
+        ],
+        "archs": supported_archs(),
+        "knownFlags": [
+            "SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG",
+            "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"
+        ],
+        "supportedFlags": flags,
+    })
+}
+
 /// Hands the notification fd to the seccomp agent listening on `path`, with the container's
 /// process state as the message (runtime spec, "Seccomp listener"): one `sendmsg` carrying
 /// the JSON and the fd as SCM_RIGHTS.
@@ -1317,6 +1385,29 @@ mod tests {
         // SAFETY: waiting for our own child.
         unsafe { libc::waitpid(pid, &mut status, 0) };
         assert_eq!(exit_code(status), Some(0), "status {status:#x}");
+    }
+
+    #[test]
+    fn every_listed_feature_compiles() {
+        // Pins that `features` promises nothing compile() refuses.
+        let f = features();
+        assert!(f["archs"].as_array().unwrap().len() >= 3, "{f}");
+        let archs: Vec<String> =
+            f["archs"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().into()).collect();
+        let ops = f["operators"].as_array().unwrap();
+        for action in f["actions"].as_array().unwrap() {
+            let action = action.as_str().unwrap();
+            for op in ops {
+                let json = format!(
+                    r#"{{"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/l",
+                        "architectures": {archs:?}, "flags": {flags},
+                        "syscalls": [{{"names": ["getpgrp"], "action": "{action}",
+                          "args": [{{"index": 0, "value": 1, "valueTwo": 1, "op": {op}}}]}}]}}"#,
+                    flags = f["supportedFlags"]
+                );
+                compile(&spec(&json)).unwrap_or_else(|e| panic!("{action} {op}: {e}"));
+            }
+        }
     }
 
     #[test]

@@ -521,6 +521,12 @@ impl Manager {
     }
 }
 
+/// The `linux.cgroup` part of the runtime's `features` document: the drivers berth has,
+/// whatever this host mounts (the systemd driver is not there yet; rdma limits neither).
+pub fn features() -> serde_json::Value {
+    serde_json::json!({"v1": true, "v2": true, "systemd": false, "systemdUser": false, "rdma": false})
+}
+
 /// The names (as in config.json) of the limits `resources` asks for; empty when nothing would
 /// be written. Device rules count (as `devices`) only when they deny something, since a list
 /// of allows alone restricts nothing.
