@@ -360,6 +360,8 @@ fn hybrid_host_joins_the_unified_cgroup_and_limits_hugetlb_there() {
             .unwrap();
         let value = std::fs::read_to_string(unified.join("hugetlb.2MB.max")).unwrap();
         assert_eq!(value.trim(), "4194304");
+        let stats = m.stats().unwrap();
+        assert!(stats.hugetlb.contains_key("2MB"), "{:?}", stats.hugetlb);
     }
     let mut child = held_shell("cat /proc/self/cgroup");
     m.add_pid(child.id() as i32).unwrap();

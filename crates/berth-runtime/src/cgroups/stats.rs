@@ -154,9 +154,79 @@ pub(crate) fn parse_io_stat(text: &str) -> (Vec<BlkioEntry>, Vec<BlkioEntry>) {
     (bytes, ios)
 }
 
+/// hugetlb figures of one cgroup directory, by page size: v1's
+/// `hugetlb.<size>.{usage_in_bytes,max_usage_in_bytes,failcnt}` or v2's
+/// `hugetlb.<size>.{current,max}` and the `max` count of `hugetlb.<size>.events`.
+pub(crate) fn hugetlb_stats(dir: &std::path::Path, v2: bool) -> BTreeMap<String, HugetlbStats> {
+    let mut out = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    let num = |file: String| -> u64 {
+        std::fs::read_to_string(dir.join(file))
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix("hugetlb.") else { continue };
+        let suffix = if v2 { ".current" } else { ".usage_in_bytes" };
+        let Some(size) = rest.strip_suffix(suffix) else { continue };
+        if size.contains('.') {
+            continue;
+        }
+        let stats = if v2 {
+            let events = std::fs::read_to_string(dir.join(format!("hugetlb.{size}.events")))
+                .unwrap_or_default();
+            let failcnt = events
+                .lines()
+                .find_map(|l| l.strip_prefix("max ").and_then(|v| v.trim().parse().ok()))
+                .unwrap_or(0);
+            HugetlbStats { usage: num(format!("hugetlb.{size}.current")), max: 0, failcnt }
+        } else {
+            HugetlbStats {
+                usage: num(format!("hugetlb.{size}.usage_in_bytes")),
+                max: num(format!("hugetlb.{size}.max_usage_in_bytes")),
+                failcnt: num(format!("hugetlb.{size}.failcnt")),
+            }
+        };
+        out.insert(size.to_string(), stats);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hugetlb_files_of_both_versions_parse() {
+        let tmp = tempfile::tempdir().unwrap();
+        let v1 = tmp.path().join("v1");
+        std::fs::create_dir(&v1).unwrap();
+        for (f, v) in [
+            ("hugetlb.2MB.usage_in_bytes", "4096"),
+            ("hugetlb.2MB.max_usage_in_bytes", "8192"),
+            ("hugetlb.2MB.failcnt", "1"),
+            ("hugetlb.2MB.rsvd.usage_in_bytes", "7"),
+        ] {
+            std::fs::write(v1.join(f), v).unwrap();
+        }
+        let s = hugetlb_stats(&v1, false);
+        assert_eq!(s.len(), 1, "{s:?}");
+        assert_eq!(s["2MB"], HugetlbStats { usage: 4096, max: 8192, failcnt: 1 });
+        let v2 = tmp.path().join("v2");
+        std::fs::create_dir(&v2).unwrap();
+        for (f, v) in [
+            ("hugetlb.1GB.current", "0"),
+            ("hugetlb.1GB.events", "max 3\n"),
+            ("hugetlb.1GB.rsvd.current", "0"),
+        ] {
+            std::fs::write(v2.join(f), v).unwrap();
+        }
+        let s = hugetlb_stats(&v2, true);
+        assert_eq!(s.len(), 1, "{s:?}");
+        assert_eq!(s["1GB"].failcnt, 3);
+    }
 
     #[test]
     fn blkio_lines_of_both_versions_parse() {

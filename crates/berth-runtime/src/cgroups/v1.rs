@@ -481,6 +481,11 @@ impl Manager {
                 stats.blkio.io_serviced_recursive = super::stats::parse_blkio_v1(&t);
             }
         }
+        if let Some(dir) = self.dirs.get("hugetlb").filter(|d| d.exists()) {
+            stats.hugetlb = super::stats::hugetlb_stats(dir, false);
+        } else if let Some(u) = self.unified.as_ref().filter(|u| u.path().exists()) {
+            stats.hugetlb = super::stats::hugetlb_stats(u.path(), true);
+        }
         if let Some(dir) = self.dirs.get("pids").filter(|d| d.exists()) {
             let limit = read_u64(dir, "pids.max")?;
             stats.pids = PidsStats {

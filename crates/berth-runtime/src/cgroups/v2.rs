@@ -404,6 +404,7 @@ impl Manager {
             stats.blkio.io_service_bytes_recursive = bytes;
             stats.blkio.io_serviced_recursive = ios;
         }
+        stats.hugetlb = super::stats::hugetlb_stats(p, true);
         if p.join("pids.current").exists() {
             let limit = read_u64(p, "pids.max")?;
             stats.pids = PidsStats {
