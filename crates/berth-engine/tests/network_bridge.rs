@@ -348,3 +348,124 @@ fn rules_are_removed_by_their_own_tag_only() {
         firewall::remove_table().unwrap();
     });
 }
+
+mod connect {
+    use super::*;
+    use berth_engine::network::ipam::{
+        plan_network, CreateOptions, IpamStore, MemoryStore, Network,
+    };
+    use berth_engine::network::ports::PortSpec;
+    use berth_engine::network::rootful::{self, ConnectRequest};
+
+    fn network(name: &str, subnet: &str, bridge: &str) -> Network {
+        let opts = CreateOptions {
+            name: name.into(),
+            subnets: vec![subnet.parse().unwrap()],
+            interface: Some(bridge.into()),
+            ..Default::default()
+        };
+        plan_network(&opts, "id", &[], &[]).unwrap()
+    }
+
+    fn request<'a>(
+        net: &'a Network,
+        id: &'a str,
+        c: &Container,
+        ports: &'a [berth_engine::network::ports::PortMapping],
+    ) -> ConnectRequest<'a> {
+        ConnectRequest {
+            network: net,
+            container_id: id,
+            netns: c.netns(),
+            interface: "eth0",
+            requested: &[],
+            ports,
+            default_route: true,
+            mac: None,
+        }
+    }
+
+    #[test]
+    fn connect_publish_and_disconnect_leave_nothing_behind() {
+        in_own_netns(|| {
+            let net = network("web", "10.250.5.0/24", "btest5");
+            let mut store = MemoryStore::default();
+            let root = web_root("served by a\n");
+            let a =
+                Container::start(&["httpd", "-f", "-p", "80", "-h", root.path().to_str().unwrap()]);
+            let b = Container::start(&["sleep", "600"]);
+
+            let ports = PortSpec::parse("127.0.0.1:8090:80")
+                .unwrap()
+                .resolve(&mut berth_engine::network::ports::FreePorts::new())
+                .unwrap();
+            let at_a = rootful::connect(&request(&net, "ctr-a", &a, &ports), &mut store).unwrap();
+            let at_b = rootful::connect(&request(&net, "ctr-b", &b, &[]), &mut store).unwrap();
+            assert_eq!(at_a.addresses, [ip("10.250.5.2")]);
+            assert_eq!(at_b.addresses, [ip("10.250.5.3")]);
+            assert_eq!(at_a.gateways, [ip("10.250.5.1")]);
+
+            assert_eq!(fetch(Some(&b), "10.250.5.2:80"), "served by a\n");
+            assert_eq!(fetch(None, "127.0.0.1:8090"), "served by a\n");
+
+            // Disconnecting b keeps the bridge for a; a's departure takes the rest.
+            rootful::disconnect(&net, "ctr-b", &mut store).unwrap();
+            assert!(links().contains(&"btest5".to_owned()));
+            assert_eq!(fetch(None, "127.0.0.1:8090"), "served by a\n");
+            rootful::disconnect(&net, "ctr-a", &mut store).unwrap();
+            rootful::disconnect(&net, "ctr-a", &mut store).unwrap();
+            assert_eq!(links(), ["lo"]);
+            assert_eq!(nft_tables(), "");
+            assert!(store.allocated("web").unwrap().is_empty());
+            assert!(http_get(None, "127.0.0.1:8090").is_err(), "the port is no longer published");
+        });
+    }
+
+    #[test]
+    fn a_failed_connect_undoes_everything() {
+        in_own_netns(|| {
+            let net = network("web", "10.250.6.0/24", "btest6");
+            let mut store = MemoryStore::default();
+            let c = Container::start(&["sleep", "600"]);
+
+            // The interface name is taken inside the container: the last plumbing step fails.
+            let mut req = request(&net, "ctr-c", &c, &[]);
+            req.interface = "lo";
+            let err = rootful::connect(&req, &mut store).unwrap_err();
+            let chain = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+            assert!(
+                chain.starts_with("connecting ctr-c to network web: creating the veth pair"),
+                "{chain}"
+            );
+            assert_eq!(links(), ["lo"], "no bridge or veth is left");
+            assert_eq!(nft_tables(), "", "no rule is left");
+            assert!(store.allocated("web").unwrap().is_empty(), "no address stays reserved");
+        });
+    }
+
+    #[test]
+    fn disconnect_after_the_container_died_cleans_up() {
+        in_own_netns(|| {
+            let net = network("web", "10.250.7.0/24", "btest7");
+            let mut store = MemoryStore::default();
+            let c = Container::start(&["sleep", "600"]);
+            let ports = PortSpec::parse("8091:80")
+                .unwrap()
+                .resolve(&mut berth_engine::network::ports::FreePorts::new())
+                .unwrap();
+            rootful::connect(&request(&net, "ctr-d", &c, &ports), &mut store).unwrap();
+
+            // As after a SIGKILL: the namespace dies with its last process, taking the veth
+            // pair with it, but the bridge, the rules and the address remain until cleanup.
+            drop(c);
+            assert!(firewall::tagged_rules()
+                .unwrap()
+                .iter()
+                .any(|r| r.comment == "berth ctr=ctr-d"));
+            rootful::disconnect(&net, "ctr-d", &mut store).unwrap();
+            assert_eq!(links(), ["lo"]);
+            assert_eq!(nft_tables(), "");
+            assert!(store.allocated("web").unwrap().is_empty());
+        });
+    }
+}

@@ -33,7 +33,18 @@ impl Container {
         std::fs::set_permissions(&index, std::fs::Permissions::from_mode(0o644)).unwrap();
         let child = user
             .command("unshare")
-            .args(["--user", "--map-root-user", "--net", "--", "busybox", "httpd", "-f", "-p", "8080", "-h"])
+            .args([
+                "--user",
+                "--map-root-user",
+                "--net",
+                "--",
+                "busybox",
+                "httpd",
+                "-f",
+                "-p",
+                "8080",
+                "-h",
+            ])
             .arg(root.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -111,7 +122,9 @@ fn tcp(host_port: u16, container_port: u16) -> PortMapping {
 
 fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ")
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
 }
 
 #[test]
@@ -158,7 +171,8 @@ fn pasta_refuses_a_port_already_in_use_in_one_line() {
 
     let mut opts = PastaOptions::new(Netns::Pid(container.pid()));
     opts.ports = vec![tcp(port, 8080)];
-    let err = Pasta::start_with(user.command("pasta"), &opts, &dir.path().join("pasta.pid")).unwrap_err();
+    let err =
+        Pasta::start_with(user.command("pasta"), &opts, &dir.path().join("pasta.pid")).unwrap_err();
     let text = err.to_string();
     assert!(text.starts_with("pasta failed to set up the network of /proc/"), "{text}");
     assert!(!text.contains('\n'), "{text}");
@@ -173,7 +187,8 @@ fn slirp4netns_publishes_a_rootless_port_through_its_api() {
 
     let mut opts = SlirpOptions::new(Netns::Pid(container.pid()));
     opts.api_socket = Some(dir.path().join("slirp.sock"));
-    let slirp = Slirp::start_with(user.command("slirp4netns"), &opts, Duration::from_secs(10)).unwrap();
+    let slirp =
+        Slirp::start_with(user.command("slirp4netns"), &opts, Duration::from_secs(10)).unwrap();
     slirp.add_port(&tcp(port, 8080)).unwrap();
     assert_eq!(fetch(port), "hello through slirp4netns\n");
 

@@ -817,7 +817,8 @@ mod tests {
 
         // New networks take /24s from 10.89.0.0 on, skipping taken ones and host routes.
         let a =
-            plan_network(&opts("a"), "id1", &[default.clone()], &[net("10.89.0.0/24")]).unwrap();
+            plan_network(&opts("a"), "id1", std::slice::from_ref(&default), &[net("10.89.0.0/24")])
+                .unwrap();
         assert_eq!(a.subnets[0].subnet, net("10.89.1.0/24"));
         assert_eq!(a.network_interface, "berth1");
         let b = plan_network(&opts("b"), "id2", &[default, a], &[net("10.89.0.0/24")]).unwrap();

@@ -8,6 +8,8 @@
 //!   container with its inner end as `eth0`, and teardown.
 //! - [`firewall`]: masquerading and published ports (DNAT) through nftables, every rule tagged
 //!   so that cleanup finds it.
+//! - [`rootful`]: connecting a container to a bridge network and disconnecting it, as one
+//!   operation each that leaves nothing half set up.
 //! - [`rootless`]: pasta (and slirp4netns as the fallback) for rootless containers.
 //! - [`files`]: the container's /etc/hosts and /etc/resolv.conf.
 //!
@@ -23,4 +25,5 @@ pub mod firewall;
 pub mod ipam;
 pub mod netns;
 pub mod ports;
+pub mod rootful;
 pub mod rootless;

@@ -109,7 +109,7 @@ impl PortRange {
     }
 
     /// How many ports the range holds.
-    pub fn len(self) -> u32 {
+    pub fn count(self) -> u32 {
         u32::from(self.end) - u32::from(self.start) + 1
     }
 
@@ -229,13 +229,13 @@ impl PortSpec {
         };
 
         if let Some(host) = host_ports {
-            if !container_ports.is_single() && host.len() != container_ports.len() {
+            if !container_ports.is_single() && host.count() != container_ports.count() {
                 return Err(PortError::RangeLengths {
                     spec: spec.to_owned(),
                     host: host.to_string(),
-                    host_len: host.len(),
+                    host_len: host.count(),
                     container: container_ports.to_string(),
-                    container_len: container_ports.len(),
+                    container_len: container_ports.count(),
                 });
             }
         }
@@ -273,7 +273,9 @@ impl PortSpec {
         for &protocol in &self.protocols {
             for (i, container_port) in self.container_ports.ports().enumerate() {
                 let host_port = match self.host_ports {
-                    Some(host) if host.len() == self.container_ports.len() => host.start + i as u16,
+                    Some(host) if host.count() == self.container_ports.count() => {
+                        host.start + i as u16
+                    }
                     Some(host) => chooser.choose(ip, protocol, host)?,
                     None => chooser.choose(ip, protocol, PortRange { start: 1, end: 65535 })?,
                 };
@@ -478,7 +480,7 @@ mod tests {
 
     impl PortChooser for Counter {
         fn choose(&mut self, _: IpAddr, _: Protocol, range: PortRange) -> Result<u16, PortError> {
-            let port = if range.len() == 65535 { self.0 } else { range.start };
+            let port = if range.count() == 65535 { self.0 } else { range.start };
             self.0 += 1;
             Ok(port)
         }
@@ -641,8 +643,8 @@ mod tests {
                     if single && container_ports.is_single() {
                         PortRange::single(start)
                     } else {
-                        let start = start.min(65535 - (container_ports.len() as u16 - 1));
-                        PortRange { start, end: start + (container_ports.len() as u16 - 1) }
+                        let start = start.min(65535 - (container_ports.count() as u16 - 1));
+                        PortRange { start, end: start + (container_ports.count() as u16 - 1) }
                     }
                 });
                 PortSpec { host_ip, host_ports, container_ports, protocols }
@@ -667,9 +669,9 @@ mod tests {
         #[test]
         fn resolved_mappings_keep_range_offsets(s in arb_spec()) {
             let maps = s.resolve(&mut Counter(1)).unwrap();
-            prop_assert_eq!(maps.len() as u32, s.container_ports.len() * s.protocols.len() as u32);
+            prop_assert_eq!(maps.len() as u32, s.container_ports.count() * s.protocols.len() as u32);
             if let Some(host) = s.host_ports {
-                if host.len() == s.container_ports.len() {
+                if host.count() == s.container_ports.count() {
                     for m in maps {
                         prop_assert_eq!(
                             m.host_port - host.start,
