@@ -806,3 +806,5 @@ impl Images {
 mod registry_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod token_tests;

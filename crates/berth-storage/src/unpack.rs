@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
@@ -126,8 +126,9 @@ pub fn apply_tar(
         rustix::fs::open(dest, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
             .map_err(|e| UnpackError::OpenRoot { path: dest.to_path_buf(), source: e.into() })?;
 
+    // Hashed below the buffer, so every byte is hashed once however the tar parser reads.
     let hashing = HashingReader::new(input, Hasher::sha256());
-    let mut archive = tar::Archive::new(hashing);
+    let mut archive = tar::Archive::new(io::BufReader::with_capacity(256 << 10, hashing));
     let mut unpacker = Unpacker {
         root,
         options: *options,
@@ -135,6 +136,7 @@ pub fn apply_tar(
         parents: HashMap::new(),
         warned_devices: false,
         warned_xattrs: false,
+        buf: vec![0; 256 << 10],
     };
     let mut entries = 0u64;
     for entry in archive.entries().map_err(UnpackError::ReadTar)? {
@@ -145,9 +147,9 @@ pub fn apply_tar(
     unpacker.finish_dirs()?;
 
     // The tar crate stops at the end-of-archive blocks; the digest is over every byte.
-    let mut hashing = archive.into_inner();
-    io::copy(&mut hashing, &mut io::sink()).map_err(UnpackError::ReadTar)?;
-    let (diff_id, tar_size, _) = hashing.finish();
+    let mut buffered = archive.into_inner();
+    io::copy(&mut buffered, &mut io::sink()).map_err(UnpackError::ReadTar)?;
+    let (diff_id, tar_size, _) = buffered.into_inner().finish();
     Ok(Applied { diff_id, tar_size, entries })
 }
 
@@ -167,6 +169,21 @@ struct Unpacker {
     parents: HashMap<PathBuf, OwnedFd>,
     warned_devices: bool,
     warned_xattrs: bool,
+    /// The copy buffer for file contents, reused for every file.
+    buf: Vec<u8>,
+}
+
+/// Copies a file's contents in large writes (std's io::copy writes 8 KiB at a time).
+fn copy_data(from: &mut impl Read, to: &mut File, buf: &mut [u8]) -> io::Result<()> {
+    loop {
+        let n = match from.read(buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        to.write_all(&buf[..n])?;
+    }
 }
 
 const RESOLVE: ResolveFlags = ResolveFlags::IN_ROOT.union(ResolveFlags::NO_MAGICLINKS);
@@ -283,7 +300,7 @@ impl Unpacker {
                 )
                 .map_err(errno("creating file"))?;
                 let mut file = File::from(fd);
-                io::copy(entry, &mut file).map_err(err("writing file"))?;
+                copy_data(entry, &mut file, &mut self.buf).map_err(err("writing file"))?;
                 if self.options.chown {
                     rustix::fs::fchown(&file, Some(uid_of(uid)), Some(gid_of(gid)))
                         .map_err(errno("setting owner"))?;

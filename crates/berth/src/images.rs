@@ -106,14 +106,32 @@ fn read_password_prompt() -> Result<String> {
     bail!("reading a password from the terminal is not supported yet: use --password-stdin")
 }
 
-/// Prints pull and push progress as Podman's quiet lines.
+/// Prints pull and push progress as Podman's quiet lines, with a redrawn byte counter on a
+/// terminal.
 fn progress(quiet: bool) -> impl Fn(Event) + Sync {
+    let terminal = io::stderr().is_terminal();
     move |event| {
         if quiet {
             return;
         }
         let mut err = io::stderr().lock();
+        if let Event::Progress { done, total } = event {
+            if terminal && total > 0 {
+                let _ = write!(
+                    err,
+                    "\rCopying layers: {} / {}\x1b[K",
+                    human_size(done),
+                    human_size(total)
+                );
+                let _ = err.flush();
+            }
+            return;
+        }
+        if terminal {
+            let _ = write!(err, "\r\x1b[K");
+        }
         let _ = match event {
+            Event::Progress { .. } => Ok(()),
             Event::Trying(name) => {
                 writeln!(err, "Trying to pull {name}...\nGetting image source signatures")
             }

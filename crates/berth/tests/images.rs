@@ -192,3 +192,213 @@ fn login_and_logout() {
             || !std::fs::read_to_string(&authfile).unwrap().contains(&registry.addr())
     );
 }
+
+/// Writes `mib` MiB of incompressible bytes.
+fn random_file(path: &Path, mib: usize) {
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut data = vec![0u8; mib << 20];
+    for chunk in data.chunks_exact_mut(8) {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        chunk.copy_from_slice(&state.to_le_bytes());
+    }
+    std::fs::write(path, data).unwrap();
+}
+
+// A pull killed with SIGKILL mid-layer leaves the store consistent (no image, no layer), and
+// the next pull completes, resuming the partial download.
+#[test]
+fn a_pull_killed_mid_layer_resumes() {
+    let registry = Registry::start(Mode::Open).unwrap();
+    let src = tempfile::tempdir().unwrap();
+    let layout_dir = src.path().join("layout");
+    let mut builder = berth_testkit::layout::LayoutBuilder::new(&layout_dir).unwrap();
+    let tree = src.path().join("tree");
+    std::fs::create_dir_all(tree.join("data")).unwrap();
+    random_file(&tree.join("data/random.bin"), 64);
+    builder.add_dir_layer(&tree).unwrap();
+    builder.finish(serde_json::json!({"Cmd": ["sh"]}), "latest").unwrap();
+    let name = format!("{}/resume/big:1", registry.addr());
+    let out = Command::new("skopeo")
+        .args(["copy", "--quiet", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:latest", layout_dir.display()))
+        .arg(format!("docker://{name}"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let berth = Berth::new();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .arg("--root")
+        .arg(berth.root.path())
+        .args(["pull", "-q", "--tls-verify=false", &name])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let ingest = berth.root.path().join("storage/ingest");
+    let partial_size = || -> u64 {
+        std::fs::read_dir(&ingest)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".partial"))
+                    .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+                    .sum()
+            })
+            .unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while partial_size() < (4 << 20)
+        && child.try_wait().unwrap().is_none()
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let left = partial_size();
+
+    // Consistent: the killed pull recorded no image and committed no layer.
+    assert_eq!(berth.ok(&["images", "-q"]), "", "killed pull left an image (partial {left})");
+    let layers = berth.root.path().join("storage/layers");
+    assert_eq!(std::fs::read_dir(&layers).unwrap().count(), 0);
+
+    let out = berth.run(&["--log-level", "debug", "pull", "-q", "--tls-verify=false", &name]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    if left > 0 {
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            log.contains("resuming an interrupted download"),
+            "partial of {left} bytes not resumed: {log}"
+        );
+    }
+    let inspect = berth.ok(&["image", "inspect", "--format", "{{.Size}}", &name]);
+    assert!(inspect.trim().parse::<u64>().unwrap() > 64 << 20, "{inspect}");
+    assert_eq!(partial_size(), 0, "the partial file is gone once committed");
+}
+
+// Rootless: an unprivileged user loads, lists and pulls into its own store; the files are
+// the user's, and whiteout-free layers need no privilege.
+#[test]
+fn rootless_load_and_pull() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let user = berth_testkit::user::TestUser::get();
+    let berth = berth_testkit::user::stage_binary(Path::new(env!("CARGO_BIN_EXE_berth"))).unwrap();
+    let shared = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let layout = shared.path().join("layout");
+    berth_testkit::busybox::image_layout(&layout).unwrap();
+    let root = shared.path().join("store");
+    std::fs::create_dir(&root).unwrap();
+    std::os::unix::fs::chown(&root, Some(user.uid()), Some(user.gid())).unwrap();
+
+    let run = |args: &[&str]| {
+        let out = user
+            .command(&berth)
+            .arg("--root")
+            .arg(&root)
+            .args(args)
+            .env("REGISTRIES_CONFIG_PATH", "/nonexistent")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "rootless berth {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let loaded = run(&["load", "-i", layout.to_str().unwrap()]);
+    let id = loaded.trim().strip_prefix("Loaded image: sha256:").unwrap().to_owned();
+    run(&["tag", &id, "localhost/rootless:1"]);
+    assert!(run(&["images"]).contains("localhost/rootless"));
+
+    let registry = Registry::start(Mode::Open).unwrap();
+    let name = format!("{}/rootless/bb:1", registry.addr());
+    run(&["push", "--tls-verify=false", "localhost/rootless:1", &name]);
+    run(&["rmi", "-a"]);
+    assert_eq!(run(&["pull", "-q", "--tls-verify=false", &name]).trim(), id);
+    let dirs: Vec<_> = std::fs::read_dir(root.join("storage/layers")).unwrap().flatten().collect();
+    assert_eq!(dirs.len(), 1);
+    let busybox = dirs[0].path().join("diff/bin/busybox");
+    assert_eq!(std::fs::metadata(&busybox).unwrap().uid(), user.uid());
+}
+
+/// `find`'s listing of a tree: path, type, mode, owner, size and link target per entry.
+fn listing(dir: &Path) -> String {
+    let out = Command::new("find")
+        .arg(".")
+        .args(["-printf", "%p %y %m %U:%G %s %l\n"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let mut lines: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        // A directory's size is the file system's business.
+        .map(|l| {
+            let mut parts: Vec<&str> = l.split(' ').collect();
+            if parts.get(1) == Some(&"d") {
+                parts[4] = "-";
+            }
+            parts.join(" ")
+        })
+        .filter(|l| !l.starts_with(". "))
+        .collect();
+    lines.sort();
+    lines.join("\n")
+}
+
+// An archive saved by podman loads into berth, and berth's unpacked layer lists exactly as
+// podman's own copy of the image does.
+#[test]
+fn podman_saved_archives_load_with_the_same_tree() {
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    berth_testkit::busybox::image_layout(&layout).unwrap();
+    let podman = |args: &[&str]| {
+        let out = Command::new("podman")
+            .arg("--root")
+            .arg(work.path().join("podman-root"))
+            .arg("--runroot")
+            .arg(work.path().join("podman-run"))
+            .args(["--storage-driver", "vfs"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "podman {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // Into podman's store through skopeo's docker-archive (podman's oci: transport wants a
+    // lowercase path).
+    let skopeo_archive = work.path().join("skopeo.tar");
+    let out = Command::new("skopeo")
+        .args(["copy", "--quiet"])
+        .arg(format!("oci:{}:latest", layout.display()))
+        .arg(format!("docker-archive:{}:localhost/from-podman:1", skopeo_archive.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    podman(&["load", "-q", "-i", skopeo_archive.to_str().unwrap()]);
+    let id =
+        podman(&["images", "-q", "--no-trunc"]).trim().trim_start_matches("sha256:").to_owned();
+    let archive = work.path().join("podman.tar");
+    podman(&["save", "-o", archive.to_str().unwrap(), "localhost/from-podman:1"]);
+    let mounted = podman(&["image", "mount", "localhost/from-podman:1"]);
+
+    let berth = Berth::new();
+    assert_eq!(
+        berth.ok(&["load", "-i", archive.to_str().unwrap()]),
+        "Loaded image: localhost/from-podman:1\n"
+    );
+    assert_eq!(berth.ok(&["images", "--format", "{{.Id}}"]).trim(), id);
+    let layers: Vec<_> =
+        std::fs::read_dir(berth.root.path().join("storage/layers")).unwrap().flatten().collect();
+    assert_eq!(layers.len(), 1);
+    assert_eq!(listing(&layers[0].path().join("diff")), listing(Path::new(mounted.trim())));
+    podman(&["image", "unmount", "localhost/from-podman:1"]);
+    podman(&["rmi", "-a", "-f"]);
+}

@@ -12,6 +12,7 @@
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use berth_image::config::{chain_ids, ImageConfig};
@@ -96,10 +97,21 @@ pub enum PullError {
 #[derive(Debug, Clone)]
 pub enum Event {
     Trying(String),
-    Blob { digest: Digest, skipped: bool },
+    Blob {
+        digest: Digest,
+        skipped: bool,
+    },
     Config(Digest),
     WritingManifest,
-    Resolved { reference: String, digest: Digest },
+    Resolved {
+        reference: String,
+        digest: Digest,
+    },
+    /// Bytes of layers downloaded so far, of `total`.
+    Progress {
+        done: u64,
+        total: u64,
+    },
 }
 
 /// Registry access settings (`--tls-verify`, `--authfile`, `--creds`, `--platform`).
@@ -275,6 +287,13 @@ impl Images {
 
         // The layers, in parallel, each streamed, verified and unpacked in one pass.
         let chains = chain_ids(&config.rootfs.diff_ids);
+        let downloaded = Arc::new(AtomicU64::new(0));
+        let total: u64 = manifest
+            .layers
+            .iter()
+            .filter(|l| !self.blobs().contains(&l.digest))
+            .map(|l| l.size)
+            .sum();
         let jobs: Vec<_> = manifest
             .layers
             .iter()
@@ -288,6 +307,7 @@ impl Images {
                 let parent = i.checked_sub(1).map(|p| chains[p].clone());
                 let diff_id = config.rootfs.diff_ids[i].clone();
                 let handle = rt.handle().clone();
+                let counter = downloaded.clone();
                 async move {
                     let digest = layer.digest.clone();
                     let result = tokio::task::spawn_blocking(move || {
@@ -299,6 +319,7 @@ impl Images {
                             &chain,
                             parent.as_ref(),
                             &diff_id,
+                            counter,
                         )
                     })
                     .await
@@ -309,8 +330,20 @@ impl Images {
                 }
             })
             .collect();
-        let results: Vec<(Digest, Result<bool, ImageError>)> = rt
-            .block_on(futures_util::stream::iter(jobs).buffer_unordered(PARALLEL_LAYERS).collect());
+        let results: Vec<(Digest, Result<bool, ImageError>)> = rt.block_on(async {
+            let all = futures_util::stream::iter(jobs).buffer_unordered(PARALLEL_LAYERS).collect();
+            tokio::pin!(all);
+            // Progress a few times a second while the layers come in (the caller's callback
+            // stays on this thread).
+            loop {
+                tokio::select! {
+                    results = &mut all => break results,
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {
+                        progress(Event::Progress { done: downloaded.load(Ordering::Relaxed), total });
+                    }
+                }
+            }
+        });
         let mut first_error = None;
         for (digest, result) in results {
             match result {
@@ -352,6 +385,7 @@ impl Images {
         chain: &Digest,
         parent: Option<&Digest>,
         diff_id: &Digest,
+        downloaded: Arc<AtomicU64>,
     ) -> Result<bool, ImageError> {
         let digest = &layer.digest;
         let need_blob = !self.blobs().contains(digest);
@@ -395,7 +429,9 @@ impl Images {
             digest.clone(),
             layer.size,
             have,
-            None,
+            Some(Arc::new(move |n| {
+                downloaded.fetch_add(n, Ordering::Relaxed);
+            })),
         );
         let mut tee = Tee { inner: partial.chain(network), writer, skip: have };
 

@@ -159,7 +159,9 @@ pub struct Registry {
     http: reqwest::Client,
     credentials: Option<Credentials>,
     challenge: Mutex<Option<Challenge>>,
-    tokens: Mutex<HashMap<String, String>>,
+    /// Bearer tokens by scope. An async lock held across a fetch, so concurrent requests of
+    /// one scope fetch one token.
+    tokens: tokio::sync::Mutex<HashMap<String, String>>,
 }
 
 /// What a manifest request returned.
@@ -197,7 +199,7 @@ impl Registry {
             http,
             credentials,
             challenge: Mutex::new(None),
-            tokens: Mutex::new(HashMap::new()),
+            tokens: tokio::sync::Mutex::new(HashMap::new()),
         };
         match registry.ping().await {
             Ok(()) => {}
@@ -284,8 +286,9 @@ impl Registry {
         match challenge {
             Challenge::Basic { .. } => Ok(self.credentials.as_ref().map(Credentials::basic_header)),
             Challenge::Bearer { realm, service, .. } => {
+                let mut tokens = self.tokens.lock().await;
                 if !fresh {
-                    if let Some(token) = self.tokens.lock().expect("not poisoned").get(scope) {
+                    if let Some(token) = tokens.get(scope) {
                         return Ok(Some(format!("Bearer {token}")));
                     }
                 }
@@ -341,7 +344,7 @@ impl Registry {
                     });
                 };
                 debug!(registry = %self.host, scope, "got a bearer token");
-                self.tokens.lock().expect("not poisoned").insert(scope.to_owned(), token.clone());
+                tokens.insert(scope.to_owned(), token.clone());
                 Ok(Some(format!("Bearer {token}")))
             }
         }
