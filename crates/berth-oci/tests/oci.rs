@@ -667,3 +667,30 @@ fn run_detach_with_pid_file() {
     assert_eq!(s["status"], "running");
     assert_eq!(fs::read_to_string(&pid_file).unwrap().trim(), s["pid"].to_string());
 }
+
+// linux.seccomp: the filter applies to the container's process and to exec'd ones.
+#[test]
+fn seccomp_filter_applies() {
+    let mut b = Bundle::new(&["sleep", "100"]);
+    b.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64"],
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+    });
+    b.create("sc");
+    assert!(b.oci(&["start", "sc"]).status.success());
+    let out = b.oci(&[
+        "exec",
+        "sc",
+        "sh",
+        "-c",
+        "mkdir /tmp/d 2>&1 || true; touch /tmp/f && echo touched",
+    ]);
+    assert_eq!(
+        stdout(&out),
+        "mkdir: can't create directory '/tmp/d': Operation not permitted\ntouched\n"
+    );
+    let mut b2 = Bundle::new(&[]);
+    b2.config["linux"]["seccomp"] = b.config["linux"]["seccomp"].clone();
+    assert_eq!(b2.sh("mkdir /tmp/d 2>/dev/null || echo denied"), "denied\n");
+}

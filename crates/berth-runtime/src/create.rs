@@ -60,8 +60,8 @@ pub enum CreateError {
     Fork(#[source] io::Error),
     #[error("talking to the init: {0}")]
     Channel(#[source] io::Error),
-    #[error("the init exited during setup")]
-    InitDied,
+    #[error("the init exited during setup ({how})")]
+    InitDied { how: String },
     #[error("container init: {0}")]
     Init(String),
     #[error("writing the pid file {path}: {source}")]
@@ -70,6 +70,8 @@ pub enum CreateError {
         #[source]
         source: io::Error,
     },
+    #[error("linux.seccomp: {0}")]
+    Seccomp(String),
     #[error("cgroup: {0}")]
     Cgroup(#[from] crate::cgroups::Error),
     #[error("the init's process {pid} vanished")]
@@ -127,6 +129,7 @@ pub fn launch(root: &StateRoot, opts: &CreateOptions, mode: Mode) -> Result<Cont
         _ => None,
     };
     let plan = Plan::from_spec(spec)?;
+    let seccomp = compile_seccomp(root, spec)?;
 
     let dir = root.create(&opts.id)?;
     let mut undo = Undo { dir: Some(dir.clone()), pids: Vec::new(), cgroup: None };
@@ -216,6 +219,7 @@ pub fn launch(root: &StateRoot, opts: &CreateOptions, mode: Mode) -> Result<Cont
                 no_new_keyring: opts.no_new_keyring,
                 preserve_fds: opts.preserve_fds,
                 map_method,
+                seccomp,
             })
         }
         sys::Fork::Parent(pid) => pid,
@@ -233,7 +237,16 @@ pub fn launch(root: &StateRoot, opts: &CreateOptions, mode: Mode) -> Result<Cont
 
     let mut init_pid = 0;
     loop {
-        let msg = chan.recv().map_err(CreateError::Channel)?.ok_or(CreateError::InitDied)?;
+        let Some(msg) = chan.recv().map_err(CreateError::Channel)? else {
+            // Say how it ended: the first stage is our child.
+            let how = if init_pid == 0 {
+                sys::waitpid(stage1).map(describe_status).unwrap_or_default()
+            } else {
+                String::from("after forking the init")
+            };
+            undo.pids.retain(|p| *p != stage1);
+            return Err(CreateError::InitDied { how }.into());
+        };
         match msg {
             Msg::MapIds => {
                 let method = map_method.unwrap_or(MapMethod::Direct { deny_setgroups: false });
@@ -254,6 +267,7 @@ pub fn launch(root: &StateRoot, opts: &CreateOptions, mode: Mode) -> Result<Cont
                 let (start, _) = sys::proc_stat(pid).ok_or(CreateError::NoInit { pid })?;
                 record.pid = pid;
                 record.start_time = start;
+                chan.send(&Msg::Ack).map_err(CreateError::Channel)?;
             }
             Msg::Hooks => {
                 container.record = record.clone();
@@ -277,7 +291,7 @@ pub fn launch(root: &StateRoot, opts: &CreateOptions, mode: Mode) -> Result<Cont
         }
     }
     if init_pid == 0 {
-        return Err(CreateError::InitDied.into());
+        return Err(CreateError::InitDied { how: "no pid".into() }.into());
     }
 
     container.record = record;
@@ -302,6 +316,37 @@ pub fn launch(root: &StateRoot, opts: &CreateOptions, mode: Mode) -> Result<Cont
     undo.dir = None;
     undo.cgroup = None;
     Ok(container)
+}
+
+/// Compiles linux.seccomp before the fork, cached under the state root. A filter with
+/// SCMP_ACT_NOTIFY rules needs its listener fd passed back through the init, which berth-oci
+/// does not do yet.
+pub(crate) fn compile_seccomp(
+    root: &StateRoot,
+    spec: &oci_spec::runtime::Spec,
+) -> Result<Option<crate::seccomp::Filter>, CreateError> {
+    let Some(sc) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) else {
+        return Ok(None);
+    };
+    let cache = root.path.join(".seccomp");
+    if !cache.is_dir() {
+        let _ = fs::DirBuilder::new().recursive(true).create(&cache);
+        let _ = fs::set_permissions(&cache, fs::Permissions::from_mode(0o700));
+    }
+    let filter = crate::seccomp::compile_cached(sc, &cache)
+        .map_err(|e| CreateError::Seccomp(e.to_string()))?;
+    if filter.notifies() {
+        return Err(CreateError::Seccomp("SCMP_ACT_NOTIFY: not supported yet".into()));
+    }
+    Ok(Some(filter))
+}
+
+fn describe_status(status: i32) -> String {
+    if libc::WIFSIGNALED(status) {
+        format!("killed by signal {}", libc::WTERMSIG(status))
+    } else {
+        format!("exit status {}", libc::WEXITSTATUS(status))
+    }
 }
 
 /// Writes a pid file atomically, as runc does (Podman reads it as soon as it appears).

@@ -74,6 +74,15 @@ pub fn exec(root: &StateRoot, id: &str, opts: &ExecOptions) -> Result<i32, Error
         joined_user |= name == "user";
         joins.push((crate::spec::ns_flag(typ), fd));
     }
+    // The container's seccomp filter applies to every process in it, as in runc.
+    let config = c.record.bundle.join("config.json");
+    let seccomp = match std::fs::read(&config) {
+        Ok(bytes) => {
+            let spec = crate::spec::parse(&config, &bytes)?;
+            crate::create::compile_seccomp(root, &spec)?
+        }
+        Err(_) => None,
+    };
     let terminal = opts.process.terminal() == Some(true);
     let console = match (&opts.console_socket, terminal) {
         (Some(path), true) => Some(
@@ -107,7 +116,7 @@ pub fn exec(root: &StateRoot, id: &str, opts: &ExecOptions) -> Result<i32, Error
         sys::Fork::Child => {
             drop(chan);
             let chan = Channel { fd: child_end };
-            let err = child_main(&chan, &joins, console, opts, setgroups_denied);
+            let err = child_main(&chan, &joins, console, opts, setgroups_denied, seccomp.as_ref());
             let _ = chan.send(&Msg::Error(err.clone()));
             eprintln!("berth-oci exec: {err}");
             sys::exit_child(1)
@@ -151,6 +160,7 @@ fn child_main(
     console: Option<OwnedFd>,
     opts: &ExecOptions,
     setgroups_denied: bool,
+    seccomp: Option<&crate::seccomp::Filter>,
 ) -> String {
     let p = &opts.process;
     if let Some(adj) = p.oom_score_adj() {
@@ -197,7 +207,7 @@ fn child_main(
     };
     let method =
         setgroups_denied.then_some(crate::namespaces::MapMethod::Direct { deny_setgroups: true });
-    match init::finish(p, opts.preserve_fds, &[chan.fd.as_raw_fd()], method, &exe) {
+    match init::finish(p, opts.preserve_fds, &[chan.fd.as_raw_fd()], method, seccomp, &exe) {
         Ok(n) => match n {},
         Err(e) => e.to_string(),
     }

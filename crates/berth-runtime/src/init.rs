@@ -52,6 +52,8 @@ pub struct InitArgs<'a> {
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
     pub map_method: Option<MapMethod>,
+    /// linux.seccomp, compiled by the runtime before the fork.
+    pub seccomp: Option<crate::seccomp::Filter>,
 }
 
 /// The child's entry point; never returns.
@@ -140,6 +142,9 @@ fn stage1(args: InitArgs<'_>) -> Result<Never, String> {
         let pid = unsafe { libc::getpid() };
         args.chan.send(&Msg::Pid(pid)).map_err(|e| e.to_string())?;
     }
+    // The first stage and the init share the channel: wait until the runtime has the pid, so
+    // that nothing the init sends can overtake it.
+    args.chan.expect_ack()?;
     init(args, in_userns)
 }
 
@@ -271,9 +276,16 @@ fn init(args: InitArgs<'_>, in_userns: bool) -> Result<Never, String> {
         hooks::run("startContainer", list, &state).map_err(|e| e.to_string())?;
     }
 
-    finish(process, args.preserve_fds, &[args.chan.fd.as_raw_fd()], args.map_method, &exe)
-        .map_err(|e| e.to_string())
-        .map(|n| match n {})
+    finish(
+        process,
+        args.preserve_fds,
+        &[args.chan.fd.as_raw_fd()],
+        args.map_method,
+        args.seccomp.as_ref(),
+        &exe,
+    )
+    .map_err(|e| e.to_string())
+    .map(|n| match n {})
 }
 
 /// The common tail of init and exec: close stray descriptors, switch user and capabilities,
@@ -283,13 +295,25 @@ pub(crate) fn finish(
     preserve_fds: u32,
     keep: &[RawFd],
     map_method: Option<MapMethod>,
+    seccomp: Option<&crate::seccomp::Filter>,
     exe: &Path,
 ) -> Result<std::convert::Infallible, process::ProcessError> {
     process::close_fds(preserve_fds, keep)?;
     let setgroups = map_method.is_none_or(|m| m.setgroups_allowed());
+    // The kernel takes a filter from a process with no_new_privs or CAP_SYS_ADMIN. With
+    // no_new_privs the filter goes in last, right before the exec, so it never sees berth's
+    // own calls; without, it must go in while CAP_SYS_ADMIN is still held, as in runc.
+    let nnp = process.no_new_privileges() == Some(true);
+    let load = |f: &crate::seccomp::Filter| {
+        f.load().map(drop).map_err(|e| process::ProcessError::Seccomp { message: e.to_string() })
+    };
+    if let Some(f) = seccomp.filter(|_| !nnp) {
+        load(f)?;
+    }
     process::switch_user_and_caps(process, setgroups)?;
-    // TODO(issue 4): load linux.seccomp here, after no_new_privs and right before the exec,
-    // through crate::seccomp once its loader exists.
+    if let Some(f) = seccomp.filter(|_| nnp) {
+        load(f)?;
+    }
     let umask = process.user().umask().unwrap_or(0o022);
     // SAFETY: umask takes only a mode.
     unsafe { libc::umask(umask as libc::mode_t) };

@@ -93,7 +93,9 @@ pub fn container_pids(c: &Container) -> Vec<i32> {
         return pids;
     }
     let init = c.record.pid;
-    let Some(ns) = ns_inode(&init.to_string(), "pid") else { return Vec::new() };
+    // A non-dumpable init's /proc/PID/ns is closed to an unprivileged runtime: then only the
+    // init is known, and killing it ends its pid namespace anyway.
+    let Some(ns) = ns_inode(&init.to_string(), "pid") else { return vec![init] };
     if ns_inode("self", "pid") == Some(ns) {
         return vec![init];
     }

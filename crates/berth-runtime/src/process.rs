@@ -90,6 +90,8 @@ pub enum ProcessError {
         #[source]
         source: io::Error,
     },
+    #[error("loading the seccomp filter: {message}")]
+    Seccomp { message: String },
     #[error("setting oom_score_adj to {value}: {source}")]
     OomScoreAdj {
         value: i32,
