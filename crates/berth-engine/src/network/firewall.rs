@@ -221,71 +221,59 @@ fn transact(
     Err(last.expect("the loop ran and failed"))
 }
 
-/// Adds (or replaces) the rules of a network.
-pub fn add_network_rules(net: &NetworkRules<'_>) -> Result<(), FirewallError> {
+/// The commands that add the rules of a network (after the caller deleted its old ones).
+fn network_commands(net: &NetworkRules<'_>) -> Vec<Value> {
     let tag = network_tag(net.name);
-    transact("adding the rules of a network", &|existing| {
-        let mut cmds = skeleton();
-        cmds.extend(deletions(existing, &tag));
-        if net.internal {
-            // Nothing in or out of the bridge except between its own ports.
-            cmds.push(rule(
-                "forward",
-                &tag,
-                vec![
-                    match_iface("iifname", "==", net.bridge),
-                    match_iface("oifname", "!=", net.bridge),
-                    json!({"drop": null}),
-                ],
-            ));
-            cmds.push(rule(
-                "forward",
-                &tag,
-                vec![
-                    match_iface("oifname", "==", net.bridge),
-                    match_iface("iifname", "!=", net.bridge),
-                    json!({"drop": null}),
-                ],
-            ));
-            return cmds;
-        }
-        for subnet in net.subnets {
-            cmds.push(rule(
-                "postrouting",
-                &tag,
-                vec![
-                    match_prefix("saddr", "==", subnet),
-                    match_prefix("daddr", "!=", subnet),
-                    json!({"masquerade": null}),
-                ],
-            ));
-        }
-        // Connections to a port published on 127.0.0.1 keep their loopback source after
-        // DNAT; the container could not answer it, so it is masqueraded to the gateway.
-        let loopback: Subnet = "127.0.0.0/8".parse().expect("a valid literal");
+    let mut cmds = Vec::new();
+    if net.internal {
+        // Nothing in or out of the bridge except between its own ports.
+        cmds.push(rule(
+            "forward",
+            &tag,
+            vec![
+                match_iface("iifname", "==", net.bridge),
+                match_iface("oifname", "!=", net.bridge),
+                json!({"drop": null}),
+            ],
+        ));
+        cmds.push(rule(
+            "forward",
+            &tag,
+            vec![
+                match_iface("oifname", "==", net.bridge),
+                match_iface("iifname", "!=", net.bridge),
+                json!({"drop": null}),
+            ],
+        ));
+        return cmds;
+    }
+    for subnet in net.subnets {
         cmds.push(rule(
             "postrouting",
             &tag,
             vec![
-                match_prefix("saddr", "==", &loopback),
-                match_iface("oifname", "==", net.bridge),
+                match_prefix("saddr", "==", subnet),
+                match_prefix("daddr", "!=", subnet),
                 json!({"masquerade": null}),
             ],
         ));
-        cmds
-    })
+    }
+    // Connections to a port published on 127.0.0.1 keep their loopback source after DNAT;
+    // the container could not answer it, so it is masqueraded to the gateway.
+    let loopback: Subnet = "127.0.0.0/8".parse().expect("a valid literal");
+    cmds.push(rule(
+        "postrouting",
+        &tag,
+        vec![
+            match_prefix("saddr", "==", &loopback),
+            match_iface("oifname", "==", net.bridge),
+            json!({"masquerade": null}),
+        ],
+    ));
+    cmds
 }
 
-/// Removes a network's rules; returns how many there were.
-pub fn remove_network_rules(network: &str) -> Result<usize, FirewallError> {
-    remove_tagged(&network_tag(network), "removing the rules of a network")
-}
-
-/// Adds (or replaces) a container's published ports, all in one transaction.
-pub fn add_port_forwards(
-    container_id: &str,
-    forwards: &[PortForward],
-) -> Result<(), FirewallError> {
+fn check_families(forwards: &[PortForward]) -> Result<(), FirewallError> {
     for f in forwards {
         if let Some(ip) = f.host_ip {
             if ip.is_ipv4() != f.container_ip.is_ipv4() && !ip.is_unspecified() {
@@ -298,58 +286,116 @@ pub fn add_port_forwards(
             }
         }
     }
+    Ok(())
+}
+
+/// The commands that add a container's published ports.
+fn port_commands(container_id: &str, forwards: &[PortForward]) -> Vec<Value> {
+    let tag = container_tag(container_id);
+    let mut cmds = Vec::new();
+    for f in forwards {
+        let fam = family(f.container_ip);
+        let mut expr = Vec::new();
+        match f.host_ip.filter(|ip| !ip.is_unspecified()) {
+            Some(ip) => expr.push(json!({"match": {"op": "==",
+                "left": {"payload": {"protocol": fam, "field": "daddr"}},
+                "right": ip.to_string()}})),
+            None => {
+                let nfproto = if f.container_ip.is_ipv4() { "ipv4" } else { "ipv6" };
+                expr.push(json!({"match": {"op": "==",
+                    "left": {"meta": {"key": "nfproto"}}, "right": nfproto}}));
+                expr.push(json!({"match": {"op": "==",
+                    "left": {"fib": {"result": "type", "flags": ["daddr"]}},
+                    "right": "local"}}));
+            }
+        }
+        expr.push(json!({"match": {"op": "==",
+            "left": {"payload": {"protocol": f.protocol.as_str(), "field": "dport"}},
+            "right": f.host_port}}));
+        expr.push(json!({"dnat": {"family": fam,
+            "addr": f.container_ip.to_string(), "port": f.container_port}}));
+        // From other hosts and containers (prerouting) and from the host itself (output).
+        cmds.push(rule("prerouting", &tag, expr.clone()));
+        cmds.push(rule("output", &tag, expr));
+    }
+    cmds
+}
+
+/// Adds (or replaces) the rules of a network.
+pub fn add_network_rules(net: &NetworkRules<'_>) -> Result<(), FirewallError> {
+    connect_rules(net, None)
+}
+
+/// Adds (or replaces) a container's published ports, all in one transaction.
+pub fn add_port_forwards(
+    container_id: &str,
+    forwards: &[PortForward],
+) -> Result<(), FirewallError> {
+    check_families(forwards)?;
     let tag = container_tag(container_id);
     transact("adding published ports", &|existing| {
         let mut cmds = skeleton();
         cmds.extend(deletions(existing, &tag));
-        for f in forwards {
-            let fam = family(f.container_ip);
-            let mut expr = Vec::new();
-            match f.host_ip.filter(|ip| !ip.is_unspecified()) {
-                Some(ip) => expr.push(json!({"match": {"op": "==",
-                    "left": {"payload": {"protocol": fam, "field": "daddr"}},
-                    "right": ip.to_string()}})),
-                None => {
-                    let nfproto = if f.container_ip.is_ipv4() { "ipv4" } else { "ipv6" };
-                    expr.push(json!({"match": {"op": "==",
-                        "left": {"meta": {"key": "nfproto"}}, "right": nfproto}}));
-                    expr.push(json!({"match": {"op": "==",
-                        "left": {"fib": {"result": "type", "flags": ["daddr"]}},
-                        "right": "local"}}));
-                }
-            }
-            expr.push(json!({"match": {"op": "==",
-                "left": {"payload": {"protocol": f.protocol.as_str(), "field": "dport"}},
-                "right": f.host_port}}));
-            expr.push(json!({"dnat": {"family": fam,
-                "addr": f.container_ip.to_string(), "port": f.container_port}}));
-            // From other hosts and containers (prerouting) and from the host itself (output).
-            cmds.push(rule("prerouting", &tag, expr.clone()));
-            cmds.push(rule("output", &tag, expr));
+        cmds.extend(port_commands(container_id, forwards));
+        cmds
+    })
+}
+
+/// What a container joining a network needs, in one listing and one transaction: the
+/// network's rules (replaced, in case they were flushed) and the container's published ports.
+pub fn connect_rules(
+    net: &NetworkRules<'_>,
+    ports: Option<(&str, &[PortForward])>,
+) -> Result<(), FirewallError> {
+    if let Some((_, forwards)) = ports {
+        check_families(forwards)?;
+    }
+    let net_tag = network_tag(net.name);
+    transact("adding the rules of a network and its container", &|existing| {
+        let mut cmds = skeleton();
+        cmds.extend(deletions(existing, &net_tag));
+        cmds.extend(network_commands(net));
+        if let Some((id, forwards)) = ports {
+            cmds.extend(deletions(existing, &container_tag(id)));
+            cmds.extend(port_commands(id, forwards));
         }
         cmds
     })
 }
 
-/// Removes a container's published ports; returns how many rules there were.
-pub fn remove_container_rules(container_id: &str) -> Result<usize, FirewallError> {
-    remove_tagged(&container_tag(container_id), "removing published ports")
+/// Removes a network's rules; returns how many there were.
+pub fn remove_network_rules(network: &str) -> Result<usize, FirewallError> {
+    remove_tagged(&[network_tag(network)], "removing the rules of a network")
 }
 
-fn remove_tagged(tag: &str, step: &'static str) -> Result<usize, FirewallError> {
-    let found = tagged_rules()?.iter().filter(|r| r.comment == tag).count();
+/// Removes a container's published ports; returns how many rules there were.
+pub fn remove_container_rules(container_id: &str) -> Result<usize, FirewallError> {
+    remove_tagged(&[container_tag(container_id)], "removing published ports")
+}
+
+/// Removes a container's published ports and, with `network`, that network's rules, in one
+/// transaction; returns how many rules went.
+pub fn disconnect_rules(container_id: &str, network: Option<&str>) -> Result<usize, FirewallError> {
+    let mut tags = vec![container_tag(container_id)];
+    tags.extend(network.map(network_tag));
+    remove_tagged(&tags, "removing the rules of a container")
+}
+
+fn remove_tagged(tags: &[String], step: &'static str) -> Result<usize, FirewallError> {
+    let found = std::cell::Cell::new(0);
     transact(step, &|existing| {
-        let mut cmds = deletions(existing, tag);
+        let mut cmds: Vec<Value> = tags.iter().flat_map(|t| deletions(existing, t)).collect();
+        found.set(cmds.len());
         if cmds.is_empty() {
             return cmds;
         }
         // The last rules going: the table goes too, so an idle host shows nothing of berth.
-        if existing.iter().all(|r| r.comment == tag) {
+        if existing.iter().all(|r| tags.contains(&r.comment)) {
             cmds = vec![json!({"delete": {"table": {"family": "inet", "name": TABLE}}})];
         }
         cmds
     })?;
-    Ok(found)
+    Ok(found.get())
 }
 
 /// Removes berth's whole table (`network prune` with nothing left, `system reset`). An absent

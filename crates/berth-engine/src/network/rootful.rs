@@ -161,15 +161,6 @@ fn connect_after_allocation(
     if !req.ports.is_empty() {
         bridge::allow_localnet(&net.network_interface).map_err(bridge_err)?;
     }
-    let subnets: Vec<_> = net.subnets.iter().map(|s| s.subnet).collect();
-    firewall::add_network_rules(&NetworkRules {
-        name: &net.name,
-        bridge: &net.network_interface,
-        subnets: &subnets,
-        internal: net.internal,
-    })
-    .map_err(|source| RootfulError::NetworkRules { network: net.name.clone(), source })?;
-
     // The veth pair, with the container's addresses and default routes inside.
     let host_veth = bridge::host_veth_name(req.container_id, &net.name);
     let mut routes = Vec::new();
@@ -215,11 +206,17 @@ fn connect_after_allocation(
             container_port: m.container_port,
         });
     }
-    if !forwards.is_empty() {
-        firewall::add_port_forwards(req.container_id, &forwards).map_err(|source| {
-            RootfulError::Ports { container: req.container_id.to_owned(), source }
-        })?;
-    }
+    // The network's rules and the container's ports, in one nftables transaction.
+    let subnets: Vec<_> = net.subnets.iter().map(|s| s.subnet).collect();
+    let rules = NetworkRules {
+        name: &net.name,
+        bridge: &net.network_interface,
+        subnets: &subnets,
+        internal: net.internal,
+    };
+    let ports = (!forwards.is_empty()).then_some((req.container_id, forwards.as_slice()));
+    firewall::connect_rules(&rules, ports)
+        .map_err(|source| RootfulError::NetworkRules { network: net.name.clone(), source })?;
 
     tracing::debug!(network = %net.name, container = req.container_id, ?addresses, "connected");
     Ok(Attachment {
@@ -248,11 +245,6 @@ pub fn disconnect(
         }
     };
 
-    keep(
-        firewall::remove_container_rules(container_id)
-            .map(drop)
-            .map_err(|source| RootfulError::Ports { container: container_id.to_owned(), source }),
-    );
     let host_veth = bridge::host_veth_name(container_id, &net.name);
     keep(bridge::detach(&host_veth).map(drop).map_err(|source| RootfulError::Detach {
         network: net.name.clone(),
@@ -267,20 +259,24 @@ pub fn disconnect(
         }
     }));
 
-    // The last one out removes the bridge, then the network's rules.
-    match bridge::remove_bridge(&net.network_interface, false) {
-        Ok(true) => keep(
-            firewall::remove_network_rules(&net.name)
-                .map(drop)
-                .map_err(|source| RootfulError::NetworkRules { network: net.name.clone(), source }),
-        ),
-        Ok(false) => {}
-        Err(source) => keep(Err(RootfulError::Bridge {
-            network: net.name.clone(),
-            bridge: net.network_interface.clone(),
-            source,
-        })),
-    }
+    // The last one out removes the bridge, and with it the network's rules.
+    let bridge_gone = match bridge::remove_bridge(&net.network_interface, false) {
+        Ok(gone) => gone,
+        Err(source) => {
+            keep(Err(RootfulError::Bridge {
+                network: net.name.clone(),
+                bridge: net.network_interface.clone(),
+                source,
+            }));
+            false
+        }
+    };
+    let network = bridge_gone.then_some(net.name.as_str());
+    keep(
+        firewall::disconnect_rules(container_id, network)
+            .map(drop)
+            .map_err(|source| RootfulError::Ports { container: container_id.to_owned(), source }),
+    );
     match first {
         Some(err) => Err(err),
         None => Ok(()),
