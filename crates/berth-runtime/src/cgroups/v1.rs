@@ -228,7 +228,9 @@ impl Manager {
         }
         let dir = self.need("memory", "memory")?;
         let memsw = "memory.memsw.limit_in_bytes";
-        if let Some(swap) = m.swap() {
+        // A swap of 0 means "not set", as in runc.
+        let asked_swap = m.swap().filter(|&s| s != 0);
+        if let Some(swap) = asked_swap {
             if !dir.join(memsw).exists() {
                 return Err(Error::Unsupported {
                     resource: "memory.swap".into(),
@@ -247,7 +249,7 @@ impl Manager {
         // first when the limit goes up, lower the limit first when it goes down.
         // Unlimited memory with no word on swap means unlimited memory+swap too, as in runc;
         // otherwise the old memsw limit would still hold the container.
-        let swap = match (m.limit(), m.swap()) {
+        let swap = match (m.limit(), asked_swap) {
             (Some(-1), None) if dir.join(memsw).exists() => Some(-1),
             (_, swap) => swap,
         };
@@ -273,8 +275,13 @@ impl Manager {
         if let Some(v) = m.kernel() {
             write(dir, "memory.kmem.limit_in_bytes", &v.to_string())?;
             // Since Linux 5.16 the kernel accepts this write and ignores it: read it back.
+            // The kernel rounds the limit up to whole pages.
             let now = read(dir, "memory.kmem.limit_in_bytes")?;
-            if v >= 0 && now.trim() != v.to_string() {
+            // SAFETY: sysconf only reads a configuration value.
+            let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
+            let ignored = v >= 0
+                && now.trim().parse::<u64>().is_ok_and(|n| n > (v as u64).div_ceil(page) * page);
+            if ignored {
                 return Err(Error::Unsupported {
                     resource: "memory.kernel".into(),
                     version: "v1",
@@ -871,6 +878,21 @@ mod tests {
         files(&tmp.path().join("blkio/c1"), &[("blkio.bfq.weight", "100")]);
         m.apply(&resources(r#"{"blockIO": {"weight": 300}}"#)).unwrap();
         assert_eq!(content(&tmp.path().join("blkio/c1"), "blkio.bfq.weight"), "300");
+    }
+
+    #[test]
+    fn swap_zero_is_unset_and_unlimited_memory_lifts_memsw() {
+        let tmp = tempfile::tempdir().unwrap();
+        fake_v1(tmp.path());
+        let m = manager(tmp.path(), "/c1");
+        m.create().unwrap();
+        let mem = tmp.path().join("memory/c1");
+        files(&mem, &[("memory.memsw.limit_in_bytes", "untouched")]);
+        m.apply(&resources(r#"{"memory": {"limit": 1048576, "swap": 0}}"#)).unwrap();
+        assert_eq!(content(&mem, "memory.limit_in_bytes"), "1048576");
+        assert_eq!(content(&mem, "memory.memsw.limit_in_bytes"), "untouched");
+        m.apply(&resources(r#"{"memory": {"limit": -1}}"#)).unwrap();
+        assert_eq!(content(&mem, "memory.memsw.limit_in_bytes"), "-1");
     }
 
     #[test]

@@ -215,11 +215,16 @@ impl Manager {
         if let Some(limit) = m.limit() {
             write(&self.path, "memory.max", &max_or(limit))?;
         }
-        if let Some(swap) = m.swap() {
+        // A swap of 0 means "not set", as in runc; unlimited memory without a word on swap
+        // means unlimited swap too.
+        let swap = match (m.swap().filter(|&s| s != 0), m.limit()) {
+            (None, Some(-1)) if self.path.join("memory.swap.max").exists() => Some(-1),
+            (swap, _) => swap,
+        };
+        if let Some(swap) = swap {
             // OCI's swap is memory plus swap; memory.swap.max is the swap alone.
             let value = match (swap, m.limit()) {
                 (-1, _) => "max".to_string(),
-                (0, _) => "0".to_string(),
                 (_, None | Some(0) | Some(-1)) => {
                     return Err(Error::InvalidValue {
                         resource: "memory.swap".into(),
@@ -544,6 +549,21 @@ mod tests {
         // Period alone keeps the quota already set.
         m.apply(&resources(r#"{"cpu": {"period": 50000}}"#)).unwrap();
         assert_eq!(content(&dir, "cpu.max"), "20000 50000");
+    }
+
+    #[test]
+    fn swap_zero_is_unset_and_unlimited_memory_lifts_swap() {
+        let tmp = tempfile::tempdir().unwrap();
+        fake_v2(tmp.path());
+        let m = manager(tmp.path(), "/c1");
+        m.create().unwrap();
+        let dir = tmp.path().join("c1");
+        files(&dir, &[("memory.swap.max", "untouched")]);
+        m.apply(&resources(r#"{"memory": {"limit": 1048576, "swap": 0}}"#)).unwrap();
+        assert_eq!(content(&dir, "memory.swap.max"), "untouched");
+        m.apply(&resources(r#"{"memory": {"limit": -1}}"#)).unwrap();
+        assert_eq!(content(&dir, "memory.max"), "max");
+        assert_eq!(content(&dir, "memory.swap.max"), "max");
     }
 
     #[test]
