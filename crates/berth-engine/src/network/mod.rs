@@ -1,5 +1,7 @@
 //! Container networking: the pieces that stand on their own before containers run.
 //!
+//! - [`mode`]: the `--network` option (none, host, bridge, NAME, container:, ns:, pasta,
+//!   slirp4netns) and its defaults.
 //! - [`ports`]: the `-p`/`-P` grammar and the choice of free host ports.
 //! - [`ipam`]: network configuration (`network create`), subnet choice and overlap checks, and
 //!   address allocation over a pluggable store.
@@ -23,6 +25,7 @@ pub mod bridge;
 pub mod files;
 pub mod firewall;
 pub mod ipam;
+pub mod mode;
 pub mod netns;
 pub mod ports;
 pub mod rootful;

@@ -53,6 +53,8 @@ pub enum PortError {
     Exposed { port: String },
     #[error("no free {protocol} host port on {ip} in {range}")]
     NoFreePort { ip: IpAddr, protocol: Protocol, range: PortRange },
+    #[error("host port {port}/{protocol} on {ip} is already in use")]
+    InUse { ip: IpAddr, port: u16, protocol: Protocol },
     #[error("host port {port}/{protocol} on {ip} is published twice")]
     Duplicate { ip: IpAddr, port: u16, protocol: Protocol },
 }
@@ -410,6 +412,37 @@ impl PortChooser for FreePorts {
     }
 }
 
+/// The host ports of a container held bound while it runs, as Podman's conmon holds them for
+/// rootful containers: nftables DNAT does not bind anything itself, so without this a port
+/// already used by a host service (or another container) would be "published" silently and
+/// never reached. The sockets are close-on-exec, so only the process holding this value (the
+/// container's monitor) keeps them.
+#[derive(Debug, Default)]
+pub struct Reservation {
+    held: Vec<Held>,
+}
+
+impl Reservation {
+    /// How many sockets are held.
+    pub fn count(&self) -> usize {
+        self.held.len()
+    }
+}
+
+/// Binds every mapping's host port, failing with the first one in use. SCTP ports are checked
+/// with a TCP socket of the same number (std has no SCTP sockets).
+pub fn reserve(mappings: &[PortMapping]) -> Result<Reservation, PortError> {
+    let mut held = Vec::new();
+    for m in mappings {
+        let ip = m.host_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        match FreePorts::try_bind(ip, m.protocol, m.host_port) {
+            Some(socket) => held.push(socket),
+            None => return Err(PortError::InUse { ip, port: m.host_port, protocol: m.protocol }),
+        }
+    }
+    Ok(Reservation { held })
+}
+
 /// Resolves every `-p` spec of a container and checks that no host port is published twice.
 pub fn resolve_all(
     specs: &[PortSpec],
@@ -623,6 +656,28 @@ mod tests {
         let range = PortRange { start: port, end: port };
         let err = free.choose(lo, Protocol::Tcp, range).unwrap_err();
         assert!(err.to_string().starts_with("no free tcp host port on 127.0.0.1"));
+    }
+
+    #[test]
+    fn a_port_in_use_is_refused_in_one_line_and_reservations_hold_ports() {
+        let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let taken = TcpListener::bind((lo, 0)).unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let mapping = |port, protocol| PortMapping {
+            host_ip: Some(lo),
+            host_port: port,
+            container_port: 80,
+            protocol,
+        };
+        let err = reserve(&[mapping(port, Protocol::Tcp)]).unwrap_err();
+        assert_eq!(err.to_string(), format!("host port {port}/tcp on 127.0.0.1 is already in use"));
+
+        // The same number over UDP is free; once reserved, it is taken until dropped.
+        let held = reserve(&[mapping(port, Protocol::Udp)]).unwrap();
+        assert_eq!(held.count(), 1);
+        assert!(UdpSocket::bind((lo, port)).is_err());
+        drop(held);
+        assert!(UdpSocket::bind((lo, port)).is_ok());
     }
 
     fn arb_spec() -> impl Strategy<Value = PortSpec> {
