@@ -180,6 +180,9 @@ pub struct CgroupState {
     /// Set when the container runs without a cgroup (rootless without delegation): why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disabled: Option<String>,
+    /// A rootless runtime in a delegated subtree (v2).
+    #[serde(default)]
+    pub rootless: bool,
 }
 
 /// Builds a [`Manager`]: which container, where its cgroup goes, and under which privileges.
@@ -265,7 +268,9 @@ impl ManagerBuilder {
         let own = OwnCgroups::parse(&own);
         let mode = detect_mode(&self.root)?;
         let driver = match mode {
-            Mode::Unified => Driver::V2(v2::Manager::new(&self.root, &path, &own)),
+            Mode::Unified => {
+                Driver::V2(v2::Manager::new(&self.root, &path, &own).with_rootless(self.rootless))
+            }
             Mode::Legacy | Mode::Hybrid => Driver::V1(v1::Manager::new(&self.root, &path, &own)?),
         };
         if self.rootless {
@@ -391,6 +396,7 @@ impl Manager {
                 inner: m.inner_path().to_string(),
                 paths: std::collections::BTreeMap::from([(String::new(), m.path().to_path_buf())]),
                 disabled: None,
+                rootless: m.rootless(),
             },
             Driver::Disabled { reason } => CgroupState {
                 mode: self.mode,
@@ -398,6 +404,7 @@ impl Manager {
                 inner: String::new(),
                 paths: Default::default(),
                 disabled: Some(reason.clone()),
+                rootless: true,
             },
         }
     }
@@ -408,7 +415,7 @@ impl Manager {
             Driver::Disabled { reason: reason.clone() }
         } else if state.mode == Mode::Unified {
             let path = state.paths.get("").cloned().unwrap_or_else(|| state.root.clone());
-            Driver::V2(v2::Manager::from_parts(&state.root, &state.inner, path))
+            Driver::V2(v2::Manager::from_parts(&state.root, &state.inner, path, state.rootless))
         } else {
             Driver::V1(v1::Manager::from_state(state))
         };

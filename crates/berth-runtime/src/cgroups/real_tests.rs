@@ -587,3 +587,78 @@ fn measure_confined_start() {
         eprintln!("{name}: min {:?}, median {:?} of {n}", times[0], times[n / 2]);
     }
 }
+
+/// The unprivileged half of the delegation test below; run only by it, as the test user,
+/// from inside `$BERTH_DELEGATED/runtime`.
+#[test]
+#[ignore]
+fn delegated_child() {
+    let Ok(delegated) = std::env::var("BERTH_DELEGATED") else { return };
+    // The parent moves this process into the delegated subtree right after starting it.
+    let inside = format!("0::{delegated}/runtime");
+    let started = Instant::now();
+    while !std::fs::read_to_string("/proc/self/cgroup").unwrap().lines().any(|l| l == inside) {
+        assert!(started.elapsed() < Duration::from_secs(10), "never moved into {inside}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let m = ManagerBuilder::new("deleg")
+        .with_root("/sys/fs/cgroup/unified")
+        .with_cgroups_path(Some(format!("{delegated}/c")))
+        .with_rootless(true)
+        .build()
+        .unwrap();
+    assert_eq!(m.version(), Some(2), "a writable delegated cgroup is used");
+    m.create().unwrap();
+    let m = TestCgroup(m);
+    m.apply(&resources(DEVICE_RULES)).unwrap();
+    freeze_stops_a_counter(&m);
+}
+
+#[test]
+fn rootless_uses_a_delegated_cgroup_v2_subtree() {
+    let unified = Path::new("/sys/fs/cgroup/unified");
+    if !rustix::process::geteuid().is_root() || !unified.join("cgroup.controllers").exists() {
+        eprintln!("skipping: needs root and a cgroup2 mount at {}", unified.display());
+        return;
+    }
+    let user = berth_testkit::user::TestUser::get();
+    let name = format!("/berth-test-deleg-{}", std::process::id());
+    let delegated = unified.join(name.trim_start_matches('/'));
+    std::fs::create_dir(&delegated).unwrap();
+    std::fs::create_dir(delegated.join("runtime")).unwrap();
+    // Delegation as systemd does it: the directory and its procs, threads and
+    // subtree_control files, handed to the user (cgroup-v2.rst, "Delegation").
+    let owner = |p: &Path| {
+        rustix::fs::chown(
+            p,
+            Some(rustix::process::Uid::from_raw(user.uid())),
+            Some(rustix::process::Gid::from_raw(user.gid())),
+        )
+        .unwrap()
+    };
+    for dir in [delegated.clone(), delegated.join("runtime")] {
+        owner(&dir);
+        for f in ["cgroup.procs", "cgroup.threads", "cgroup.subtree_control"] {
+            owner(&dir.join(f));
+        }
+    }
+    let exe = berth_testkit::user::stage_binary(&std::env::current_exe().unwrap()).unwrap();
+    let child = user
+        .command(&exe)
+        .args(["--exact", "cgroups::real_tests::delegated_child", "--ignored", "--test-threads=1"])
+        .env("BERTH_DELEGATED", &name)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::fs::write(delegated.join("runtime/cgroup.procs"), child.id().to_string()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let _ = std::fs::remove_dir(delegated.join("runtime"));
+    let _ = std::fs::remove_dir(delegated.join("c"));
+    let _ = std::fs::remove_dir(&delegated);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("1 passed"), "the child test did not run: {stdout}");
+    assert!(!delegated.exists());
+}

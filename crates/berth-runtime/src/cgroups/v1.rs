@@ -105,13 +105,14 @@ impl Manager {
             inner: self.inner.clone(),
             paths,
             disabled: None,
+            rootless: false,
         }
     }
 
     pub(crate) fn from_state(state: &super::CgroupState) -> Self {
         let mut dirs = state.paths.clone();
         let unified = dirs.remove("unified").map(|path| {
-            super::v2::Manager::from_parts(&state.root.join("unified"), &state.inner, path)
+            super::v2::Manager::from_parts(&state.root.join("unified"), &state.inner, path, false)
         });
         Manager { root: state.root.clone(), inner: state.inner.clone(), dirs, unified }
     }

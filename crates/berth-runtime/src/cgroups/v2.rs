@@ -20,6 +20,8 @@ pub(crate) struct Manager {
     root: PathBuf,
     inner: String,
     path: PathBuf,
+    /// Run by an unprivileged user in a delegated subtree: no device filter (see `apply`).
+    rootless: bool,
 }
 
 fn unsupported(resource: &str, reason: &str) -> Error {
@@ -29,11 +31,20 @@ fn unsupported(resource: &str, reason: &str) -> Error {
 impl Manager {
     pub(crate) fn new(root: &Path, path: &CgroupsPath, own: &OwnCgroups) -> Self {
         let inner = path.resolve(own.v2());
-        Manager { root: root.to_path_buf(), path: join_inner(root, &inner), inner }
+        Manager { root: root.to_path_buf(), path: join_inner(root, &inner), inner, rootless: false }
     }
 
-    pub(crate) fn from_parts(root: &Path, inner: &str, path: PathBuf) -> Self {
-        Manager { root: root.to_path_buf(), inner: inner.to_string(), path }
+    pub(crate) fn from_parts(root: &Path, inner: &str, path: PathBuf, rootless: bool) -> Self {
+        Manager { root: root.to_path_buf(), inner: inner.to_string(), path, rootless }
+    }
+
+    pub(crate) fn with_rootless(mut self, rootless: bool) -> Self {
+        self.rootless = rootless;
+        self
+    }
+
+    pub(crate) fn rootless(&self) -> bool {
+        self.rootless
     }
 
     pub(crate) fn root(&self) -> &Path {
@@ -180,7 +191,14 @@ impl Manager {
             }
         }
         if let Some(rules) = r.devices().as_ref().filter(|d| !d.is_empty()) {
-            if is_cgroupfs(&self.path) {
+            if self.rootless {
+                // Loading a device filter needs CAP_SYS_ADMIN, which a rootless runtime lacks;
+                // its container lives in a user namespace, where mknod is refused and the only
+                // device nodes are the ones the runtime bind-mounts, so the list holds anyway
+                // (runc and crun skip the filter the same way).
+                devices::program(rules)?;
+                tracing::debug!(path = ?self.path, "rootless: no device filter");
+            } else if is_cgroupfs(&self.path) {
                 devices::attach(&self.path, rules)?;
             } else {
                 // A fake tree cannot hold a BPF program; the rules are still checked.
