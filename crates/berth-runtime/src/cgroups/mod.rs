@@ -468,6 +468,26 @@ impl Manager {
         }
     }
 
+    /// On cgroup v2, the container's cgroup directory opened for clone3's CLONE_INTO_CGROUP
+    /// (Linux 5.7+): the child starts inside the cgroup, which saves the migration that
+    /// [`Manager::add_pid`] costs. `None` on v1 (and without a cgroup), where add_pid is the
+    /// only way.
+    pub fn clone_into_fd(&self) -> Result<Option<std::os::fd::OwnedFd>> {
+        let Driver::V2(m) = &self.driver else { return Ok(None) };
+        let fd = rustix::fs::open(
+            m.path(),
+            rustix::fs::OFlags::DIRECTORY
+                | rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| Error::Read {
+            path: m.path().to_path_buf(),
+            source: io::Error::from_raw_os_error(e.raw_os_error()),
+        })?;
+        Ok(Some(fd))
+    }
+
     /// Stops every process in the cgroup and returns once they are stopped.
     pub fn freeze(&self) -> Result<()> {
         match &self.driver {

@@ -662,3 +662,34 @@ fn rootless_uses_a_delegated_cgroup_v2_subtree() {
     assert!(stdout.contains("1 passed"), "the child test did not run: {stdout}");
     assert!(!delegated.exists());
 }
+
+#[test]
+fn v2_clone_into_cgroup_starts_the_child_inside() {
+    let Some(m) = manager("/sys/fs/cgroup/unified", "cgroup.controllers", "clone3") else {
+        return;
+    };
+    let fd = m.clone_into_fd().unwrap().expect("a v2 cgroup has a directory fd");
+    // struct clone_args up to .cgroup (linux/sched.h): flags, pidfd, child_tid, parent_tid,
+    // exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup.
+    let mut args = [0u64; 11];
+    args[0] = 0x2_0000_0000; // CLONE_INTO_CGROUP
+    args[4] = libc::SIGCHLD as u64;
+    args[10] = std::os::fd::AsRawFd::as_raw_fd(&fd) as u64;
+    // SAFETY: clone3 with a valid, sized clone_args and no CLONE_VM: the child is a fork that
+    // only makes a system call and _exits.
+    let pid = unsafe { libc::syscall(libc::SYS_clone3, args.as_mut_ptr(), 88usize) };
+    assert!(pid >= 0, "clone3: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        // SAFETY: pause until killed; nothing else in the child.
+        unsafe {
+            libc::pause();
+            libc::_exit(0);
+        }
+    }
+    assert_eq!(m.pids().unwrap(), vec![pid as i32], "the child was born in the cgroup");
+    m.destroy().unwrap();
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    unsafe { libc::waitpid(pid as i32, &mut status, 0) };
+    assert!(libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL);
+}
