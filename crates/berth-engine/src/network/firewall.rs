@@ -258,6 +258,19 @@ fn network_commands(net: &NetworkRules<'_>) -> Vec<Value> {
             ],
         ));
     }
+    // Hairpin: a container reaching a published port of its own network through a host
+    // address. Without br_netfilter the reply would go straight back over the bridge with
+    // the container's own source address, which the client does not expect.
+    cmds.push(rule(
+        "postrouting",
+        &tag,
+        vec![
+            match_iface("iifname", "==", net.bridge),
+            match_iface("oifname", "==", net.bridge),
+            json!({"match": {"op": "in", "left": {"ct": {"key": "status"}}, "right": "dnat"}}),
+            json!({"masquerade": null}),
+        ],
+    ));
     // Connections to a port published on 127.0.0.1 keep their loopback source after DNAT;
     // the container could not answer it, so it is masqueraded to the gateway.
     let loopback: Subnet = "127.0.0.0/8".parse().expect("a valid literal");
