@@ -428,6 +428,60 @@ mod connect {
     }
 
     #[test]
+    fn dual_stack_networks_route_and_publish_over_ipv6_too() {
+        in_own_netns(|| {
+            let opts = CreateOptions {
+                name: "dual".into(),
+                subnets: vec!["10.250.8.0/24".parse().unwrap(), "fd00:250:8::/64".parse().unwrap()],
+                interface: Some("btest8".into()),
+                ..Default::default()
+            };
+            let net = plan_network(&opts, "id", &[], &[]).unwrap();
+            assert!(net.ipv6_enabled);
+            let mut store = MemoryStore::default();
+            let root = web_root("v6 too\n");
+            let a = Container::start(&[
+                "httpd",
+                "-f",
+                "-p",
+                "[::]:80",
+                "-h",
+                root.path().to_str().unwrap(),
+            ]);
+            let b = Container::start(&["sleep", "600"]);
+
+            // Every local address of the host (the v6 gateway included) on 8092, to a's v6 address.
+            let ports = [berth_engine::network::ports::PortMapping {
+                host_ip: Some(ip("::")),
+                host_port: 8092,
+                container_port: 80,
+                protocol: Protocol::Tcp,
+            }];
+            let at_a = rootful::connect(&request(&net, "ctr-a", &a, &ports), &mut store).unwrap();
+            rootful::connect(&request(&net, "ctr-b", &b, &[]), &mut store).unwrap();
+            assert_eq!(at_a.addresses, [ip("10.250.8.2"), ip("fd00:250:8::2")]);
+            assert_eq!(at_a.gateways, [ip("10.250.8.1"), ip("fd00:250:8::1")]);
+
+            let route = a
+                .netns()
+                .command("ip")
+                .unwrap()
+                .args(["-6", "route", "show", "default"])
+                .output()
+                .unwrap();
+            assert!(String::from_utf8_lossy(&route.stdout)
+                .contains("default via fd00:250:8::1 dev eth0"));
+            assert_eq!(fetch(Some(&b), "[fd00:250:8::2]:80"), "v6 too\n");
+            assert_eq!(fetch(Some(&b), "[fd00:250:8::1]:8092"), "v6 too\n");
+
+            rootful::disconnect(&net, "ctr-a", &mut store).unwrap();
+            rootful::disconnect(&net, "ctr-b", &mut store).unwrap();
+            assert_eq!(links(), ["lo"]);
+            assert_eq!(nft_tables(), "");
+        });
+    }
+
+    #[test]
     fn a_failed_connect_undoes_everything() {
         in_own_netns(|| {
             let net = network("web", "10.250.6.0/24", "btest6");

@@ -318,9 +318,8 @@ pub fn attach(bridge: &str, cfg: &VethConfig) -> Result<(), BridgeError> {
     }
     inner_script.push_str(&format!("link set dev {} up\n", cfg.container_name));
     for gw in &cfg.gateways {
-        let family = if gw.is_ipv6() { "-6 " } else { "" };
-        inner_script
-            .push_str(&format!("{family}route add default via {gw} dev {}\n", cfg.container_name));
+        // No "-6" in a batch line: ip takes the family from the gateway's address.
+        inner_script.push_str(&format!("route add default via {gw} dev {}\n", cfg.container_name));
     }
     if let Err(err) =
         run_batch(inner, &inner_script, "configuring the container interface", &ns_text)
