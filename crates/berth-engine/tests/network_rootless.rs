@@ -162,6 +162,25 @@ fn pasta_publishes_a_rootless_port_on_loopback_and_stops_cleanly() {
 }
 
 #[test]
+fn pasta_joins_a_namespace_given_by_path_with_its_user_namespace() {
+    let user = TestUser::get();
+    let container = Container::httpd("by path\n");
+    let dir = user_dir();
+    let port = free_port();
+
+    let mut opts =
+        PastaOptions::new(Netns::Path(format!("/proc/{}/ns/net", container.pid()).into()));
+    opts.userns = Some(format!("/proc/{}/ns/user", container.pid()).into());
+    opts.ports = vec![tcp(port, 8080)];
+    let pasta =
+        Pasta::start_with(user.command("pasta"), &opts, &dir.path().join("pasta.pid")).unwrap();
+    assert_eq!(fetch(port), "by path\n");
+    let pid = pasta.pid();
+    pasta.stop().unwrap();
+    assert!(!alive(pid));
+}
+
+#[test]
 fn pasta_refuses_a_port_already_in_use_in_one_line() {
     let user = TestUser::get();
     let container = Container::httpd("x");
