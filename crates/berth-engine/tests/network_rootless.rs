@@ -195,6 +195,11 @@ fn pasta_refuses_a_port_already_in_use_in_one_line() {
     let text = err.to_string();
     assert!(text.starts_with("pasta failed to set up the network of /proc/"), "{text}");
     assert!(!text.contains('\n'), "{text}");
+    assert!(
+        text.contains(&format!("Failed to bind any port for '-t 127.0.0.1/{port}:8080'")),
+        "{text}"
+    );
+    assert!(!text.contains("syslog"), "{text}");
 }
 
 #[test]

@@ -300,8 +300,14 @@ impl Pasta {
             .map_err(|source| RootlessError::Spawn { program: PASTA, source })?;
         if !out.status.success() {
             let stderr = String::from_utf8_lossy(&out.stderr);
-            let stderr: Vec<&str> =
-                stderr.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+            // pasta also reports its failure to reach syslog, which says nothing to the user.
+            let stderr: Vec<&str> = stderr
+                .lines()
+                .map(str::trim)
+                .filter(|l| {
+                    !l.is_empty() && !(l.starts_with("Failed to send") && l.ends_with("syslog"))
+                })
+                .collect();
             return Err(RootlessError::Setup { program: PASTA, netns, stderr: stderr.join("; ") });
         }
         let pid = read_pid_file(PASTA, pid_file)?;
