@@ -45,6 +45,20 @@ pub enum CopyError {
     },
     #[error("writing the layer")]
     Write(#[source] io::Error),
+    #[error("ADD from {0:?}: sources on the network are not supported yet")]
+    Remote(String),
+    #[error("ADD --checksum is only for URL sources, and {0:?} is a local one")]
+    ChecksumLocal(String),
+    #[error("ADD {source_path:?}: {kind} archives are not supported yet (gzip and plain tar are)")]
+    ArchiveKind { source_path: String, kind: &'static str },
+    #[error("ADD {source_path:?}: reading the archive")]
+    Archive {
+        source_path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("ADD {source_path:?}: archive entry {entry:?} {reason}")]
+    ArchiveEntry { source_path: String, entry: String, reason: &'static str },
 }
 
 /// What a layer entry holds.
@@ -57,9 +71,11 @@ pub enum Content {
         digest: String,
         size: u64,
     },
-    /// Bytes given in the Dockerfile (a heredoc).
+    /// Bytes given in the Dockerfile (a heredoc) or taken from an archive ADD extracts.
     Inline(Vec<u8>),
     Symlink(String),
+    /// A hard link to another path of the same layer (from an extracted archive).
+    Hardlink(String),
 }
 
 /// One path of the layer, relative to the root (no leading `/`).
@@ -105,15 +121,7 @@ pub fn plan_copy(
             Some(u32::from_str_radix(spec, 8).map_err(|_| CopyError::Chmod(spec.clone()))?)
         }
     };
-    let workdir = options.workdir.as_deref().unwrap_or("/");
-    let destination = if copy.destination.starts_with('/') {
-        copy.destination.clone()
-    } else {
-        format!("{workdir}/{}", copy.destination)
-    };
-    let into_dir =
-        destination.ends_with('/') || copy.destination == "." || copy.destination.ends_with("/.");
-    let destination = clean(&destination).trim_start_matches('/').to_owned();
+    let (destination, into_dir) = destination(&copy.destination, options);
 
     // Expand wildcards first: the count of sources decides what the destination is.
     let mut roots: Vec<Root> = Vec::new();
@@ -199,6 +207,210 @@ pub fn plan_copy(
         }
     }
     Ok(out)
+}
+
+/// The destination as a layer path, and whether it names a directory to copy into.
+fn destination(written: &str, options: &CopyOptions) -> (String, bool) {
+    let workdir = options.workdir.as_deref().unwrap_or("/");
+    let full =
+        if written.starts_with('/') { written.to_owned() } else { format!("{workdir}/{written}") };
+    let into_dir = full.ends_with('/') || written == "." || written.ends_with("/.");
+    (clean(&full).trim_start_matches('/').to_owned(), into_dir)
+}
+
+/// The entries an ADD of local sources writes: archives (gzip or plain tar, recognised by
+/// their content) are extracted into the destination directory with the owners and modes
+/// they record, as Buildah does (`--chown` applies to the directory made for them only);
+/// other files are copied as COPY copies them.
+pub fn plan_add(
+    context: &Context,
+    add: &crate::dockerfile::Add,
+    options: &CopyOptions,
+) -> Result<BTreeMap<String, LayerEntry>, CopyError> {
+    if let Some(url) = add.sources.iter().find(|s| crate::cache::is_remote(s)) {
+        return Err(CopyError::Remote(url.clone()));
+    }
+    if let Some(source) = add.sources.first().filter(|_| add.checksum.is_some()) {
+        return Err(CopyError::ChecksumLocal(source.clone()));
+    }
+    let (destination, into_dir) = destination(&add.destination, options);
+    if add.sources.len() > 1 && !into_dir {
+        return Err(CopyError::DestinationNotDirectory { destination: add.destination.clone() });
+    }
+    let (uid, gid) = match &add.chown {
+        None => (0, 0),
+        Some(spec) => chown(spec)?,
+    };
+
+    let mut archives = Vec::new();
+    let mut plain = Vec::new();
+    for source in &add.sources {
+        let cleaned = clean(source.trim_start_matches('/'));
+        let is_file = context.entries.get(&cleaned).is_some_and(|e| e.kind == EntryKind::File);
+        let archive = if is_file && heredoc_source(&add.heredocs, source).is_none() {
+            archive_kind(&context.root.join(&cleaned))
+                .map_err(|e| CopyError::Archive { source_path: source.clone(), source: e })?
+        } else {
+            None
+        };
+        match archive {
+            Some(Ok(gzip)) => archives.push((cleaned, gzip)),
+            Some(Err(kind)) => {
+                return Err(CopyError::ArchiveKind { source_path: source.clone(), kind })
+            }
+            None => plain.push(source.clone()),
+        }
+    }
+
+    let mut out = BTreeMap::new();
+    if !plain.is_empty() {
+        let copy = Copy {
+            from: None,
+            chown: add.chown.clone(),
+            chmod: add.chmod.clone(),
+            link: add.link,
+            parents: false,
+            excludes: Vec::new(),
+            sources: plain,
+            // Several sources were checked above; a single file keeps its own rule.
+            destination: if add.sources.len() > 1 {
+                format!("/{destination}/")
+            } else {
+                add.destination.clone()
+            },
+            heredocs: add.heredocs.clone(),
+        };
+        out = plan_copy(context, &copy, options)?;
+    }
+    for (source, gzip) in archives {
+        if !destination.is_empty() {
+            out.entry(destination.clone()).or_insert(LayerEntry::implied_dir(uid, gid));
+        }
+        extract(&context.root.join(&source), gzip, &source, &destination, &mut out)?;
+    }
+    let paths: Vec<String> = out.keys().cloned().collect();
+    for path in paths {
+        let mut parent = path.as_str();
+        while let Some((up, _)) = parent.rsplit_once('/') {
+            out.entry(up.to_owned()).or_insert(LayerEntry::implied_dir(uid, gid));
+            parent = up;
+        }
+    }
+    Ok(out)
+}
+
+/// Whether a file is an archive ADD extracts: `Some(Ok(true))` gzip'd tar, `Some(Ok(false))`
+/// plain tar, `Some(Err(kind))` an archive kind not supported yet, None any other file.
+fn archive_kind(path: &Path) -> io::Result<Option<Result<bool, &'static str>>> {
+    let mut head = [0u8; 512];
+    let mut file = std::fs::File::open(path)?;
+    let mut n = 0;
+    while n < head.len() {
+        match file.read(&mut head[n..])? {
+            0 => break,
+            read => n += read,
+        }
+    }
+    let head = &head[..n];
+    let is_tar = |h: &[u8]| h.len() >= 262 && &h[257..262] == b"ustar";
+    Ok(if head.starts_with(&[0x1f, 0x8b]) {
+        // A gzip'd file is an archive only if a tar is inside.
+        let mut inner = [0u8; 512];
+        let mut decoder = flate2::read::GzDecoder::new(std::fs::File::open(path)?);
+        let mut m = 0;
+        while m < inner.len() {
+            match decoder.read(&mut inner[m..]) {
+                Ok(0) | Err(_) => break,
+                Ok(read) => m += read,
+            }
+        }
+        is_tar(&inner[..m]).then_some(Ok(true))
+    } else if is_tar(head) {
+        Some(Ok(false))
+    } else if head.starts_with(b"BZh") {
+        Some(Err("bzip2"))
+    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        Some(Err("xz"))
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Some(Err("zstd"))
+    } else {
+        None
+    })
+}
+
+/// Adds the entries of an archive under `destination`.
+// TODO: file contents are held in memory; stream them from the archive when layers are
+// written, once archives larger than memory matter.
+fn extract(
+    path: &Path,
+    gzip: bool,
+    source: &str,
+    destination: &str,
+    out: &mut BTreeMap<String, LayerEntry>,
+) -> Result<(), CopyError> {
+    let archive_error = |e| CopyError::Archive { source_path: source.to_owned(), source: e };
+    let file = std::fs::File::open(path).map_err(archive_error)?;
+    let reader: Box<dyn Read> =
+        if gzip { Box::new(flate2::read::GzDecoder::new(file)) } else { Box::new(file) };
+    let mut archive = tar::Archive::new(reader);
+    for entry in archive.entries().map_err(archive_error)? {
+        let mut entry = entry.map_err(archive_error)?;
+        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let entry_error = |reason| CopyError::ArchiveEntry {
+            source_path: source.to_owned(),
+            entry: raw.clone(),
+            reason,
+        };
+        let cleaned = clean(raw.trim_start_matches('/'));
+        if cleaned == "." {
+            continue;
+        }
+        if cleaned == ".." || cleaned.starts_with("../") {
+            return Err(entry_error("leaves the destination"));
+        }
+        let header = entry.header().clone();
+        let mode = header.mode().map_err(archive_error)? & 0o7777;
+        let uid = u32::try_from(header.uid().map_err(archive_error)?)
+            .map_err(|_| entry_error("has a uid over 32 bits"))?;
+        let gid = u32::try_from(header.gid().map_err(archive_error)?)
+            .map_err(|_| entry_error("has a gid over 32 bits"))?;
+        let link = || -> Result<String, CopyError> {
+            let target =
+                entry.link_name_bytes().ok_or_else(|| entry_error("is a link without a target"))?;
+            Ok(String::from_utf8_lossy(&target).into_owned())
+        };
+        let content = match header.entry_type() {
+            tar::EntryType::Directory => Content::Dir,
+            tar::EntryType::Symlink => Content::Symlink(link()?),
+            tar::EntryType::Link => {
+                let target = clean(link()?.trim_start_matches('/'));
+                if target == ".." || target.starts_with("../") {
+                    return Err(entry_error("links outside the destination"));
+                }
+                Content::Hardlink(join(destination, &target))
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                let mut bytes = Vec::new();
+                entry.read_to_end(&mut bytes).map_err(archive_error)?;
+                Content::Inline(bytes)
+            }
+            // PAX and GNU extension headers are consumed by the tar reader itself.
+            tar::EntryType::XHeader
+            | tar::EntryType::XGlobalHeader
+            | tar::EntryType::GNULongName
+            | tar::EntryType::GNULongLink => continue,
+            _ => {
+                return Err(entry_error(
+                    "is a device, fifo or other special file: not supported yet",
+                ))
+            }
+        };
+        out.insert(
+            join(destination, &cleaned),
+            LayerEntry { content, mode, uid, gid, implied: false },
+        );
+    }
+    Ok(())
 }
 
 enum Root {
@@ -309,6 +521,11 @@ pub fn write_layer<W: Write>(
             }
             Content::Symlink(target) => {
                 header.set_entry_type(tar::EntryType::Symlink);
+                header.set_size(0);
+                builder.append_link(&mut header, path, target).map_err(CopyError::Write)?;
+            }
+            Content::Hardlink(target) => {
+                header.set_entry_type(tar::EntryType::Link);
                 header.set_size(0);
                 builder.append_link(&mut header, path, target).map_err(CopyError::Write)?;
             }

@@ -1,4 +1,4 @@
-//! COPY lays out the same file tree as `buildah bud`: paths, types, modes, owners, sizes,
+//! COPY and ADD (local files and archives) lay out the same file tree as `buildah bud`: paths, types, modes, owners, sizes,
 //! link targets and contents (not mtimes) of a scratch image built only from COPY steps,
 //! compared entry by entry with the layer tar buildah pushes. (Buildah 1.28 has no COPY
 //! heredocs, so those are tested against Docker's rules in the unit tests only.)
@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 
 use berth_build::context::Context;
-use berth_build::copy::{plan_copy, write_layer, Content, CopyOptions, LayerEntry};
+use berth_build::copy::{plan_add, plan_copy, write_layer, Content, CopyOptions, LayerEntry};
 use berth_build::dockerfile::{parse, InstructionKind};
 use berth_build::ignore::Ignore;
 use berth_build::plan::{plan, PlanOptions};
@@ -27,6 +27,10 @@ COPY . /all/
 COPY --chown=7 src/pkg /deep/er/pkg
 COPY --chmod=700 src/pkg /chmodded/
 COPY --chown=5:6 src/run.sh /usr/local/bin/
+ADD a.tar.gz /x/
+ADD --chown=1:2 a.tar /y/
+ADD a.tar /z.tar
+ADD --chmod=600 a.tar b.txt /w/
 ";
 
 /// path -> (type, mode, uid, gid, size, link target, content digest)
@@ -79,6 +83,27 @@ fn make_context(root: &Path) {
     }
     std::fs::set_permissions(root.join("src/pkg"), std::fs::Permissions::from_mode(0o750)).unwrap();
     std::os::unix::fs::symlink("main.py", root.join("src/link.py")).unwrap();
+
+    // An archive with its own owners and modes, for ADD.
+    let mut builder = tar::Builder::new(Vec::new());
+    for (path, kind, mode, data) in [
+        ("sub/", tar::EntryType::Directory, 0o750, &b""[..]),
+        ("sub/f", tar::EntryType::Regular, 0o640, &b"hello"[..]),
+        ("g", tar::EntryType::Regular, 0o604, &b"top"[..]),
+    ] {
+        let mut header = tar::Header::new_ustar();
+        header.set_entry_type(kind);
+        header.set_mode(mode);
+        header.set_uid(1234);
+        header.set_gid(5678);
+        header.set_size(data.len() as u64);
+        builder.append_data(&mut header, path, data).unwrap();
+    }
+    let bytes = builder.into_inner().unwrap();
+    std::fs::write(root.join("a.tar"), &bytes).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &bytes).unwrap();
+    std::fs::write(root.join("a.tar.gz"), gz.finish().unwrap()).unwrap();
 }
 
 fn buildah_listing(work: &Path, context: &Path, dockerfile: &Path) -> Listing {
@@ -143,9 +168,14 @@ fn berth_listing(context: &Path) -> Listing {
                 tree.insert(dir.trim_start_matches('/').to_owned(), entry);
                 workdir = Some(dir.clone());
             }
-            InstructionKind::Copy(copy) => {
+            InstructionKind::Copy(_) | InstructionKind::Add(_) => {
                 let options = CopyOptions { workdir: workdir.clone() };
-                for (path, entry) in plan_copy(&ctx, copy, &options).unwrap() {
+                let entries = match &step.kind {
+                    InstructionKind::Copy(copy) => plan_copy(&ctx, copy, &options).unwrap(),
+                    InstructionKind::Add(add) => plan_add(&ctx, add, &options).unwrap(),
+                    _ => unreachable!(),
+                };
+                for (path, entry) in entries {
                     // A directory made for this step does not replace one already there.
                     if entry.implied && tree.contains_key(&path) {
                         continue;

@@ -160,3 +160,122 @@ fn a_file_changed_since_the_context_was_read_fails() {
     let err = write_layer(dir.path(), &entries, 0, Vec::new()).unwrap_err();
     assert!(matches!(err, CopyError::Changed { .. }), "{err}");
 }
+
+fn add_of(line: &str) -> crate::dockerfile::Add {
+    let text = format!("FROM scratch\n{line}\n");
+    let p = plan(&parse("Dockerfile", &text).unwrap(), &PlanOptions::default()).unwrap();
+    match &p.stages[0].steps[0].kind {
+        InstructionKind::Add(add) => add.clone(),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A context holding `a.tar`, `a.tar.gz` (a file, a directory, a symlink and a hard link,
+/// owned 1234:5678) and a plain `notes.txt`.
+fn archive_context() -> (tempfile::TempDir, Context) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut add = |path: &str, kind: tar::EntryType, mode: u32, data: &[u8], link: Option<&str>| {
+        let mut header = tar::Header::new_ustar();
+        header.set_entry_type(kind);
+        header.set_mode(mode);
+        header.set_uid(1234);
+        header.set_gid(5678);
+        header.set_size(data.len() as u64);
+        match link {
+            Some(target) => builder.append_link(&mut header, path, target).unwrap(),
+            None => builder.append_data(&mut header, path, data).unwrap(),
+        }
+    };
+    add("sub/", tar::EntryType::Directory, 0o750, b"", None);
+    add("sub/f", tar::EntryType::Regular, 0o640, b"hello", None);
+    add("sub/l", tar::EntryType::Symlink, 0o777, b"", Some("f"));
+    add("sub/h", tar::EntryType::Link, 0o640, b"", Some("sub/f"));
+    let bytes = builder.into_inner().unwrap();
+    std::fs::write(root.join("a.tar"), &bytes).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &bytes).unwrap();
+    std::fs::write(root.join("a.tar.gz"), gz.finish().unwrap()).unwrap();
+    std::fs::write(root.join("notes.txt"), "n").unwrap();
+    std::fs::write(root.join("fake.tar.bz2"), b"BZh91AY&SY").unwrap();
+    let ctx = Context::read(root, &Ignore::default(), 1).unwrap();
+    (dir, ctx)
+}
+
+#[test]
+fn add_extracts_archives_keeping_their_owners() {
+    let (_dir, ctx) = archive_context();
+    for source in ["a.tar", "a.tar.gz"] {
+        let entries = plan_add(
+            &ctx,
+            &add_of(&format!("ADD --chown=1:2 {source} /x")),
+            &CopyOptions::default(),
+        )
+        .unwrap();
+        let got: Vec<(&str, u32, u32)> =
+            entries.iter().map(|(p, e)| (p.as_str(), e.mode, e.uid)).collect();
+        assert_eq!(
+            got,
+            [
+                ("x", 0o755, 1),
+                ("x/sub", 0o750, 1234),
+                ("x/sub/f", 0o640, 1234),
+                ("x/sub/h", 0o640, 1234),
+                ("x/sub/l", 0o777, 1234)
+            ],
+            "{source}"
+        );
+        assert_eq!(entries["x/sub/f"].content, Content::Inline(b"hello".to_vec()));
+        assert_eq!(entries["x/sub/h"].content, Content::Hardlink("x/sub/f".into()));
+        assert_eq!(entries["x/sub/l"].content, Content::Symlink("f".into()));
+    }
+}
+
+#[test]
+fn add_copies_other_files_like_copy() {
+    let (_dir, ctx) = archive_context();
+    let entries =
+        plan_add(&ctx, &add_of("ADD --chmod=600 notes.txt a.tar /d/"), &CopyOptions::default())
+            .unwrap();
+    assert_eq!(entries["d/notes.txt"].mode, 0o600);
+    assert!(entries.contains_key("d/sub/f"));
+    let err =
+        plan_add(&ctx, &add_of("ADD notes.txt a.tar /d"), &CopyOptions::default()).unwrap_err();
+    assert!(matches!(err, CopyError::DestinationNotDirectory { .. }));
+}
+
+#[test]
+fn add_refusals() {
+    let (_dir, ctx) = archive_context();
+    let refuse = |line: &str| {
+        plan_add(&ctx, &add_of(line), &CopyOptions::default()).unwrap_err().to_string()
+    };
+    assert_eq!(
+        refuse("ADD https://example.invalid/x.tgz /x"),
+        "ADD from \"https://example.invalid/x.tgz\": sources on the network are not supported yet"
+    );
+    assert!(refuse("ADD --checksum=sha256:00 notes.txt /x").contains("only for URL sources"));
+    assert!(refuse("ADD fake.tar.bz2 /x").contains("bzip2 archives are not supported yet"));
+}
+
+#[test]
+fn an_archive_escaping_its_destination_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_size(1);
+    header.set_mode(0o644);
+    // The tar crate refuses ".." in paths it writes, so the name goes straight into the header.
+    header.as_gnu_mut().unwrap().name[..9].copy_from_slice(b"../escape");
+    header.set_cksum();
+    builder.append(&header, &b"x"[..]).unwrap();
+    std::fs::write(dir.path().join("evil.tar"), builder.into_inner().unwrap()).unwrap();
+    let ctx = Context::read(dir.path(), &Ignore::default(), 1).unwrap();
+    let err = plan_add(&ctx, &add_of("ADD evil.tar /x/"), &CopyOptions::default()).unwrap_err();
+    assert!(
+        matches!(err, CopyError::ArchiveEntry { reason: "leaves the destination", .. }),
+        "{err}"
+    );
+}
