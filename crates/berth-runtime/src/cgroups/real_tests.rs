@@ -420,6 +420,17 @@ fn destroy_kills_processes_in_child_cgroups_too() {
     assert!(m.paths().iter().all(|p| !p.exists()));
 }
 
+/// This test binary, copied where the test user can run it; staged once per process, since
+/// concurrent staging from one process races on the copy's temporary name.
+fn staged_self() -> std::path::PathBuf {
+    static STAGED: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    STAGED
+        .get_or_init(|| {
+            berth_testkit::user::stage_binary(&std::env::current_exe().unwrap()).unwrap()
+        })
+        .clone()
+}
+
 /// The unprivileged half of the rootless test below; run only by it, as the test user.
 #[test]
 #[ignore]
@@ -452,7 +463,7 @@ fn rootless_without_delegation_runs_without_a_cgroup_and_names_refused_limits() 
         eprintln!("skipping: needs root to become the test user");
         return;
     }
-    let exe = berth_testkit::user::stage_binary(&std::env::current_exe().unwrap()).unwrap();
+    let exe = staged_self();
     let out = berth_testkit::user::TestUser::get()
         .command(&exe)
         .args(["--exact", "cgroups::real_tests::rootless_child", "--ignored", "--test-threads=1"])
@@ -642,7 +653,7 @@ fn rootless_uses_a_delegated_cgroup_v2_subtree() {
             owner(&dir.join(f));
         }
     }
-    let exe = berth_testkit::user::stage_binary(&std::env::current_exe().unwrap()).unwrap();
+    let exe = staged_self();
     let child = user
         .command(&exe)
         .args(["--exact", "cgroups::real_tests::delegated_child", "--ignored", "--test-threads=1"])
