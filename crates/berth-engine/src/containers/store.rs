@@ -256,7 +256,7 @@ mod tests {
                 options,
                 auto_remove: false,
                 create_command: vec!["berth".into(), "create".into()],
-                host: HostInfo { nofile_hard: 20_000, ..HostInfo::detect() },
+                host: HostInfo { nofile_hard: 20_000, ..HostInfo::detect().unwrap() },
                 storage_driver: "overlay".into(),
             }
         }

@@ -82,8 +82,10 @@ pub struct HostInfo {
 }
 
 impl HostInfo {
-    /// This host, for a rootful berth (rootless callers fill in the maps).
-    pub fn detect() -> Self {
+    /// This host as berth sees it. Rootless (berth's effective uid is not 0), the user
+    /// namespace maps come from /etc/subuid and /etc/subgid for that user, and a user without
+    /// ranges is an error saying how to add them.
+    pub fn detect() -> Result<Self, SpecError> {
         let hard = |resource| {
             let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
             // SAFETY: getrlimit writes one rlimit into `limit`, which lives for the call.
@@ -99,17 +101,44 @@ impl HostInfo {
         let cgroup_v2 = rustix::fs::statfs("/sys/fs/cgroup")
             .map(|s| s.f_type as i64 == libc::CGROUP2_SUPER_MAGIC as i64)
             .unwrap_or(false);
-        Self {
-            rootless: !rustix::process::geteuid().is_root(),
-            uid_map: Vec::new(),
-            gid_map: Vec::new(),
+        let uid = rustix::process::geteuid();
+        let rootless = !uid.is_root();
+        let (uid_map, gid_map) = if rootless {
+            let gid = rustix::process::getegid().as_raw();
+            let name = host_user_name(uid.as_raw())?;
+            super::idmap::rootless_maps(&name, uid.as_raw(), gid)?
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        Ok(Self {
+            rootless,
+            uid_map,
+            gid_map,
             nofile_hard: hard(libc::RLIMIT_NOFILE),
             nproc_hard: hard(libc::RLIMIT_NPROC),
             cgroup_v2,
             hostname: rustix::system::uname().nodename().to_string_lossy().into_owned(),
             dev_dir: PathBuf::from("/dev"),
-        }
+        })
     }
+}
+
+/// The host's name for uid `uid` (/etc/passwd), or the number itself: /etc/subuid may list a
+/// user by either.
+fn host_user_name(uid: u32) -> Result<String, SpecError> {
+    let passwd = match std::fs::read_to_string("/etc/passwd") {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(source) => return Err(SpecError::ReadHostFile { path: "/etc/passwd".into(), source }),
+    };
+    Ok(passwd
+        .lines()
+        .find_map(|line| {
+            let mut fields = line.split(':');
+            let name = fields.next()?;
+            (fields.nth(1)?.parse::<u32>().ok()? == uid).then(|| name.to_owned())
+        })
+        .unwrap_or_else(|| uid.to_string()))
 }
 
 /// Everything spec generation reads.

@@ -716,3 +716,52 @@ fn defaults_match_podman() {
         }
     }
 }
+
+// Rootless, the spec gets a user namespace whose maps are the user's own id plus its
+// /etc/subuid and /etc/subgid ranges: run as the unprivileged test user and look.
+#[test]
+fn rootless_detection_as_the_test_user() {
+    let user = berth_testkit::user::TestUser::get();
+    let exe = berth_testkit::user::stage_binary(&std::env::current_exe().unwrap()).unwrap();
+    let out = user
+        .command(&exe)
+        .args([
+            "--exact",
+            "spec::generate::tests::rootless_detection_helper",
+            "--ignored",
+            "--nocapture",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "helper failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line =
+        stdout.lines().find_map(|l| l.strip_prefix("MAPS ")).expect("the helper printed its maps");
+    let maps: Value = serde_json::from_str(line).unwrap();
+    assert_eq!(
+        maps,
+        json!({
+            "rootless": true,
+            "uid": [[0, user.uid(), 1], [1, user.subuid().start, user.subuid().count]],
+            "gid": [[0, user.gid(), 1], [1, user.subgid().start, user.subgid().count]],
+        })
+    );
+}
+
+/// The test user's side of the test above.
+#[test]
+#[ignore = "run as the test user by rootless_detection_as_the_test_user"]
+fn rootless_detection_helper() {
+    let host = HostInfo::detect().unwrap();
+    let list = |maps: &[IdMap]| -> Vec<[u32; 3]> {
+        maps.iter().map(|m| [m.container_id, m.host_id, m.size]).collect()
+    };
+    println!(
+        "MAPS {}",
+        json!({"rootless": host.rootless, "uid": list(&host.uid_map), "gid": list(&host.gid_map)})
+    );
+}
