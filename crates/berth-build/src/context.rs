@@ -112,39 +112,93 @@ impl Context {
         Ok(Self { root: root.to_owned(), entries })
     }
 
-    /// The context paths a COPY/ADD source names: the path itself (or every path matching
-    /// it, if it has wildcards) and everything below each. Sorted, without duplicates.
-    pub fn resolve(&self, source: &str) -> Result<Vec<&str>, ContextError> {
+    /// The paths a COPY/ADD source names, before anything below them: the path itself, or
+    /// every path matching it if it has wildcards; `.` for the whole context.
+    pub fn roots(&self, source: &str) -> Result<Vec<String>, ContextError> {
         let cleaned = clean(source.trim_start_matches('/'));
         if cleaned == ".." || cleaned.starts_with("../") {
             return Err(ContextError::Outside { source_path: source.to_owned() });
         }
         if cleaned == "." {
-            return Ok(self.entries.keys().map(String::as_str).collect());
+            return Ok(vec![cleaned]);
         }
-        let roots: Vec<&str> = if cleaned.contains(['*', '?', '[', '\\']) {
+        let roots: Vec<String> = if cleaned.contains(['*', '?', '[', '\\']) {
             let pattern = crate::ignore::Pattern::new(&cleaned).map_err(|reason| {
                 ContextError::BadPattern { source_path: source.to_owned(), reason }
             })?;
-            self.entries.keys().map(String::as_str).filter(|p| pattern.matches(p)).collect()
+            let matches: Vec<&String> =
+                self.entries.keys().filter(|p| pattern.matches(p)).collect();
+            // A match below another match comes with it.
+            matches
+                .iter()
+                .filter(|p| !matches.iter().any(|q| p.starts_with(&format!("{q}/"))))
+                .map(|p| (*p).clone())
+                .collect()
         } else if self.entries.contains_key(&cleaned) {
-            vec![self.entries.get_key_value(&cleaned).map(|(k, _)| k.as_str()).unwrap_or_default()]
+            vec![cleaned]
         } else {
             Vec::new()
         };
         if roots.is_empty() {
             return Err(ContextError::MissingSource { source_path: source.to_owned() });
         }
+        Ok(roots)
+    }
+
+    /// Everything below `root` (not `root` itself), in path order.
+    pub fn below<'a>(&'a self, root: &str) -> Box<dyn Iterator<Item = &'a str> + 'a> {
+        if root == "." {
+            return Box::new(self.entries.keys().map(String::as_str));
+        }
+        // Everything below `root` sorts between "root/" and "root0" ('0' follows '/').
+        let range = format!("{root}/")..format!("{root}0");
+        Box::new(self.entries.range(range).map(|(k, _)| k.as_str()))
+    }
+
+    /// The context paths a COPY/ADD source names, and everything below each, sorted and
+    /// without duplicates. Symlinks are listed as they are (see [`Context::follow`]).
+    pub fn resolve(&self, source: &str) -> Result<Vec<&str>, ContextError> {
         let mut out: Vec<&str> = Vec::new();
-        for root in roots {
-            out.push(root);
-            // Everything below `root` sorts between "root/" and "root0" ('0' follows '/').
-            let below = format!("{root}/")..format!("{root}0");
-            out.extend(self.entries.range(below).map(|(k, _)| k.as_str()));
+        for root in self.roots(source)? {
+            if let Some((key, _)) = self.entries.get_key_value(&root) {
+                out.push(key);
+            }
+            out.extend(self.below(&root));
         }
         out.sort_unstable();
         out.dedup();
         Ok(out)
+    }
+
+    /// Follows symlinks at `path` (a source's own path, which COPY follows, as Docker and
+    /// Buildah do), within the context: absolute targets are taken from the context root.
+    pub fn follow(&self, path: &str) -> Result<String, ContextError> {
+        let mut current = path.to_owned();
+        // As many links as the kernel follows (MAXSYMLINKS).
+        for _ in 0..40 {
+            let Some(EntryKind::Symlink { target }) = self.entries.get(&current).map(|e| &e.kind)
+            else {
+                return Ok(current);
+            };
+            let joined = if target.starts_with('/') {
+                clean(target.trim_start_matches('/'))
+            } else {
+                let parent = current.rsplit_once('/').map_or("", |(dir, _)| dir);
+                clean(&format!("{parent}/{target}").trim_start_matches('/').to_owned())
+            };
+            if joined == ".." || joined.starts_with("../") {
+                return Err(ContextError::Outside { source_path: path.to_owned() });
+            }
+            if joined != "." && !self.entries.contains_key(&joined) {
+                return Err(ContextError::MissingSource {
+                    source_path: format!("{path} -> {target}"),
+                });
+            }
+            current = joined;
+        }
+        Err(ContextError::MissingSource {
+            source_path: format!("{path} (too many levels of symlinks)"),
+        })
     }
 
     /// The digest of what a list of sources brings in: every resolved path with its type,
@@ -168,7 +222,22 @@ impl Context {
         let mut hasher = Sha256::new();
         for (index, source) in sources.iter().enumerate() {
             hasher.update(format!("source {index} {source:?}\n"));
-            for path in self.resolve(source)? {
+            let mut paths: Vec<&str> = Vec::new();
+            for root in self.roots(source)? {
+                if let Some((key, _)) = self.entries.get_key_value(&root) {
+                    paths.push(key);
+                }
+                // A source that is a symlink brings what it points at.
+                let real = self.follow(&root)?;
+                if real != root {
+                    hasher.update(format!("{root:?} -> {real:?}\n"));
+                    if let Some((key, _)) = self.entries.get_key_value(&real) {
+                        paths.push(key);
+                    }
+                }
+                paths.extend(self.below(&real));
+            }
+            for path in paths {
                 if excluded.is_excluded(path) {
                     continue;
                 }

@@ -45,6 +45,10 @@ pub enum CopyError {
     },
     #[error("writing the layer")]
     Write(#[source] io::Error),
+    #[error("COPY --from={0}: its files come from that stage or image, not the context")]
+    FromStage(String),
+    #[error("{path:?} is a fifo, socket or device: copying it is not supported yet")]
+    Special { path: String },
     #[error("ADD from {0:?}: sources on the network are not supported yet")]
     Remote(String),
     #[error("ADD --checksum is only for URL sources, and {0:?} is a local one")]
@@ -111,6 +115,9 @@ pub fn plan_copy(
     copy: &Copy,
     options: &CopyOptions,
 ) -> Result<BTreeMap<String, LayerEntry>, CopyError> {
+    if let Some(from) = &copy.from {
+        return Err(CopyError::FromStage(from.clone()));
+    }
     let (uid, gid) = match &copy.chown {
         None => (0, 0),
         Some(spec) => chown(spec)?,
@@ -133,19 +140,7 @@ pub fn plan_copy(
             });
             continue;
         }
-        let resolved = context.resolve(source)?;
-        let cleaned = clean(source.trim_start_matches('/'));
-        if cleaned.contains(['*', '?', '[']) {
-            // Each match is a root of its own; things below a match come with it.
-            let matches: Vec<&str> = resolved
-                .iter()
-                .copied()
-                .filter(|p| !resolved.iter().any(|q| q != p && p.starts_with(&format!("{q}/"))))
-                .collect();
-            roots.extend(matches.into_iter().map(|p| Root::Context(p.to_owned())));
-        } else {
-            roots.push(Root::Context(cleaned));
-        }
+        roots.extend(context.roots(source)?.into_iter().map(Root::Context));
     }
     if roots.len() > 1 && !into_dir {
         return Err(CopyError::DestinationNotDirectory { destination: copy.destination.clone() });
@@ -167,31 +162,31 @@ pub fn plan_copy(
                     },
                 );
             }
-            Root::Context(source) => {
-                let is_context_root = source == ".";
-                let source_entry = context.entries.get(&source);
-                let is_dir =
-                    is_context_root || source_entry.is_some_and(|e| e.kind == EntryKind::Dir);
+            Root::Context(root) => {
+                // A source that is a symlink is followed; links below it are kept as links.
+                let real = context.follow(&root)?;
+                let real_entry = context.entries.get(&real);
+                let is_dir = real == "." || real_entry.is_some_and(|e| e.kind == EntryKind::Dir);
                 if is_dir {
                     // The contents go into the destination; the source directory's own mode
                     // is not copied (Docker and Buildah make the destination 0755).
                     if !destination.is_empty() {
                         out.entry(destination.clone()).or_insert(LayerEntry::implied_dir(uid, gid));
                     }
-                    let prefix = if is_context_root { String::new() } else { format!("{source}/") };
-                    for (path, entry) in &context.entries {
+                    let prefix = if real == "." { String::new() } else { format!("{real}/") };
+                    for path in context.below(&real) {
                         let Some(rel) = path.strip_prefix(&prefix) else { continue };
-                        if rel.is_empty() {
-                            continue;
-                        }
                         let target = join(&destination, rel);
-                        out.insert(target, entry_for(path, entry, chmod, uid, gid));
+                        out.insert(
+                            target,
+                            entry_for(path, &context.entries[path], chmod, uid, gid)?,
+                        );
                     }
-                } else if let Some(entry) = source_entry {
-                    let name = source.rsplit('/').next().unwrap_or(&source);
+                } else if let Some(entry) = real_entry {
+                    let name = root.rsplit('/').next().unwrap_or(&root);
                     let target =
                         if into_dir { join(&destination, name) } else { destination.clone() };
-                    out.insert(target, entry_for(&source, entry, chmod, uid, gid));
+                    out.insert(target, entry_for(&real, entry, chmod, uid, gid)?);
                 }
             }
         }
@@ -432,21 +427,22 @@ fn entry_for(
     chmod: Option<u32>,
     uid: u32,
     gid: u32,
-) -> LayerEntry {
+) -> Result<LayerEntry, CopyError> {
     let content = match &entry.kind {
         EntryKind::Dir => Content::Dir,
         EntryKind::Symlink { target } => Content::Symlink(target.clone()),
-        EntryKind::File | EntryKind::Other => Content::File {
+        EntryKind::File => Content::File {
             source: path.to_owned(),
             digest: entry.content.clone().unwrap_or_default(),
             size: entry.size,
         },
+        EntryKind::Other => return Err(CopyError::Special { path: path.to_owned() }),
     };
     let mode = match content {
         Content::Symlink(_) => 0o777,
         _ => chmod.unwrap_or(entry.mode & 0o7777),
     };
-    LayerEntry { content, mode, uid, gid, implied: false }
+    Ok(LayerEntry { content, mode, uid, gid, implied: false })
 }
 
 /// `--chown=UID[:GID]` with numbers; the group defaults to the uid, as Docker does.

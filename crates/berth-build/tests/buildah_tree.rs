@@ -28,6 +28,8 @@ COPY --chown=7 src/pkg /deep/er/pkg
 COPY --chmod=700 src/pkg /chmodded/
 COPY --chown=5:6 src/run.sh /usr/local/bin/
 ADD a.tar.gz /x/
+COPY src/link.py /followed
+COPY srclink /followed-dir/
 ADD --chown=1:2 a.tar /y/
 ADD a.tar /z.tar
 ADD --chmod=600 a.tar b.txt /w/
@@ -83,6 +85,7 @@ fn make_context(root: &Path) {
     }
     std::fs::set_permissions(root.join("src/pkg"), std::fs::Permissions::from_mode(0o750)).unwrap();
     std::os::unix::fs::symlink("main.py", root.join("src/link.py")).unwrap();
+    std::os::unix::fs::symlink("src", root.join("srclink")).unwrap();
 
     // An archive with its own owners and modes, for ADD.
     let mut builder = tar::Builder::new(Vec::new());

@@ -148,3 +148,18 @@ fn excluded_paths_do_not_count() {
     let err = read(dir.path(), "").sources_digest(&sources, &["[".to_owned()]).unwrap_err();
     assert!(matches!(err, ContextError::BadPattern { .. }));
 }
+
+#[test]
+fn a_symlink_source_is_keyed_by_what_it_points_at() {
+    let dir = sample();
+    let root = dir.path();
+    std::os::unix::fs::symlink("requirements.txt", root.join("reqs")).unwrap();
+    let sources = vec!["reqs".to_owned()];
+    let before = read(root, "").sources_digest(&sources, &[]).unwrap();
+    write(root, "requirements.txt", "flask==3.1\n");
+    assert_ne!(read(root, "").sources_digest(&sources, &[]).unwrap(), before);
+    assert_eq!(read(root, "").follow("reqs").unwrap(), "requirements.txt");
+    assert_eq!(read(root, "").follow("src/link.py").unwrap(), "src/app.py");
+    std::os::unix::fs::symlink("loop", root.join("loop")).unwrap();
+    assert!(read(root, "").follow("loop").is_err());
+}

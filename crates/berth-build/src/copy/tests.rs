@@ -1,6 +1,7 @@
 use std::os::unix::fs::PermissionsExt;
 
 use super::*;
+use crate::context::ContextError;
 use crate::dockerfile::{parse, InstructionKind};
 use crate::ignore::Ignore;
 use crate::plan::{plan, PlanOptions};
@@ -278,4 +279,40 @@ fn an_archive_escaping_its_destination_is_refused() {
         matches!(err, CopyError::ArchiveEntry { reason: "leaves the destination", .. }),
         "{err}"
     );
+}
+
+#[test]
+fn a_symlink_source_is_followed_links_below_are_kept() {
+    let (dir, _) = context();
+    let root = dir.path();
+    std::os::unix::fs::symlink("a.txt", root.join("alias.txt")).unwrap();
+    std::os::unix::fs::symlink("src", root.join("srclink")).unwrap();
+    std::os::unix::fs::symlink("/b.txt", root.join("absolute")).unwrap();
+    std::os::unix::fs::symlink("../outside", root.join("escape")).unwrap();
+    let ctx = Context::read(root, &Ignore::default(), 1).unwrap();
+    let plan = |line: &str| plan_copy(&ctx, &copy_of(line), &CopyOptions::default());
+    let one = plan("COPY alias.txt /one").unwrap();
+    assert!(matches!(&one["one"].content, Content::File { source, .. } if source == "a.txt"));
+    let named = plan("COPY alias.txt /d/").unwrap();
+    assert!(named.contains_key("d/alias.txt"), "the link's name, the target's content");
+    let tree = plan("COPY srclink /t/").unwrap();
+    assert!(tree.contains_key("t/main.py"));
+    assert_eq!(tree["t/link.py"].content, Content::Symlink("main.py".into()));
+    let abs = plan("COPY absolute /abs").unwrap();
+    assert!(matches!(&abs["abs"].content, Content::File { source, .. } if source == "b.txt"));
+    assert!(matches!(plan("COPY escape /x"), Err(CopyError::Source(ContextError::Outside { .. }))));
+}
+
+#[test]
+fn special_files_and_from_are_refused() {
+    let (dir, _) = context();
+    let status =
+        std::process::Command::new("mkfifo").arg(dir.path().join("pipe")).status().unwrap();
+    assert!(status.success());
+    let ctx = Context::read(dir.path(), &Ignore::default(), 1).unwrap();
+    let err = plan_copy(&ctx, &copy_of("COPY pipe /p"), &CopyOptions::default()).unwrap_err();
+    assert!(matches!(err, CopyError::Special { .. }), "{err}");
+    let err =
+        plan_copy(&ctx, &copy_of("COPY --from=build /a /b"), &CopyOptions::default()).unwrap_err();
+    assert!(matches!(err, CopyError::FromStage(_)), "{err}");
 }
