@@ -184,7 +184,7 @@ impl Context {
                 clean(target.trim_start_matches('/'))
             } else {
                 let parent = current.rsplit_once('/').map_or("", |(dir, _)| dir);
-                clean(&format!("{parent}/{target}").trim_start_matches('/').to_owned())
+                clean(format!("{parent}/{target}").trim_start_matches('/'))
             };
             if joined == ".." || joined.starts_with("../") {
                 return Err(ContextError::Outside { source_path: path.to_owned() });
