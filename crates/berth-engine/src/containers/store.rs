@@ -38,6 +38,15 @@ pub struct CreateRequest {
     pub storage_driver: String,
 }
 
+/// Where a container's cgroup goes, as the runtime spec's `cgroupsPath` (the cgroupfs
+/// driver's form, like Podman's `/libpod_parent/libpod-ID`). Rootless there is none: cgroup v1
+/// delegates nothing to an unprivileged user.
+// TODO: rootless on a cgroup v2 host with delegation (user@.service) can have one; add it with
+// the confinement issue's v2 delegation support.
+pub fn default_cgroups_path(id: &str, rootless: bool) -> Option<String> {
+    (!rootless).then(|| format!("/berth_parent/berth-{id}"))
+}
+
 /// The containers of one root and runroot.
 pub struct ContainerStore {
     db: StateDb,
@@ -96,7 +105,7 @@ impl ContainerStore {
             options: &req.options,
             host: &req.host,
             userdata_dir: &userdata,
-            cgroups_path: None,
+            cgroups_path: default_cgroups_path(&id, req.host.rootless),
             host_env: &process_env,
             host_vars: &process_vars,
         })?;
@@ -274,6 +283,12 @@ mod tests {
         let config: serde_json::Value =
             serde_json::from_slice(&fs::read(userdata.join("config.json")).unwrap()).unwrap();
         assert_eq!(config["process"]["args"], serde_json::json!(["sh"]));
+        if !HostInfo::detect().unwrap().rootless {
+            assert_eq!(
+                config["linux"]["cgroupsPath"],
+                format!("/berth_parent/berth-{}", record.id)
+            );
+        }
         assert_eq!(
             fs::read_to_string(userdata.join("hostname")).unwrap(),
             format!("{}\n", &record.id[..12])

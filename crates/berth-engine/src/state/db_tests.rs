@@ -63,6 +63,19 @@ fn settings_are_podmans() {
     assert_eq!(busy, BUSY_TIMEOUT.as_millis() as i64);
 }
 
+// A database written by a newer berth is refused rather than misread.
+#[test]
+fn a_newer_schema_is_refused() {
+    let (dir, db) = open_temp();
+    db.conn.execute_batch("PRAGMA user_version = 99").unwrap();
+    drop(db);
+    let err = StateDb::open(&dir.path().join("state.db")).unwrap_err();
+    assert!(
+        matches!(err, StateError::SchemaTooNew { found: 99, supported: SCHEMA_VERSION, .. }),
+        "{err}"
+    );
+}
+
 #[test]
 fn a_record_round_trips_and_survives_reopening() {
     let dir = tempfile::tempdir().unwrap();
