@@ -1,7 +1,7 @@
 //! The build cache key of a step: a sha256 over the parent (the layer chain id, or image id,
 //! the step builds on), the instruction after expansion, the build args it used, and for COPY
 //! and ADD what its sources hold (context digests over contents, modes and owners, not mtimes;
-//! or the result a `--from` stage produced).
+//! or the result a `--from` stage produced), and for RUN what its bind mounts show it.
 //!
 //! Two steps with the same key produce the same layer, so a hit may reuse it without running
 //! anything. The key covers the typed, expanded instruction (flags, mounts, heredoc bodies
@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use sha2::{Digest as _, Sha256};
 
 use crate::context::{Context, ContextError};
-use crate::dockerfile::{heredoc_source, InstructionKind};
+use crate::dockerfile::{heredoc_source, InstructionKind, MountKind};
 use crate::graph::{resolve_from, FromRef};
 use crate::plan::{Plan, StagePlan, Step};
 
@@ -42,7 +42,7 @@ pub enum SourceInput {
 }
 
 /// The key of one step.
-pub fn step_key(parent: &str, step: &Step, sources: Option<&SourceInput>) -> String {
+pub fn step_key(parent: &str, step: &Step, sources: &[SourceInput]) -> String {
     let mut text = String::new();
     // Writing to a String cannot fail.
     let _ = writeln!(text, "{KEY_VERSION}");
@@ -51,14 +51,11 @@ pub fn step_key(parent: &str, step: &Step, sources: Option<&SourceInput>) -> Str
     for (name, value) in &step.used_args {
         let _ = writeln!(text, "arg {name:?}={value:?}");
     }
-    match sources {
-        Some(SourceInput::Context(digest)) => {
-            let _ = writeln!(text, "context {digest}");
-        }
-        Some(SourceInput::Other(id)) => {
-            let _ = writeln!(text, "from {id}");
-        }
-        None => {}
+    for source in sources {
+        let _ = match source {
+            SourceInput::Context(digest) => writeln!(text, "context {digest}"),
+            SourceInput::Other(id) => writeln!(text, "from {id}"),
+        };
     }
     format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes())))
 }
@@ -107,33 +104,46 @@ pub fn stage_keys(
     let mut keys = Vec::with_capacity(stage.steps.len());
     let mut parent = base_id.to_owned();
     for step in &stage.steps {
-        let sources = match &step.kind {
-            InstructionKind::Copy(copy) if copy.from.is_some() => {
-                let reference = copy.from.as_deref().unwrap_or_default();
-                let id = match resolve_from(plan, stage.index, reference) {
-                    Ok(from) => other(&from),
-                    Err(_) => format!("unresolved {reference}"),
-                };
-                Some(SourceInput::Other(id))
-            }
-            kind => match context_sources(kind) {
-                Some(list) if !list.is_empty() => {
-                    let digest =
-                        context.sources_digest(&list, excludes(kind)).map_err(|source| {
-                            CacheError::Sources {
-                                file: plan.file.clone(),
-                                position: step.position,
-                                keyword: step.kind.keyword(),
-                                cause: source,
-                                snippet: crate::dockerfile::snippet(&plan.lines, step.position),
-                            }
-                        })?;
-                    Some(SourceInput::Context(digest))
-                }
-                _ => None,
-            },
+        let sources_error = |cause| CacheError::Sources {
+            file: plan.file.clone(),
+            position: step.position,
+            keyword: step.kind.keyword(),
+            cause,
+            snippet: crate::dockerfile::snippet(&plan.lines, step.position),
         };
-        let key = step_key(&parent, step, sources.as_ref());
+        let from_id = |reference: &str| match resolve_from(plan, stage.index, reference) {
+            Ok(from) => other(&from),
+            Err(_) => format!("unresolved {reference}"),
+        };
+        let mut sources = Vec::new();
+        match &step.kind {
+            InstructionKind::Copy(copy) if copy.from.is_some() => {
+                sources.push(SourceInput::Other(from_id(copy.from.as_deref().unwrap_or_default())));
+            }
+            // What RUN sees through a bind mount is an input too: the context's files, or
+            // another stage's or image's.
+            InstructionKind::Run(run) => {
+                for mount in run.mounts.iter().filter(|m| m.kind == MountKind::Bind) {
+                    match &mount.from {
+                        Some(reference) => sources.push(SourceInput::Other(from_id(reference))),
+                        None => {
+                            let source = mount.source.clone().unwrap_or_else(|| ".".to_owned());
+                            let digest =
+                                context.sources_digest(&[source], &[]).map_err(sources_error)?;
+                            sources.push(SourceInput::Context(digest));
+                        }
+                    }
+                }
+            }
+            kind => {
+                if let Some(list) = context_sources(kind).filter(|l| !l.is_empty()) {
+                    let digest =
+                        context.sources_digest(&list, excludes(kind)).map_err(sources_error)?;
+                    sources.push(SourceInput::Context(digest));
+                }
+            }
+        }
+        let key = step_key(&parent, step, &sources);
         parent.clone_from(&key);
         keys.push(key);
     }

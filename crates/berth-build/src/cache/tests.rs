@@ -162,3 +162,14 @@ fn heredoc_bodies_and_urls_are_not_context_sources() {
     assert_eq!(context_sources(&p.stages[0].steps[0].kind), Some(vec!["x".to_owned()]));
     assert_eq!(context_sources(&p.stages[0].steps[1].kind), Some(vec!["y".to_owned()]));
 }
+
+#[test]
+fn a_run_bind_mount_of_the_context_is_keyed_by_what_it_shows() {
+    let dir = context(FILES);
+    let text = "FROM busybox:latest\nRUN --mount=type=bind,source=src,target=/src make -C /src\nRUN --mount=type=cache,target=/c true\n";
+    let before = keys(text, dir.path(), BuildArgs::new());
+    std::fs::write(dir.path().join("README.md"), "not mounted").unwrap();
+    assert_eq!(keys(text, dir.path(), BuildArgs::new()), before);
+    std::fs::write(dir.path().join("src/app.py"), "print('v2')\n").unwrap();
+    assert_eq!(changed(&before, &keys(text, dir.path(), BuildArgs::new())), [0, 1]);
+}
