@@ -5,9 +5,10 @@
 //! What stands on its own is here today: the parser ([`dockerfile`]), variable expansion and
 //! ARG scoping ([`expand`], [`args`], [`plan`]), `.dockerignore` matching and the hashed
 //! context ([`ignore`], [`context`]), the stage graph ([`graph`]), the cache key ([`cache`]),
-//! the image config and history a stage builds up ([`config`]), build secrets ([`secrets`]),
-//! and [`prepare`], which runs all of them for one build request. Executing RUN through the
-//! runtime and committing layers comes next, on top of berth-engine.
+//! the image config and history a stage builds up ([`config`]), COPY and ADD laid out and
+//! written as layer tars without a container ([`copy`]), build secrets ([`secrets`]), and
+//! [`prepare`], which runs the phases before any work for one build request. Executing RUN
+//! through the runtime and storing images comes next, on top of berth-engine.
 
 pub mod args;
 pub mod cache;

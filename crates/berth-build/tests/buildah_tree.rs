@@ -171,12 +171,14 @@ fn berth_listing(context: &Path) -> Listing {
                 tree.insert(dir.trim_start_matches('/').to_owned(), entry);
                 workdir = Some(dir.clone());
             }
-            InstructionKind::Copy(_) | InstructionKind::Add(_) => {
+            kind @ (InstructionKind::Copy(_) | InstructionKind::Add(_)) => {
                 let options = CopyOptions { workdir: workdir.clone() };
-                let entries = match &step.kind {
-                    InstructionKind::Copy(copy) => plan_copy(&ctx, copy, &options).unwrap(),
-                    InstructionKind::Add(add) => plan_add(&ctx, add, &options).unwrap(),
-                    _ => unreachable!(),
+                let entries = if let InstructionKind::Copy(copy) = kind {
+                    plan_copy(&ctx, copy, &options).unwrap()
+                } else if let InstructionKind::Add(add) = kind {
+                    plan_add(&ctx, add, &options).unwrap()
+                } else {
+                    panic!("matched COPY or ADD")
                 };
                 for (path, entry) in entries {
                     // A directory made for this step does not replace one already there.
