@@ -8,6 +8,7 @@
 
 pub mod filter;
 pub mod inspect;
+pub mod lifecycle;
 pub mod logs;
 pub mod store;
 pub mod summary;
