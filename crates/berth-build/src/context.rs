@@ -64,6 +64,8 @@ pub struct Entry {
     pub size: u64,
     /// `sha256:…` of a regular file's content.
     pub content: Option<String>,
+    /// Modification time in seconds: written into layers, never part of a digest.
+    pub mtime: i64,
 }
 
 /// A walked and hashed build context.
@@ -308,6 +310,7 @@ fn walk(
                 gid: meta.gid(),
                 size: meta.len(),
                 content: None,
+                mtime: meta.mtime(),
             },
         );
         if is_dir {

@@ -7,7 +7,8 @@
 //! destination ends in `/` or there are several sources (which requires that `/`); owners
 //! become root unless `--chown` gives numeric ids; `--chmod` (octal) sets the permission bits
 //! of everything copied; directories that must be made are 0755, owned by `--chown`'s ids
-//! (checked against `buildah bud` in tests/buildah_tree.rs). Content is
+//! (checked against `buildah bud` in tests/buildah_tree.rs); modification times are the
+//! sources' own, or clamped to SOURCE_DATE_EPOCH for reproducible layers ([`Times`]). Content is
 //! re-hashed while it is written and checked against the context's digest, so a file that
 //! changed since the context was read fails the step instead of entering the layer.
 
@@ -94,11 +95,32 @@ pub struct LayerEntry {
     /// directory copy, or a missing parent): 0755, owned by `--chown`'s ids. The executor
     /// leaves it out of the layer when the directory already exists below.
     pub implied: bool,
+    /// The source's modification time (context file or archive entry), if it has one.
+    pub mtime: Option<u64>,
 }
 
 impl LayerEntry {
     fn implied_dir(uid: u32, gid: u32) -> Self {
-        Self { content: Content::Dir, mode: 0o755, uid, gid, implied: true }
+        Self { content: Content::Dir, mode: 0o755, uid, gid, implied: true, mtime: None }
+    }
+}
+
+/// The modification times a layer records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Times {
+    /// Sources keep theirs, as Docker's COPY does; made entries get `now`.
+    Preserve { now: u64 },
+    /// SOURCE_DATE_EPOCH: nothing is newer than `epoch`, made entries get `epoch`, so the
+    /// same input gives the same layer digest.
+    Clamp(u64),
+}
+
+impl Times {
+    fn of(self, entry: &LayerEntry) -> u64 {
+        match self {
+            Self::Preserve { now } => entry.mtime.unwrap_or(now),
+            Self::Clamp(epoch) => entry.mtime.map_or(epoch, |m| m.min(epoch)),
+        }
     }
 }
 
@@ -159,6 +181,7 @@ pub fn plan_copy(
                         uid,
                         gid,
                         implied: false,
+                        mtime: None,
                     },
                 );
             }
@@ -402,7 +425,7 @@ fn extract(
         };
         out.insert(
             join(destination, &cleaned),
-            LayerEntry { content, mode, uid, gid, implied: false },
+            LayerEntry { content, mode, uid, gid, implied: false, mtime: header.mtime().ok() },
         );
     }
     Ok(())
@@ -442,7 +465,8 @@ fn entry_for(
         Content::Symlink(_) => 0o777,
         _ => chmod.unwrap_or(entry.mode & 0o7777),
     };
-    Ok(LayerEntry { content, mode, uid, gid, implied: false })
+    let mtime = u64::try_from(entry.mtime).ok();
+    Ok(LayerEntry { content, mode, uid, gid, implied: false, mtime })
 }
 
 /// `--chown=UID[:GID]` with numbers; the group defaults to the uid, as Docker does.
@@ -491,12 +515,12 @@ impl<R: Read> Read for Checked<R> {
     }
 }
 
-/// Writes `entries` as an uncompressed layer tar (parents before children), with every
-/// mtime set to `mtime` (SOURCE_DATE_EPOCH, or the build's start), and returns its diff id.
+/// Writes `entries` as an uncompressed layer tar (parents before children), with the
+/// modification times `times` chooses, and returns its diff id.
 pub fn write_layer<W: Write>(
     context_root: &Path,
     entries: &BTreeMap<String, LayerEntry>,
-    mtime: u64,
+    times: Times,
     out: W,
 ) -> Result<(String, W), CopyError> {
     let mut builder = tar::Builder::new(Hashing { inner: out, hasher: Sha256::new() });
@@ -506,7 +530,7 @@ pub fn write_layer<W: Write>(
         header.set_mode(entry.mode);
         header.set_uid(u64::from(entry.uid));
         header.set_gid(u64::from(entry.gid));
-        header.set_mtime(mtime);
+        header.set_mtime(times.of(entry));
         match &entry.content {
             Content::Dir => {
                 header.set_entry_type(tar::EntryType::Directory);

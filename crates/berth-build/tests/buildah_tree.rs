@@ -10,7 +10,9 @@ use std::path::Path;
 use std::process::Command;
 
 use berth_build::context::Context;
-use berth_build::copy::{plan_add, plan_copy, write_layer, Content, CopyOptions, LayerEntry};
+use berth_build::copy::{
+    plan_add, plan_copy, write_layer, Content, CopyOptions, LayerEntry, Times,
+};
 use berth_build::dockerfile::{parse, InstructionKind};
 use berth_build::ignore::Ignore;
 use berth_build::plan::{plan, PlanOptions};
@@ -167,6 +169,7 @@ fn berth_listing(context: &Path) -> Listing {
                     uid: 0,
                     gid: 0,
                     implied: false,
+                    mtime: None,
                 };
                 tree.insert(dir.trim_start_matches('/').to_owned(), entry);
                 workdir = Some(dir.clone());
@@ -191,7 +194,7 @@ fn berth_listing(context: &Path) -> Listing {
             other => panic!("unexpected {other:?}"),
         }
     }
-    let (_, bytes) = write_layer(context, &tree, 0, Vec::new()).unwrap();
+    let (_, bytes) = write_layer(context, &tree, Times::Clamp(0), Vec::new()).unwrap();
     let mut listing = Listing::new();
     list_tar(&bytes, &mut listing);
     listing

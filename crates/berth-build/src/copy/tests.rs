@@ -126,8 +126,8 @@ fn heredoc_sources() {
 fn the_layer_tar_lists_what_was_planned_and_is_reproducible() {
     let (dir, ctx) = context();
     let entries = plan_copy(&ctx, &copy_of("COPY src /app"), &CopyOptions::default()).unwrap();
-    let (digest, bytes) = write_layer(dir.path(), &entries, 0, Vec::new()).unwrap();
-    let (again, _) = write_layer(dir.path(), &entries, 0, Vec::new()).unwrap();
+    let (digest, bytes) = write_layer(dir.path(), &entries, Times::Clamp(0), Vec::new()).unwrap();
+    let (again, _) = write_layer(dir.path(), &entries, Times::Clamp(0), Vec::new()).unwrap();
     assert_eq!(digest, again);
     assert_eq!(digest, format!("sha256:{}", hex::encode(Sha256::digest(&bytes))));
     let mut archive = tar::Archive::new(bytes.as_slice());
@@ -158,7 +158,7 @@ fn a_file_changed_since_the_context_was_read_fails() {
     let (dir, ctx) = context();
     let entries = plan_copy(&ctx, &copy_of("COPY a.txt /a"), &CopyOptions::default()).unwrap();
     std::fs::write(dir.path().join("a.txt"), "b").unwrap();
-    let err = write_layer(dir.path(), &entries, 0, Vec::new()).unwrap_err();
+    let err = write_layer(dir.path(), &entries, Times::Clamp(0), Vec::new()).unwrap_err();
     assert!(matches!(err, CopyError::Changed { .. }), "{err}");
 }
 
@@ -315,4 +315,41 @@ fn special_files_and_from_are_refused() {
     let err =
         plan_copy(&ctx, &copy_of("COPY --from=build /a /b"), &CopyOptions::default()).unwrap_err();
     assert!(matches!(err, CopyError::FromStage(_)), "{err}");
+}
+
+#[test]
+fn mtimes_are_preserved_or_clamped() {
+    let (dir, ctx) = context();
+    let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+    std::fs::File::options()
+        .write(true)
+        .open(dir.path().join("a.txt"))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let ctx_old = Context::read(dir.path(), &Ignore::default(), 1).unwrap();
+    drop(ctx);
+    let entries =
+        plan_copy(&ctx_old, &copy_of("COPY a.txt b.txt /d/"), &CopyOptions::default()).unwrap();
+    let times = |t: Times| -> Vec<(String, u64)> {
+        let (_, bytes) = write_layer(dir.path(), &entries, t, Vec::new()).unwrap();
+        let mut archive = tar::Archive::new(bytes.as_slice());
+        archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.path().unwrap().display().to_string(), e.header().mtime().unwrap())
+            })
+            .collect()
+    };
+    let preserved = times(Times::Preserve { now: 5_000_000_000 });
+    assert_eq!(preserved[0], ("d/".into(), 5_000_000_000), "a made directory gets now");
+    assert_eq!(preserved[1], ("d/a.txt".into(), 1_000_000));
+    assert!(preserved[2].1 > 1_000_000 && preserved[2].1 < 5_000_000_000, "b.txt keeps its own");
+    let clamped = times(Times::Clamp(2_000_000));
+    assert_eq!(
+        clamped,
+        [("d/".into(), 2_000_000), ("d/a.txt".into(), 1_000_000), ("d/b.txt".into(), 2_000_000)]
+    );
 }
