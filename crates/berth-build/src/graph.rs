@@ -33,8 +33,8 @@ pub enum GraphError {
     },
     #[error("target stage {target:?} not found (stages: {available})")]
     UnknownTarget { target: String, available: String },
-    #[error("{file}: stages depend on each other in a cycle: {}", cycle.join(" -> "))]
-    Cycle { file: String, cycle: Vec<String> },
+    #[error("{file}:{position}: stages depend on each other in a cycle: {}\n{snippet}", cycle.join(" -> "))]
+    Cycle { file: String, position: Position, cycle: Vec<String>, snippet: String },
 }
 
 /// What a stage needs besides its own instructions.
@@ -44,6 +44,8 @@ pub struct StageNode {
     pub stages: BTreeSet<usize>,
     /// External images it needs: its base and those of `--from`.
     pub images: BTreeSet<String>,
+    /// Where each stage dependency first comes from (its COPY or RUN; FROM has none).
+    pub stage_positions: BTreeMap<usize, Position>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,6 +115,7 @@ impl Graph {
                     match resolve_from(plan, stage.index, reference) {
                         Ok(FromRef::Stage(i)) => {
                             node.stages.insert(i);
+                            node.stage_positions.entry(i).or_insert(step.position);
                         }
                         Ok(FromRef::Image(image)) => {
                             node.images.insert(image);
@@ -146,11 +149,11 @@ impl Graph {
             .map(|s| s.name.clone().unwrap_or_else(|| s.index.to_string()))
             .collect();
         let graph = Self { nodes, names };
-        graph.check_cycles(&plan.file)?;
+        graph.check_cycles(plan)?;
         Ok(graph)
     }
 
-    fn check_cycles(&self, file: &str) -> Result<(), GraphError> {
+    fn check_cycles(&self, plan: &Plan) -> Result<(), GraphError> {
         #[derive(Clone, Copy, PartialEq)]
         enum Mark {
             New,
@@ -176,7 +179,18 @@ impl Graph {
                             let mut cycle: Vec<String> =
                                 path[from..].iter().map(|i| self.names[*i].clone()).collect();
                             cycle.push(self.names[next].clone());
-                            return Err(GraphError::Cycle { file: file.to_owned(), cycle });
+                            // Point at the instruction that closes the cycle.
+                            let position = self.nodes[*node]
+                                .stage_positions
+                                .get(&next)
+                                .copied()
+                                .unwrap_or(plan.stages[*node].position);
+                            return Err(GraphError::Cycle {
+                                file: plan.file.clone(),
+                                position,
+                                cycle,
+                                snippet: snippet(&plan.lines, position),
+                            });
                         }
                         Mark::New => {
                             marks[next] = Mark::Open;
@@ -348,7 +362,7 @@ COPY --from=0 /etc/passwd /etc/passwd
         .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "Dockerfile: stages depend on each other in a cycle: one -> two -> one"
+            "Dockerfile:4:1: stages depend on each other in a cycle: one -> two -> one\n 4 | COPY --from=one /y /y\n   | ^"
         );
         let err = graph("FROM a:1 AS self\nCOPY --from=self /x /x\n").unwrap_err();
         assert!(matches!(err, GraphError::Cycle { .. }));
