@@ -123,10 +123,12 @@ pub fn stage_binary(path: &Path) -> Result<PathBuf> {
         for d in [dir.parent().expect("has parent"), dir.as_path()] {
             fs::set_permissions(d, fs::Permissions::from_mode(0o755))?;
         }
-        let tmp = dir.join(format!(".{}.{}", name.to_string_lossy(), std::process::id()));
-        fs::write(&tmp, &bytes)?;
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755))?;
-        fs::rename(&tmp, &staged)?;
+        // A temporary file of its own per caller (threads of one process too), renamed into
+        // place: concurrent callers each install a complete copy and the last rename wins.
+        let tmp = tempfile::Builder::new().prefix(".staging-").tempfile_in(&dir)?;
+        fs::write(tmp.path(), &bytes)?;
+        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755))?;
+        tmp.persist(&staged).map_err(|err| err.error)?;
     }
     Ok(staged)
 }
@@ -288,6 +290,29 @@ mod tests {
                 vec!["1", sg_start.as_str(), sg_count.as_str()],
             ]
         );
+    }
+
+    // Staging from many threads at once, as parallel tests do, gives each a complete binary.
+    #[test]
+    fn staging_concurrently_from_threads_is_safe() {
+        let src = tempfile::tempdir().unwrap();
+        let bin = src.path().join("busybox-copy");
+        let mut bytes = fs::read("/bin/busybox").unwrap();
+        bytes.extend_from_slice(format!("{:?}", std::time::SystemTime::now()).as_bytes());
+        fs::write(&bin, &bytes).unwrap();
+        fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let bin = bin.clone();
+                std::thread::spawn(move || stage_binary(&bin).unwrap())
+            })
+            .collect();
+        for t in threads {
+            let staged = t.join().unwrap();
+            assert_eq!(fs::read(&staged).unwrap().len(), bytes.len());
+        }
+        let staged = stage_binary(&bin).unwrap();
+        fs::remove_dir_all(staged.parent().unwrap()).unwrap();
     }
 
     #[test]
