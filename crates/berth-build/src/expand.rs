@@ -1,6 +1,8 @@
 //! Variable expansion in Dockerfile words, as BuildKit's shell lexer does it (not a shell):
 //! `$name`, `${name}`, `${name:-word}`, `${name-word}`, `${name:+word}`, `${name+word}`,
-//! `${name:?message}`, `${name?message}`; single quotes are literal, double quotes expand,
+//! `${name:?message}`, `${name?message}`, and the pattern forms `${name#pat}`, `${name##pat}`,
+//! `${name%pat}`, `${name%%pat}`, `${name/pat/text}`, `${name//pat/text}`; single quotes
+//! are literal, double quotes expand,
 //! the escape character makes the next character literal (inside double quotes only before
 //! `"`, `$` and itself). Quotes are removed from the result.
 //!
@@ -26,8 +28,6 @@ pub enum ExpandError {
     Required { name: String, message: String },
     #[error("invalid mount after expansion: {message}")]
     Mount { message: String },
-    #[error("substitution ${{{name}{operator}…}} in {word:?} is not supported yet")]
-    Unsupported { word: String, name: String, operator: char },
 }
 
 /// How quotes are treated: Dockerfile words remove them; heredoc bodies keep them literal.
@@ -60,7 +60,7 @@ pub fn expand(
         lookup,
         names: BTreeSet::new(),
     };
-    let value = lexer.until(None)?;
+    let (value, _) = lexer.until(&[])?;
     Ok(Expanded { value, names: lexer.names })
 }
 
@@ -74,12 +74,12 @@ struct Lexer<'w, 'l> {
 }
 
 impl Lexer<'_, '_> {
-    /// Reads up to `stop` (consumed) or the end, expanding as it goes.
-    fn until(&mut self, stop: Option<char>) -> Result<String, ExpandError> {
+    /// Reads up to one of `stops` (consumed, and returned) or the end, expanding as it goes.
+    fn until(&mut self, stops: &[char]) -> Result<(String, Option<char>), ExpandError> {
         let mut out = String::new();
         while let Some(c) = self.chars.next() {
-            if Some(c) == stop {
-                return Ok(out);
+            if stops.contains(&c) {
+                return Ok((out, Some(c)));
             }
             match c {
                 '\'' if self.mode == Mode::Word => out.push_str(&self.single_quoted()?),
@@ -98,9 +98,10 @@ impl Lexer<'_, '_> {
                 c => out.push(c),
             }
         }
-        match stop {
-            Some(_) => Err(ExpandError::MissingBrace { word: self.word.to_owned() }),
-            None => Ok(out),
+        if stops.is_empty() {
+            Ok((out, None))
+        } else {
+            Err(ExpandError::MissingBrace { word: self.word.to_owned() })
         }
     }
 
@@ -189,16 +190,10 @@ impl Lexer<'_, '_> {
                 None => return Err(ExpandError::MissingBrace { word: self.word.to_owned() }),
             },
             op @ ('-' | '+' | '?') => (false, op),
-            op @ ('#' | '%' | '/') => {
-                return Err(ExpandError::Unsupported {
-                    word: self.word.to_owned(),
-                    name,
-                    operator: op,
-                })
-            }
+            op @ ('#' | '%' | '/') => return self.pattern(&name, op),
             _ => return Err(ExpandError::BadSubstitution { word: self.word.to_owned() }),
         };
-        let alternative = self.until(Some('}'))?;
+        let (alternative, _) = self.until(&['}'])?;
         let value = self.value(&name);
         // With a colon an empty value counts as unset.
         let set = match &value {
@@ -219,6 +214,153 @@ impl Lexer<'_, '_> {
             }),
         }
     }
+
+    /// After `${name#`, `${name%` or `${name/`: prefix and suffix removal (`#`, `##`, `%`,
+    /// `%%`) and replacement (`/pattern/text`, `//` for every match), with shell patterns.
+    fn pattern(&mut self, name: &str, operator: char) -> Result<String, ExpandError> {
+        let longest = self.chars.peek() == Some(&operator);
+        if longest {
+            self.chars.next();
+        }
+        let value: Vec<char> = self.value(name).unwrap_or_default().chars().collect();
+        let text = |chars: &[char]| chars.iter().collect::<String>();
+        if operator == '/' {
+            let (pattern, stop) = self.until(&['/', '}'])?;
+            let replacement = match stop {
+                Some('/') => self.until(&['}'])?.0,
+                _ => String::new(),
+            };
+            let pattern = shell_pattern(&pattern);
+            let mut out = String::new();
+            let mut start = 0;
+            let mut replaced = false;
+            while start <= value.len() {
+                // The longest non-empty match starting here; `//` replaces every one.
+                let end = if replaced && !longest {
+                    None
+                } else {
+                    (start + 1..=value.len()).rev().find(|end| glob(&pattern, &value[start..*end]))
+                };
+                match end {
+                    Some(end) => {
+                        out.push_str(&replacement);
+                        start = end;
+                        replaced = true;
+                    }
+                    None => {
+                        if let Some(c) = value.get(start) {
+                            out.push(*c);
+                        }
+                        start += 1;
+                    }
+                }
+            }
+            return Ok(out);
+        }
+        let (pattern, _) = self.until(&['}'])?;
+        let pattern = shell_pattern(&pattern);
+        let len = value.len();
+        let mut cuts: Box<dyn Iterator<Item = usize>> = if (operator == '#') != longest {
+            Box::new(0..=len)
+        } else {
+            Box::new((0..=len).rev())
+        };
+        Ok(if operator == '#' {
+            match cuts.find(|i| glob(&pattern, &value[..*i])) {
+                Some(i) => text(&value[i..]),
+                None => text(&value),
+            }
+        } else {
+            match cuts.find(|i| glob(&pattern, &value[*i..])) {
+                Some(i) => text(&value[..i]),
+                None => text(&value),
+            }
+        })
+    }
+}
+
+/// One token of a shell pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Token {
+    Literal(char),
+    One,
+    Star,
+    Class { negated: bool, ranges: Vec<(char, char)> },
+}
+
+/// A shell pattern (`*` matches anything, `/` included); a malformed class is literal.
+fn shell_pattern(pattern: &str) -> Vec<Token> {
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut tokens = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
+            '*' => tokens.push(Token::Star),
+            '?' => tokens.push(Token::One),
+            '[' => {
+                let negated = matches!(chars.get(i + 1), Some('!' | '^'));
+                let mut j = i + 1 + usize::from(negated);
+                let mut ranges = Vec::new();
+                let mut closed = false;
+                while j < chars.len() {
+                    if chars[j] == ']' && !ranges.is_empty() {
+                        closed = true;
+                        break;
+                    }
+                    let lo = chars[j];
+                    if chars.get(j + 1) == Some(&'-') && chars.get(j + 2).is_some_and(|c| *c != ']')
+                    {
+                        ranges.push((lo, chars[j + 2]));
+                        j += 3;
+                    } else {
+                        ranges.push((lo, lo));
+                        j += 1;
+                    }
+                }
+                if closed {
+                    tokens.push(Token::Class { negated, ranges });
+                    i = j;
+                } else {
+                    tokens.push(Token::Literal('['));
+                }
+            }
+            c => tokens.push(Token::Literal(c)),
+        }
+        i += 1;
+    }
+    tokens
+}
+
+/// Whether `text` matches the whole pattern (backtracking over the last `*`).
+fn glob(tokens: &[Token], text: &[char]) -> bool {
+    let (mut t, mut n) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while n < text.len() {
+        let step = match tokens.get(t) {
+            Some(Token::Star) => {
+                star = Some((t, n));
+                t += 1;
+                continue;
+            }
+            Some(Token::One) => true,
+            Some(Token::Literal(c)) => *c == text[n],
+            Some(Token::Class { negated, ranges }) => {
+                ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(&text[n])) != *negated
+            }
+            None => false,
+        };
+        if step {
+            t += 1;
+            n += 1;
+        } else if let Some((st, sn)) = star {
+            t = st + 1;
+            n = sn + 1;
+            star = Some((st, sn + 1));
+        } else {
+            return false;
+        }
+    }
+    tokens[t.min(tokens.len())..].iter().all(|tok| *tok == Token::Star)
 }
 
 #[cfg(test)]
@@ -310,6 +452,25 @@ mod tests {
     }
 
     #[test]
+    fn prefix_suffix_and_replacement_patterns() {
+        let path = |w: &str| {
+            let lookup = |n: &str| (n == "P").then(|| "/usr/local/lib/libx.so.1".to_owned());
+            expand(w, '\\', Mode::Word, &lookup).unwrap().value
+        };
+        assert_eq!(path("${P#*/}"), "usr/local/lib/libx.so.1");
+        assert_eq!(path("${P##*/}"), "libx.so.1");
+        assert_eq!(path("${P%.*}"), "/usr/local/lib/libx.so");
+        assert_eq!(path("${P%%.*}"), "/usr/local/lib/libx");
+        assert_eq!(path("${P#nomatch}"), "/usr/local/lib/libx.so.1");
+        assert_eq!(path("${P/local/opt}"), "/usr/opt/lib/libx.so.1");
+        assert_eq!(path("${P//l/L}"), "/usr/LocaL/Lib/Libx.so.1");
+        assert_eq!(path("${P/[0-9]/N}"), "/usr/local/lib/libx.so.N");
+        assert_eq!(path("${P/lib}"), "/usr/local//libx.so.1");
+        assert_eq!(path("${UNSET##*/}"), "");
+        assert_eq!(x("${A/ph/}"), "ala");
+    }
+
+    #[test]
     fn backtick_escape() {
         let v = expand("`$A c:\\dir", '`', Mode::Word, &env).unwrap().value;
         assert_eq!(v, "$A c:\\dir");
@@ -329,10 +490,7 @@ mod tests {
         assert!(matches!(e("${A:x}"), ExpandError::BadSubstitution { .. }));
         assert!(matches!(e("'abc"), ExpandError::UnterminatedQuote { quote: '\'', .. }));
         assert!(matches!(e("\"abc"), ExpandError::UnterminatedQuote { quote: '"', .. }));
-        assert_eq!(
-            e("${A#x}").to_string(),
-            "substitution ${A#…} in \"${A#x}\" is not supported yet"
-        );
+        assert!(matches!(e("${A#x"), ExpandError::MissingBrace { .. }));
     }
 
     #[test]
