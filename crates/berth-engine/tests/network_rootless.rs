@@ -154,7 +154,7 @@ fn pasta_publishes_a_rootless_port_on_loopback_and_stops_cleanly() {
     // A later berth command can take pasta over from its pid file and stop it.
     let pid = pasta.pid();
     drop(pasta);
-    let again = Pasta::from_pid_file(&pid_file).unwrap();
+    let again = Pasta::from_pid_file(&pid_file).unwrap().expect("pasta still runs");
     assert_eq!(again.pid(), pid);
     again.stop().unwrap();
     assert!(!alive(pid), "pasta is gone");
@@ -178,6 +178,38 @@ fn pasta_joins_a_namespace_given_by_path_with_its_user_namespace() {
     let pid = pasta.pid();
     pasta.stop().unwrap();
     assert!(!alive(pid));
+}
+
+#[test]
+fn pasta_left_behind_by_a_killed_container_is_found_and_stopped_by_its_pid_file() {
+    let user = TestUser::get();
+    let mut container = Container::httpd("x");
+    let dir = user_dir();
+    let pid_file = dir.path().join("pasta.pid");
+    let port = free_port();
+    let mut opts = PastaOptions::new(Netns::Pid(container.pid()));
+    opts.ports = vec![tcp(port, 8080)];
+    let pasta = Pasta::start_with(user.command("pasta"), &opts, &pid_file).unwrap();
+    let pid = pasta.pid();
+    drop(pasta);
+
+    // As after a SIGKILL of the container and its monitor: pasta stays, holding the port.
+    container.child.kill().unwrap();
+    container.child.wait().unwrap();
+    assert!(alive(pid), "pasta does not notice by itself");
+    assert!(TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_err(), "the port is still held");
+
+    // The next berth command's cleanup.
+    let found = Pasta::from_pid_file(&pid_file).unwrap().expect("pasta is found");
+    found.stop().unwrap();
+    assert!(!alive(pid));
+    assert!(TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok(), "the port is free again");
+
+    // A stale pid file (or none) finds nothing, and never signals another process.
+    assert!(Pasta::from_pid_file(&pid_file).unwrap().is_none());
+    std::fs::write(&pid_file, std::process::id().to_string()).unwrap();
+    assert!(Pasta::from_pid_file(&pid_file).unwrap().is_none(), "this test process is not pasta");
+    assert!(Pasta::from_pid_file(&dir.path().join("missing.pid")).unwrap().is_none());
 }
 
 #[test]

@@ -314,25 +314,54 @@ impl Pasta {
         Ok(Self { held: Held::new(PASTA, pid)? })
     }
 
-    /// Takes over a pasta started earlier, by its pid file (a later berth command cleaning up).
-    pub fn from_pid_file(pid_file: &Path) -> Result<Self, RootlessError> {
+    /// Takes over a pasta started earlier, by its pid file: a later berth command cleaning up
+    /// after a container whose monitor died. pasta started for a pid does not exit when that
+    /// process dies, so this is how it goes away. `None` when it is not running any more: no
+    /// pid file, no such process, or a process that is not pasta (the pid was reused).
+    pub fn from_pid_file(pid_file: &Path) -> Result<Option<Self>, RootlessError> {
+        if !pid_file.exists() {
+            return Ok(None);
+        }
         let pid = read_pid_file(PASTA, pid_file)?;
-        Ok(Self { held: Held::new(PASTA, pid)? })
+        let held = match Held::new(PASTA, pid) {
+            Ok(held) => held,
+            Err(RootlessError::Pidfd { source, .. })
+                if source.raw_os_error() == Some(libc::ESRCH) =>
+            {
+                return Ok(None)
+            }
+            Err(err) => return Err(err),
+        };
+        // The pidfd pins the process, so its name read now is the name of the held process.
+        // Debian's pasta runs as "pasta" or, exec'd by itself, "passt.avx2".
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if !(comm.starts_with("pasta") || comm.starts_with("passt")) || is_zombie(pid) {
+            return Ok(None);
+        }
+        Ok(Some(Self { held }))
     }
 
     pub fn pid(&self) -> u32 {
         self.held.pid
     }
 
-    /// Whether pasta still runs.
+    /// Whether pasta still runs (an exited pasta its parent has not reaped yet does not).
     pub fn is_running(&self) -> Result<bool, RootlessError> {
-        self.held.signal(0)
+        Ok(self.held.signal(0)? && !is_zombie(self.held.pid))
     }
 
     /// Stops pasta (SIGTERM, then SIGKILL after two seconds).
     pub fn stop(self) -> Result<(), RootlessError> {
         self.held.stop()
     }
+}
+
+/// Whether `pid` has exited and waits to be reaped: the state field of /proc/PID/stat, after
+/// the command name in parentheses (which may itself hold spaces and parentheses).
+fn is_zombie(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
+    state.is_some_and(|s| s.starts_with('Z') || s.starts_with('X'))
 }
 
 fn read_pid_file(program: &'static str, path: &Path) -> Result<u32, RootlessError> {
