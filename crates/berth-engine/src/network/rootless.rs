@@ -304,9 +304,7 @@ impl Pasta {
             let stderr: Vec<&str> = stderr
                 .lines()
                 .map(str::trim)
-                .filter(|l| {
-                    !l.is_empty() && !(l.starts_with("Failed to send") && l.ends_with("syslog"))
-                })
+                .filter(|l| !l.is_empty() && !is_syslog_noise(l))
                 .collect();
             return Err(RootlessError::Setup { program: PASTA, netns, stderr: stderr.join("; ") });
         }
@@ -362,6 +360,11 @@ fn is_zombie(pid: u32) -> bool {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
     state.is_some_and(|s| s.starts_with('Z') || s.starts_with('X'))
+}
+
+/// pasta's complaint that it cannot reach syslog, which says nothing to the user.
+fn is_syslog_noise(line: &str) -> bool {
+    line.starts_with("Failed to send") && line.ends_with("syslog")
 }
 
 fn read_pid_file(program: &'static str, path: &Path) -> Result<u32, RootlessError> {
