@@ -46,6 +46,8 @@ pub enum CopyError {
     },
     #[error("writing the layer")]
     Write(#[source] io::Error),
+    #[error("COPY --parents is not supported yet")]
+    Parents,
     #[error("COPY --from={0}: its files come from that stage or image, not the context")]
     FromStage(String),
     #[error("{path:?} is a fifo, socket or device: copying it is not supported yet")]
@@ -140,6 +142,18 @@ pub fn plan_copy(
     if let Some(from) = &copy.from {
         return Err(CopyError::FromStage(from.clone()));
     }
+    if copy.parents {
+        return Err(CopyError::Parents);
+    }
+    // --exclude patterns, matched as ignore-file patterns against context paths.
+    let mut patterns = Vec::with_capacity(copy.excludes.len());
+    for exclude in &copy.excludes {
+        let pattern = crate::ignore::Pattern::new(exclude).map_err(|reason| {
+            CopyError::Source(ContextError::BadPattern { source_path: exclude.clone(), reason })
+        })?;
+        patterns.push(pattern);
+    }
+    let excluded = crate::ignore::Ignore { patterns };
     let (uid, gid) = match &copy.chown {
         None => (0, 0),
         Some(spec) => chown(spec)?,
@@ -199,13 +213,16 @@ pub fn plan_copy(
                     let prefix = if real == "." { String::new() } else { format!("{real}/") };
                     for path in context.below(&real) {
                         let Some(rel) = path.strip_prefix(&prefix) else { continue };
+                        if excluded.is_excluded(path) {
+                            continue;
+                        }
                         let target = join(&destination, rel);
                         out.insert(
                             target,
                             entry_for(path, &context.entries[path], chmod, uid, gid)?,
                         );
                     }
-                } else if let Some(entry) = real_entry {
+                } else if let Some(entry) = real_entry.filter(|_| !excluded.is_excluded(&real)) {
                     let name = root.rsplit('/').next().unwrap_or(&root);
                     let target =
                         if into_dir { join(&destination, name) } else { destination.clone() };

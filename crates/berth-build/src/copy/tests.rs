@@ -353,3 +353,18 @@ fn mtimes_are_preserved_or_clamped() {
         [("d/".into(), 2_000_000), ("d/a.txt".into(), 1_000_000), ("d/b.txt".into(), 2_000_000)]
     );
 }
+
+#[test]
+fn excludes_leave_paths_out_and_parents_is_refused() {
+    let (_dir, ctx) = context();
+    let paths: Vec<String> =
+        layout(&ctx, "COPY --exclude=src/pkg --exclude=**/*.txt . /app/", None)
+            .into_iter()
+            .map(|(p, _, _)| p)
+            .collect();
+    assert_eq!(paths, ["app", "app/src", "app/src/link.py", "app/src/main.py"]);
+    let err =
+        plan_copy(&ctx, &copy_of("COPY --parents src/main.py /app/"), &CopyOptions::default())
+            .unwrap_err();
+    assert!(matches!(err, CopyError::Parents), "{err}");
+}
