@@ -17,7 +17,7 @@ runs=${RUNS:-5}
 random_mib=${RANDOM_MIB:-100}
 berth=${BERTH:-$PWD/target/release/berth}
 [ -x "$berth" ] || cargo build --release -p berth
-fixture=$PWD/target/release/berth-fixture
+fixture=${FIXTURE:-$PWD/target/release/berth-fixture}
 [ -x "$fixture" ] || cargo build --release -p berth-testkit --bin berth-fixture
 layout=$("$fixture" debian-layout "$random_mib")
 

@@ -401,4 +401,12 @@ fn podman_saved_archives_load_with_the_same_tree() {
     assert_eq!(listing(&layers[0].path().join("diff")), listing(Path::new(mounted.trim())));
     podman(&["image", "unmount", "localhost/from-podman:1"]);
     podman(&["rmi", "-a", "-f"]);
+
+    // And back: what berth saves, podman loads as the same image.
+    let saved = work.path().join("berth.tar");
+    berth.ok(&["save", "-o", saved.to_str().unwrap(), "localhost/from-podman:1"]);
+    let loaded = podman(&["load", "-i", saved.to_str().unwrap()]);
+    assert!(loaded.contains("localhost/from-podman:1"), "{loaded}");
+    assert_eq!(podman(&["images", "-q", "--no-trunc"]).trim().trim_start_matches("sha256:"), id);
+    podman(&["rmi", "-a", "-f"]);
 }

@@ -85,6 +85,15 @@ fn skopeo_reads_what_berth_pushed() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), digest.as_str());
+    let copy = tempfile::tempdir().unwrap();
+    let out = Command::new("skopeo")
+        .args(["copy", "--quiet", "--src-tls-verify=false"])
+        .arg(format!("docker://{name}"))
+        .arg(format!("oci:{}:copied", copy.path().display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    berth_testkit::layout::validate(copy.path()).unwrap();
 }
 
 // What skopeo pushes from an OCI layout, berth pulls with the layout's digests.
