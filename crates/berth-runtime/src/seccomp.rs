@@ -1640,7 +1640,7 @@ mod measure {
     /// capabilities, as `linux.seccomp` JSON to $BERTH_SECCOMP_DUMP (for side-by-side runs
     /// with runc).
     #[test]
-    #[ignore]
+    #[ignore = "writes a profile for side-by-side runs with runc: run by hand with BERTH_SECCOMP_DUMP"]
     fn dump_resolved_default_profile() {
         let Ok(path) = std::env::var("BERTH_SECCOMP_DUMP") else { return };
         let caps: Vec<String> = [
@@ -1666,7 +1666,7 @@ mod measure {
     /// Not a pass/fail test: prints what compiling and loading the default profile costs.
     /// `cargo test -p berth-runtime --lib -- --ignored measure_seccomp --nocapture`
     #[test]
-    #[ignore]
+    #[ignore = "a measurement, not a pass/fail test: run by hand with --ignored measure_"]
     fn measure_seccomp_compile_and_load() {
         let caps: Vec<String> = ["CAP_CHOWN", "CAP_KILL", "CAP_SETUID", "CAP_SETGID"]
             .iter()

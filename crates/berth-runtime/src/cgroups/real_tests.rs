@@ -274,7 +274,7 @@ fn cpu_quota_throttles_a_busy_loop() {
 /// Not a pass/fail test: prints what the cgroup steps of a container start cost here.
 /// `cargo test -p berth-runtime --lib -- --ignored measure_cgroup --nocapture`
 #[test]
-#[ignore]
+#[ignore = "a measurement, not a pass/fail test: run by hand with --ignored measure_"]
 fn measure_cgroup_create_apply_destroy() {
     let r = resources(
         r#"{"memory": {"limit": 67108864, "swap": 67108864}, "pids": {"limit": 128},
@@ -433,7 +433,7 @@ fn staged_self() -> std::path::PathBuf {
 
 /// The unprivileged half of the rootless test below; run only by it, as the test user.
 #[test]
-#[ignore]
+#[ignore = "the unprivileged half of rootless_without_delegation; its parent runs it"]
 fn rootless_child() {
     let m = ManagerBuilder::new("rootless")
         .with_cgroups_path(Some("/berth-test-rootless"))
@@ -522,7 +522,7 @@ fn realtime_budget_is_granted_through_a_nested_path() {
 /// /bin/true, wait, destroy. Printed beside a bare fork + exec.
 /// `cargo test -p berth-runtime --lib -- --ignored measure_confined_start --nocapture`
 #[test]
-#[ignore]
+#[ignore = "a measurement, not a pass/fail test: run by hand with --ignored measure_"]
 fn measure_confined_start() {
     use crate::seccomp::{compile_cached, Profile};
     let caps: Vec<String> = ["CAP_CHOWN", "CAP_KILL", "CAP_SETUID", "CAP_SETGID"]
@@ -602,7 +602,7 @@ fn measure_confined_start() {
 /// The unprivileged half of the delegation test below; run only by it, as the test user,
 /// from inside `$BERTH_DELEGATED/runtime`.
 #[test]
-#[ignore]
+#[ignore = "the unprivileged half of the delegation test; its parent runs it"]
 fn delegated_child() {
     let Ok(delegated) = std::env::var("BERTH_DELEGATED") else { return };
     // The parent moves this process into the delegated subtree right after starting it.
