@@ -55,6 +55,8 @@ pub enum PortError {
     NoFreePort { ip: IpAddr, protocol: Protocol, range: PortRange },
     #[error("host port {port}/{protocol} on {ip} is already in use")]
     InUse { ip: IpAddr, port: u16, protocol: Protocol },
+    #[error("cannot bind host port {port}/{protocol} on {ip}: {reason}")]
+    Bind { ip: IpAddr, port: u16, protocol: Protocol, reason: String },
     #[error("host port {port}/{protocol} on {ip} is published twice")]
     Duplicate { ip: IpAddr, port: u16, protocol: Protocol },
 }
@@ -371,11 +373,15 @@ impl FreePorts {
     }
 
     fn try_bind(ip: IpAddr, protocol: Protocol, port: u16) -> Option<Held> {
+        Self::bind(ip, protocol, port).ok()
+    }
+
+    fn bind(ip: IpAddr, protocol: Protocol, port: u16) -> std::io::Result<Held> {
         let addr = SocketAddr::new(ip, port);
         match protocol {
             // SCTP has no std socket; a TCP probe on the same number is the usual stand-in.
-            Protocol::Tcp | Protocol::Sctp => TcpListener::bind(addr).ok().map(Held::Tcp),
-            Protocol::Udp => UdpSocket::bind(addr).ok().map(Held::Udp),
+            Protocol::Tcp | Protocol::Sctp => TcpListener::bind(addr).map(Held::Tcp),
+            Protocol::Udp => UdpSocket::bind(addr).map(Held::Udp),
         }
     }
 
@@ -435,9 +441,22 @@ pub fn reserve(mappings: &[PortMapping]) -> Result<Reservation, PortError> {
     let mut held = Vec::new();
     for m in mappings {
         let ip = m.host_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        match FreePorts::try_bind(ip, m.protocol, m.host_port) {
-            Some(socket) => held.push(socket),
-            None => return Err(PortError::InUse { ip, port: m.host_port, protocol: m.protocol }),
+        let (port, protocol) = (m.host_port, m.protocol);
+        match FreePorts::bind(ip, protocol, port) {
+            Ok(socket) => held.push(socket),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                return Err(PortError::InUse { ip, port, protocol })
+            }
+            Err(e) => {
+                let reason = match e.raw_os_error() {
+                    Some(libc::EADDRNOTAVAIL) => "the address is not one of this host's".to_owned(),
+                    Some(libc::EACCES) => {
+                        "ports below net.ipv4.ip_unprivileged_port_start need root".to_owned()
+                    }
+                    _ => e.to_string(),
+                };
+                return Err(PortError::Bind { ip, port, protocol, reason });
+            }
         }
     }
     Ok(Reservation { held })
@@ -671,6 +690,16 @@ mod tests {
         };
         let err = reserve(&[mapping(port, Protocol::Tcp)]).unwrap_err();
         assert_eq!(err.to_string(), format!("host port {port}/tcp on 127.0.0.1 is already in use"));
+
+        // An address this host does not have.
+        let foreign = PortMapping {
+            host_ip: Some("192.0.2.1".parse().unwrap()),
+            ..mapping(port, Protocol::Tcp)
+        };
+        assert_eq!(
+            reserve(&[foreign]).unwrap_err().to_string(),
+            format!("cannot bind host port {port}/tcp on 192.0.2.1: the address is not one of this host's")
+        );
 
         // The same number over UDP is free; once reserved, it is taken until dropped.
         let held = reserve(&[mapping(port, Protocol::Udp)]).unwrap();
