@@ -482,6 +482,46 @@ mod connect {
     }
 
     #[test]
+    fn an_internal_network_keeps_its_traffic_on_the_bridge() {
+        in_own_netns(|| {
+            let out = network("out", "10.250.12.0/24", "btest12");
+            let mut inner = network("in", "10.250.11.0/24", "btest11");
+            inner.internal = true;
+            let mut store = MemoryStore::default();
+            let root = web_root("outside\n");
+            let x =
+                Container::start(&["httpd", "-f", "-p", "80", "-h", root.path().to_str().unwrap()]);
+            let a = Container::start(&["sleep", "600"]);
+            rootful::connect(&request(&out, "ctr-x", &x, &[]), &mut store).unwrap();
+            let at_a = rootful::connect(&request(&inner, "ctr-a", &a, &[]), &mut store).unwrap();
+            assert!(at_a.gateways.is_empty(), "no default route on an internal network");
+
+            // Even with a route by hand, the host does not forward out of the internal bridge.
+            let route = a
+                .netns()
+                .command("ip")
+                .unwrap()
+                .args(["route", "add", "10.250.12.0/24", "via", "10.250.11.1"])
+                .status()
+                .unwrap();
+            assert!(route.success());
+            assert!(
+                http_get(Some(&a), "10.250.12.2:80").is_err(),
+                "internal traffic left the bridge"
+            );
+
+            // Without the network's isolation rules, the same request gets through.
+            firewall::remove_network_rules("in").unwrap();
+            assert_eq!(fetch(Some(&a), "10.250.12.2:80"), "outside\n");
+
+            rootful::disconnect(&inner, "ctr-a", &mut store).unwrap();
+            rootful::disconnect(&out, "ctr-x", &mut store).unwrap();
+            assert_eq!(links(), ["lo"]);
+            assert_eq!(nft_tables(), "");
+        });
+    }
+
+    #[test]
     fn a_failed_connect_undoes_everything() {
         in_own_netns(|| {
             let net = network("web", "10.250.6.0/24", "btest6");
