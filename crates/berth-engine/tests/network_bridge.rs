@@ -515,7 +515,9 @@ mod connect {
             assert_eq!(fetch(Some(&a), "10.250.12.2:80"), "outside\n");
 
             rootful::disconnect(&inner, "ctr-a", &mut store).unwrap();
-            rootful::disconnect(&out, "ctr-x", &mut store).unwrap();
+            // `network rm --force` with a container still on it.
+            rootful::remove_network(&out).unwrap();
+            rootful::remove_network(&out).unwrap();
             assert_eq!(links(), ["lo"]);
             assert_eq!(nft_tables(), "");
         });

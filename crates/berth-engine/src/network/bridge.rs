@@ -249,16 +249,24 @@ pub fn ensure_bridge(
     }
 }
 
-/// Removes bridge `name` if it has no ports left (and `force` is false), returning whether it
-/// is gone now. A missing bridge is no error.
+/// Removes bridge `name` if it has no ports left, returning whether it is gone now. With
+/// `force`, the veth pairs still on it are removed first (a bridge's deletion alone would only
+/// release them). A missing bridge is no error.
 pub fn remove_bridge(name: &str, force: bool) -> Result<bool, BridgeError> {
     if !exists(name)? {
         return Ok(true);
     }
-    if !force && !bridge_members(name)?.is_empty() {
+    let members = bridge_members(name)?;
+    if !force && !members.is_empty() {
         return Ok(false);
     }
-    match run_batch(Command::new(IP), &format!("link del {name}\n"), "removing the bridge", name) {
+    let mut script = String::new();
+    for member in &members {
+        validate_interface_name(member)?;
+        script.push_str(&format!("link del {member}\n"));
+    }
+    script.push_str(&format!("link del {name}\n"));
+    match run_batch(Command::new(IP), &script, "removing the bridge", name) {
         Err(BridgeError::Ip { stderr, .. }) if stderr.contains("Cannot find device") => Ok(true),
         other => other.map(|()| true),
     }

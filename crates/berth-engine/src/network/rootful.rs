@@ -108,6 +108,10 @@ pub struct Attachment {
 }
 
 /// Connects a container to a bridge network; on failure, undoes every step before returning.
+///
+/// nftables DNAT binds no socket, so the caller first reserves the host ports with
+/// [`ports::reserve`](super::ports::reserve) — a port in use then fails before anything is set
+/// up — and keeps the reservation in the container's monitor for as long as it runs.
 pub fn connect(
     req: &ConnectRequest<'_>,
     store: &mut dyn IpamStore,
@@ -281,4 +285,18 @@ pub fn disconnect(
         Some(err) => Err(err),
         None => Ok(()),
     }
+}
+
+/// Removes what a network has on the host — its bridge (with any veth still on it) and its
+/// rules — for `network rm --force` and `network prune`. The addresses in the store are the
+/// caller's to drop with the network's record. Missing pieces are no error.
+pub fn remove_network(net: &Network) -> Result<(), RootfulError> {
+    bridge::remove_bridge(&net.network_interface, true).map_err(|source| RootfulError::Bridge {
+        network: net.name.clone(),
+        bridge: net.network_interface.clone(),
+        source,
+    })?;
+    firewall::remove_network_rules(&net.name)
+        .map(drop)
+        .map_err(|source| RootfulError::NetworkRules { network: net.name.clone(), source })
 }
