@@ -179,7 +179,7 @@ fn bearer_tokens_from_an_issuer() {
     let root = tempfile::tempdir().unwrap();
     let images = Images::open(root.path()).unwrap();
     let image = images.load(src.path()).unwrap().remove(0);
-    images.tag(image.id().as_str(), &[name.clone()]).unwrap();
+    images.tag(image.id().as_str(), std::slice::from_ref(&name)).unwrap();
     let quiet = |_: Event| {};
 
     let anonymous = RegistryOptions {
