@@ -137,6 +137,10 @@ pub fn apply_tar(
         warned_devices: false,
         warned_xattrs: false,
         buf: vec![0; 256 << 10],
+        own_ids: (
+            u64::from(rustix::process::geteuid().as_raw()),
+            u64::from(rustix::process::getegid().as_raw()),
+        ),
     };
     let mut entries = 0u64;
     for entry in archive.entries().map_err(UnpackError::ReadTar)? {
@@ -171,6 +175,8 @@ struct Unpacker {
     warned_xattrs: bool,
     /// The copy buffer for file contents, reused for every file.
     buf: Vec<u8>,
+    /// The caller's effective uid and gid, which new files get without a chown.
+    own_ids: (u64, u64),
 }
 
 /// Copies a file's contents in large writes (std's io::copy writes 8 KiB at a time).
@@ -301,7 +307,8 @@ impl Unpacker {
                 .map_err(errno("creating file"))?;
                 let mut file = File::from(fd);
                 copy_data(entry, &mut file, &mut self.buf).map_err(err("writing file"))?;
-                if self.options.chown {
+                // A new file already has the caller's owner: skip the call when that is it.
+                if self.options.chown && (uid, gid) != self.own_ids {
                     rustix::fs::fchown(&file, Some(uid_of(uid)), Some(gid_of(gid)))
                         .map_err(errno("setting owner"))?;
                 }
@@ -331,8 +338,10 @@ impl Unpacker {
                     rustix::fs::fchown(&fd, Some(uid_of(uid)), Some(gid_of(gid)))
                         .map_err(errno("setting owner"))?;
                 }
-                // Writable for now so children can be made; the final mode comes at the end.
-                rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode | 0o700))
+                // Writable for now so children can be made, and without setgid so they get the
+                // caller's group (which the chown skip above relies on); the final mode comes at
+                // the end.
+                rustix::fs::fchmod(&fd, Mode::from_raw_mode((mode & 0o777) | 0o700))
                     .map_err(errno("setting mode"))?;
                 self.set_xattrs(&fd, &xattrs, &display)?;
                 self.dirs.push(PendingDir { path: name.clone(), mode, mtime });

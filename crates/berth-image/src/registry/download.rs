@@ -56,7 +56,9 @@ pub fn start(
     offset: u64,
     progress: Option<Arc<dyn Fn(u64) + Send + Sync>>,
 ) -> BlobReader {
-    let (tx, rx) = mpsc::channel(64);
+    // Deep enough (a few MiB of chunks) that a descheduled unpacker does not stall the
+    // connection on a busy machine.
+    let (tx, rx) = mpsc::channel(512);
     let task = runtime.spawn(async move {
         let mut position = offset;
         let mut attempt = 0;

@@ -266,3 +266,24 @@ fn a_wrong_diff_id_stores_nothing() {
         .unwrap();
     assert_eq!(fs::read(store.diff_path(&ok.chain_id).join("f")).unwrap(), b"x");
 }
+
+// A root-owned file in a setgid directory of another group keeps the group its header
+// names, and the directory keeps its setgid bit.
+#[test]
+fn setgid_directories_do_not_regroup_their_files() {
+    let tar = tar_of(|t| {
+        let mut dir = tar::Header::new_gnu();
+        dir.set_entry_type(tar::EntryType::Directory);
+        dir.set_mode(0o2775);
+        dir.set_uid(0);
+        dir.set_gid(50);
+        dir.set_size(0);
+        t.append_data(&mut dir, "shared/", &b""[..]).unwrap();
+        raw(t, b"shared/f", tar::EntryType::Regular, b"", b"x");
+    });
+    let dest = tempfile::tempdir().unwrap();
+    apply_tar(&tar[..], dest.path(), &ROOTFUL).unwrap();
+    let dir = fs::metadata(dest.path().join("shared")).unwrap();
+    assert_eq!((dir.permissions().mode() & 0o7777, dir.gid()), (0o2775, 50));
+    assert_eq!(fs::metadata(dest.path().join("shared/f")).unwrap().gid(), 0);
+}
