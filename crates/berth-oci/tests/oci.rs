@@ -694,3 +694,27 @@ fn seccomp_filter_applies() {
     b2.config["linux"]["seccomp"] = b.config["linux"]["seccomp"].clone();
     assert_eq!(b2.sh("mkdir /tmp/d 2>/dev/null || echo denied"), "denied\n");
 }
+
+// A spec that denies every device in the cgroup (runc's example does) still gets its
+// default devices and its linux.devices, as with runc.
+#[test]
+fn device_cgroup_deny_all_keeps_default_devices() {
+    let mut b = Bundle::new(&[]);
+    b.config["linux"]["resources"] = json!({"devices": [{"allow": false, "access": "rwm"}]});
+    b.config["linux"]["devices"] =
+        json!([{"path": "/dev/kmsg2", "type": "c", "major": 1, "minor": 11, "fileMode": 0o600}]);
+    let out = b.sh("echo x > /dev/null && echo null-ok; head -c1 /dev/urandom > /dev/null && echo urandom-ok; ls /dev/kmsg2");
+    assert_eq!(out, "null-ok\nurandom-ok\n/dev/kmsg2\n");
+}
+
+// tmpcopyup: a tmpfs over a directory of the image starts with that directory's contents.
+#[test]
+fn tmpfs_tmpcopyup_keeps_the_covered_files() {
+    let mut b = Bundle::new(&[]);
+    fs::create_dir_all(b.dir.join("rootfs/seed/sub")).unwrap();
+    fs::write(b.dir.join("rootfs/seed/sub/file"), "seeded\n").unwrap();
+    b.add_mount(json!({"destination": "/seed", "type": "tmpfs", "source": "tmpfs",
+                       "options": ["tmpcopyup", "mode=755"]}));
+    let out = b.sh("cat /seed/sub/file; grep -c ' /seed tmpfs ' /proc/self/mounts");
+    assert_eq!(out, "seeded\n1\n");
+}

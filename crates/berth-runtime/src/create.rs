@@ -192,7 +192,8 @@ pub fn launch(root: &StateRoot, opts: &CreateOptions, mode: Mode) -> Result<Cont
     record.own_cgroup = own_cgroup;
     let cgroup = undo.cgroup.insert(cgroup);
     if let Some(resources) = linux.resources() {
-        cgroup.apply(resources).map_err(CreateError::from)?;
+        let resources = with_default_devices(resources, linux.devices().as_deref().unwrap_or(&[]));
+        cgroup.apply(&resources).map_err(CreateError::from)?;
     }
 
     let mut container = Container { dir: dir.clone(), record: record.clone() };
@@ -229,12 +230,6 @@ pub fn launch(root: &StateRoot, opts: &CreateOptions, mode: Mode) -> Result<Cont
     drop(gate);
     drop(console);
 
-    // Into the cgroup before the init makes its cgroup namespace or forks.
-    if let Some(cg) = &undo.cgroup {
-        cg.add_pid(stage1).map_err(CreateError::from)?;
-    }
-    chan.send(&Msg::Ack).map_err(CreateError::Channel)?;
-
     let mut init_pid = 0;
     loop {
         let Some(msg) = chan.recv().map_err(CreateError::Channel)? else {
@@ -260,14 +255,21 @@ pub fn launch(root: &StateRoot, opts: &CreateOptions, mode: Mode) -> Result<Cont
                 init_pid = pid;
                 if pid != stage1 {
                     undo.pids.insert(0, pid);
-                    // The first stage exits once it has forked the init.
-                    let _ = sys::waitpid(stage1);
-                    undo.pids.retain(|p| *p != stage1);
                 }
                 let (start, _) = sys::proc_stat(pid).ok_or(CreateError::NoInit { pid })?;
                 record.pid = pid;
                 record.start_time = start;
+                // Into the cgroup while the init sets up its root; it waits for this Ack
+                // before its cgroup namespace, hooks or ready (see init::Placement).
+                if let Some(cg) = &undo.cgroup {
+                    cg.add_pid(pid).map_err(CreateError::from)?;
+                }
                 chan.send(&Msg::Ack).map_err(CreateError::Channel)?;
+                if pid != stage1 {
+                    // The first stage exits once it has forked the init.
+                    let _ = sys::waitpid(stage1);
+                    undo.pids.retain(|p| *p != stage1);
+                }
             }
             Msg::Hooks => {
                 container.record = record.clone();
@@ -339,6 +341,39 @@ pub(crate) fn compile_seccomp(
         return Err(CreateError::Seccomp("SCMP_ACT_NOTIFY: not supported yet".into()));
     }
     Ok(Some(filter))
+}
+
+/// The device rules the container needs whatever its spec says, appended after the spec's
+/// own as runc does: mknod of any node (the init makes /dev), the default devices, the pty
+/// multiplexer and slaves, and every linux.devices entry.
+fn with_default_devices(
+    resources: &oci_spec::runtime::LinuxResources,
+    devices: &[oci_spec::runtime::LinuxDevice],
+) -> oci_spec::runtime::LinuxResources {
+    use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
+    let mut out = resources.clone();
+    let Some(mut rules) = resources.devices().clone() else { return out };
+    let rule = |typ: LinuxDeviceType, major: Option<i64>, minor: Option<i64>, access: &str| {
+        let mut r = LinuxDeviceCgroup::default();
+        r.set_allow(true);
+        r.set_typ(Some(typ));
+        r.set_major(major);
+        r.set_minor(minor);
+        r.set_access(Some(access.to_owned()));
+        r
+    };
+    rules.push(rule(LinuxDeviceType::C, None, None, "m"));
+    rules.push(rule(LinuxDeviceType::B, None, None, "m"));
+    for (major, minor) in [(1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 1), (5, 2)] {
+        rules.push(rule(LinuxDeviceType::C, Some(major), Some(minor), "rwm"));
+    }
+    rules.push(rule(LinuxDeviceType::C, Some(136), None, "rwm"));
+    for d in devices {
+        let typ = if d.typ() == LinuxDeviceType::U { LinuxDeviceType::C } else { d.typ() };
+        rules.push(rule(typ, Some(d.major()), Some(d.minor()), "rwm"));
+    }
+    out.set_devices(Some(rules));
+    out
 }
 
 fn describe_status(status: i32) -> String {

@@ -79,9 +79,6 @@ fn stage1(args: InitArgs<'_>) -> Result<Never, String> {
     let spec = &args.bundle.spec;
     let process = spec.process().as_ref().ok_or("process: missing")?;
 
-    // Wait until the runtime has placed us (the cgroup seam) before anything else.
-    args.chan.expect_ack()?;
-
     if let Some(adj) = process.oom_score_adj() {
         process::set_oom_score_adj(adj).map_err(|e| e.to_string())?;
     }
@@ -119,8 +116,10 @@ fn stage1(args: InitArgs<'_>) -> Result<Never, String> {
     // From here on the container's namespaces come into view; see the module docs.
     sys::prctl(libc::PR_SET_DUMPABLE, 0, 0).map_err(|e| format!("PR_SET_DUMPABLE: {e}"))?;
 
-    if args.plan.new_flags != 0 {
-        sys::unshare(args.plan.new_flags).map_err(|e| format!("making namespaces: {e}"))?;
+    // The cgroup namespace waits until the init is in its cgroup (see `Placement`).
+    let flags = args.plan.new_flags & !libc::CLONE_NEWCGROUP;
+    if flags != 0 {
+        sys::unshare(flags).map_err(|e| format!("making namespaces: {e}"))?;
     }
     if args.plan.new_flags & libc::CLONE_NEWTIME != 0 {
         write_time_offsets(args.bundle)?;
@@ -142,9 +141,6 @@ fn stage1(args: InitArgs<'_>) -> Result<Never, String> {
         let pid = unsafe { libc::getpid() };
         args.chan.send(&Msg::Pid(pid)).map_err(|e| e.to_string())?;
     }
-    // The first stage and the init share the channel: wait until the runtime has the pid, so
-    // that nothing the init sends can overtake it.
-    args.chan.expect_ack()?;
     init(args, in_userns)
 }
 
@@ -163,7 +159,25 @@ fn write_time_offsets(bundle: &Bundle) -> Result<(), String> {
     Ok(())
 }
 
+/// The runtime moves the init into its cgroup (slow on cgroup v1: every cgroup.procs write
+/// waits for an RCU grace period) while the init sets up its root; the init waits for that
+/// Ack only where it matters: before its cgroup namespace, before hooks that see its pid, and
+/// before it reports ready. Because the Ack follows the runtime's receipt of the pid, nothing
+/// the init sends can overtake the first stage's pid message either.
+struct Placement(bool);
+
+impl Placement {
+    fn ensure(&mut self, chan: &Channel) -> Result<(), String> {
+        if !self.0 {
+            chan.expect_ack()?;
+            self.0 = true;
+        }
+        Ok(())
+    }
+}
+
 fn init(args: InitArgs<'_>, in_userns: bool) -> Result<Never, String> {
+    let mut placed = Placement(false);
     let bundle = args.bundle;
     let spec = &bundle.spec;
     let process = spec.process().as_ref().ok_or("process: missing")?;
@@ -181,6 +195,11 @@ fn init(args: InitArgs<'_>, in_userns: bool) -> Result<Never, String> {
         // refused where keyrings are not namespaced for us, which is not fatal, as in runc.
         // SAFETY: a null name asks for a new anonymous session keyring.
         unsafe { libc::syscall(libc::SYS_keyctl, 1, std::ptr::null::<libc::c_char>()) };
+    }
+
+    if args.plan.new_flags & libc::CLONE_NEWCGROUP != 0 {
+        placed.ensure(&args.chan)?;
+        sys::unshare(libc::CLONE_NEWCGROUP).map_err(|e| format!("making namespaces: {e}"))?;
     }
 
     let new_mount = args.plan.new_flags & libc::CLONE_NEWNS != 0;
@@ -204,6 +223,7 @@ fn init(args: InitArgs<'_>, in_userns: bool) -> Result<Never, String> {
     if hooks.prestart().as_ref().is_some_and(|h| !h.is_empty())
         || hooks.create_runtime().as_ref().is_some_and(|h| !h.is_empty())
     {
+        placed.ensure(&args.chan)?;
         args.chan.send(&Msg::Hooks).map_err(|e| e.to_string())?;
         args.chan.expect_ack()?;
     }
@@ -265,6 +285,7 @@ fn init(args: InitArgs<'_>, in_userns: bool) -> Result<Never, String> {
     let argv = process.args().clone().unwrap_or_default();
     let exe = process::find_executable(&argv[0], &env).map_err(|e| e.to_string())?;
 
+    placed.ensure(&args.chan)?;
     args.chan.send(&Msg::Ready).map_err(|e| e.to_string())?;
     match args.gate {
         StartGate::Fifo { fifo, proc } => wait_fifo(&fifo, &proc)?,

@@ -116,6 +116,8 @@ pub struct MountOptions {
     pub rec_clear: u64,
     /// Options passed on to the file system.
     pub data: Vec<String>,
+    /// runc's tmpcopyup: a tmpfs starts with a copy of what it covers.
+    pub tmpcopyup: bool,
 }
 
 const MOUNT_ATTR_RDONLY: u64 = 0x1;
@@ -150,7 +152,7 @@ impl MountOptions {
     /// system as data, so this only refuses the ones it knows and cannot do yet.
     pub fn known(opt: &str) -> Option<()> {
         match opt {
-            "idmap" | "ridmap" | "tmpcopyup" => None,
+            "idmap" | "ridmap" => None,
             _ => Some(()),
         }
     }
@@ -197,6 +199,7 @@ impl MountOptions {
                 "loud" => clear(&mut o, libc::MS_SILENT),
                 "nosymfollow" => set(&mut o, MS_NOSYMFOLLOW),
                 "symfollow" => clear(&mut o, MS_NOSYMFOLLOW),
+                "tmpcopyup" => o.tmpcopyup = true,
                 "bind" => o.flags |= libc::MS_BIND,
                 "rbind" => o.flags |= libc::MS_BIND | libc::MS_REC,
                 "rro" => o.rec_set |= MOUNT_ATTR_RDONLY,
@@ -335,6 +338,33 @@ fn make_parent_private(rootfs: &Path) {
     }
 }
 
+/// Copies a directory tree (files, directories, symlinks, device nodes skipped) keeping
+/// modes and owners; for tmpcopyup, where the tree is an image's small /tmp or /run.
+fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let md = fs::symlink_metadata(from)?;
+    fs::set_permissions(to, fs::Permissions::from_mode(md.mode() & 0o7777))?;
+    let _ = std::os::unix::fs::lchown(to, Some(md.uid()), Some(md.gid()));
+    for entry in fs::read_dir(from)? {
+        let entry = entry?;
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let md = fs::symlink_metadata(&src)?;
+        let ft = md.file_type();
+        if ft.is_dir() {
+            fs::create_dir(&dst)?;
+            copy_tree(&src, &dst)?;
+        } else if ft.is_symlink() {
+            symlink(fs::read_link(&src)?, &dst)?;
+        } else if ft.is_file() {
+            fs::copy(&src, &dst)?;
+        } else {
+            continue;
+        }
+        let _ = std::os::unix::fs::lchown(&dst, Some(md.uid()), Some(md.gid()));
+    }
+    Ok(())
+}
+
 fn unescape_mountinfo(field: &str) -> PathBuf {
     let bytes = field.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -382,9 +412,30 @@ fn mount_one(cfg: &RootfsConfig<'_>, m: &Mount) -> Result<(), MountError> {
     } else {
         make_mount_point(&target, true)?;
         let data = opts.data.join(",");
+        // With tmpcopyup, keep hold of the directory the tmpfs will cover: its descriptor
+        // still reaches the covered contents once the tmpfs is on top.
+        let covered = if opts.tmpcopyup && typ == "tmpfs" {
+            Some(
+                fs::File::open(&target)
+                    .map_err(|source| MountError::MountPoint { path: target.clone(), source })?,
+            )
+        } else {
+            None
+        };
         let res = sys::mount(Some(&source), &target, Some(&typ), opts.flags, Some(&data));
         match res {
-            Ok(()) => {}
+            Ok(()) => {
+                if let Some(dir) = covered {
+                    use std::os::fd::AsRawFd;
+                    let from = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+                    copy_tree(&from, &target).map_err(|source| MountError::Mount {
+                        typ: "tmpfs (tmpcopyup)".into(),
+                        source_path: from.clone(),
+                        destination: destination.clone(),
+                        source,
+                    })?;
+                }
+            }
             // In a user namespace sysfs needs a network namespace it owns and mqueue an ipc
             // namespace it owns: fall back to binding the host's, as runc does.
             Err(e)

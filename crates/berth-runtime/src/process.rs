@@ -21,9 +21,13 @@ use crate::sys;
 /// What went wrong while preparing the process; each variant is a step.
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
-    #[error("setting rlimit {name}: {source}")]
+    #[error("setting rlimit {name} to {soft}:{hard} (now {cur_soft}:{cur_hard}): {source}")]
     Rlimit {
         name: String,
+        soft: u64,
+        hard: u64,
+        cur_soft: u64,
+        cur_hard: u64,
         #[source]
         source: io::Error,
     },
@@ -186,12 +190,21 @@ pub fn set_rlimits(process: &Process) -> Result<(), ProcessError> {
     for rl in process.rlimits().iter().flatten() {
         let lim = libc::rlimit { rlim_cur: rl.soft(), rlim_max: rl.hard() };
         // SAFETY: lim is a valid rlimit that outlives the call.
-        sys::cvt(unsafe { libc::setrlimit(rlimit_resource(rl.typ()), &lim) }).map_err(
-            |source| ProcessError::Rlimit {
-                name: format!("{:?}", rl.typ()).to_uppercase(),
+        let res = rlimit_resource(rl.typ());
+        // SAFETY: lim is a valid rlimit that outlives the call.
+        if let Err(source) = sys::cvt(unsafe { libc::setrlimit(res, &lim) }) {
+            let mut cur = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+            // SAFETY: cur is a valid place for the kernel's answer.
+            unsafe { libc::getrlimit(res, &mut cur) };
+            return Err(ProcessError::Rlimit {
+                name: rl.typ().to_string(),
+                soft: rl.soft(),
+                hard: rl.hard(),
+                cur_soft: cur.rlim_cur,
+                cur_hard: cur.rlim_max,
                 source,
-            },
-        )?;
+            });
+        }
     }
     Ok(())
 }
