@@ -523,6 +523,126 @@ mod connect {
         });
     }
 
+    /// Asks the DNS server at `server` for the A record of `name`, from inside `from`'s
+    /// namespace; returns the addresses answered.
+    fn resolve_a(from: &Container, server: &str, name: &str) -> Vec<std::net::Ipv4Addr> {
+        let fd = from.netns().open().unwrap();
+        let server: std::net::SocketAddr = server.parse().unwrap();
+        let name = name.to_owned();
+        std::thread::spawn(move || {
+            use std::os::fd::AsRawFd as _;
+            // SAFETY: setns(2) on this new thread only, with a descriptor held open.
+            assert_eq!(unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+            // Header: id, flags (recursion desired), one question; then QNAME, A, IN.
+            let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+            for label in name.split('.') {
+                q.push(label.len() as u8);
+                q.extend_from_slice(label.as_bytes());
+            }
+            q.extend_from_slice(&[0, 0, 1, 0, 1]);
+            let sock = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+            sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            sock.send_to(&q, server).unwrap();
+            let mut buf = [0u8; 512];
+            let n = sock.recv(&mut buf).unwrap();
+            let answers = u16::from_be_bytes([buf[6], buf[7]]);
+            // Each answer here is a compressed name pointer (2), type, class, ttl, length (10)
+            // and 4 bytes of address, after the echoed question.
+            let mut at = q.len();
+            let mut out = Vec::new();
+            for _ in 0..answers {
+                let rtype = u16::from_be_bytes([buf[at + 2], buf[at + 3]]);
+                let len = u16::from_be_bytes([buf[at + 10], buf[at + 11]]) as usize;
+                if rtype == 1 && len == 4 && at + 16 <= n {
+                    out.push(std::net::Ipv4Addr::new(
+                        buf[at + 12],
+                        buf[at + 13],
+                        buf[at + 14],
+                        buf[at + 15],
+                    ));
+                }
+                at += 12 + len;
+            }
+            out
+        })
+        .join()
+        .unwrap()
+    }
+
+    #[test]
+    fn containers_resolve_each_other_by_name_and_alias_through_aardvark_dns() {
+        in_own_netns(|| {
+            use berth_engine::network::dns::{self, DnsEntry};
+            let net = network("named", "10.250.13.0/24", "btest13");
+            let mut store = MemoryStore::default();
+            let a = Container::start(&["sleep", "600"]);
+            let b = Container::start(&["sleep", "600"]);
+            let at_a = rootful::connect(&request(&net, "ctr-a", &a, &[]), &mut store).unwrap();
+            let at_b = rootful::connect(&request(&net, "ctr-b", &b, &[]), &mut store).unwrap();
+
+            let dir = tempfile::tempdir().unwrap();
+            let conf = dir.path().join("aardvark-dns");
+            let entries = [
+                DnsEntry {
+                    container_id: "ctr-a".into(),
+                    addresses: at_a.addresses.clone(),
+                    names: vec!["ay".into()],
+                },
+                DnsEntry {
+                    container_id: "ctr-b".into(),
+                    addresses: at_b.addresses.clone(),
+                    names: vec!["bee".into(), "bee-alias".into()],
+                },
+            ];
+            let text = dns::network_config(&net, &entries).unwrap();
+            dns::update(&conf, "named", Some(&text), 53).unwrap();
+            let pid: u32 =
+                std::fs::read_to_string(conf.join("aardvark.pid")).unwrap().trim().parse().unwrap();
+
+            assert_eq!(
+                resolve_a(&a, "10.250.13.1:53", "bee"),
+                [std::net::Ipv4Addr::new(10, 250, 13, 3)]
+            );
+            assert_eq!(
+                resolve_a(&a, "10.250.13.1:53", "bee-alias"),
+                [std::net::Ipv4Addr::new(10, 250, 13, 3)]
+            );
+            assert_eq!(
+                resolve_a(&b, "10.250.13.1:53", "ay"),
+                [std::net::Ipv4Addr::new(10, 250, 13, 2)]
+            );
+
+            // A container joins later: a rewrite and SIGHUP, same server.
+            let c = Container::start(&["sleep", "600"]);
+            let at_c = rootful::connect(&request(&net, "ctr-c", &c, &[]), &mut store).unwrap();
+            let mut more = entries.to_vec();
+            more.push(DnsEntry {
+                container_id: "ctr-c".into(),
+                addresses: at_c.addresses.clone(),
+                names: vec!["sea".into()],
+            });
+            dns::update(&conf, "named", Some(&dns::network_config(&net, &more).unwrap()), 53)
+                .unwrap();
+            let again: u32 =
+                std::fs::read_to_string(conf.join("aardvark.pid")).unwrap().trim().parse().unwrap();
+            assert_eq!(again, pid);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while resolve_a(&a, "10.250.13.1:53", "sea").is_empty() {
+                assert!(Instant::now() < deadline, "the reload never took effect");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+
+            // The last network going stops the server.
+            dns::update(&conf, "named", None, 53).unwrap();
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            assert!(stat.is_empty() || stat.contains(") Z "), "aardvark-dns still runs");
+            for id in ["ctr-a", "ctr-b", "ctr-c"] {
+                rootful::disconnect(&net, id, &mut store).unwrap();
+            }
+            assert_eq!(links(), ["lo"]);
+        });
+    }
+
     #[test]
     fn a_failed_connect_undoes_everything() {
         in_own_netns(|| {

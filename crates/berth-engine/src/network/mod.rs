@@ -13,6 +13,7 @@
 //! - [`rootful`]: connecting a container to a bridge network and disconnecting it, as one
 //!   operation each that leaves nothing half set up.
 //! - [`rootless`]: pasta (and slirp4netns as the fallback) for rootless containers.
+//! - [`dns`]: names between containers of a network, served by aardvark-dns.
 //! - [`files`]: the container's /etc/hosts and /etc/resolv.conf.
 //!
 //! The rootful plumbing execs iproute2's `ip` and nftables' `nft` rather than speaking netlink
@@ -22,6 +23,7 @@
 //! come in later without changing callers.
 
 pub mod bridge;
+pub mod dns;
 pub mod files;
 pub mod firewall;
 pub mod ipam;

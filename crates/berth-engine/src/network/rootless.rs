@@ -197,14 +197,14 @@ pub fn pasta_args(opts: &PastaOptions, pid_file: &Path) -> Result<Vec<OsString>,
 /// A process berth started that runs on its own (pasta daemonized, slirp4netns), held by a
 /// pidfd so that stopping it can never hit another process that got its pid.
 #[derive(Debug)]
-struct Held {
+pub(super) struct Held {
     program: &'static str,
     pid: u32,
     pidfd: OwnedFd,
 }
 
 impl Held {
-    fn new(program: &'static str, pid: u32) -> Result<Self, RootlessError> {
+    pub(super) fn new(program: &'static str, pid: u32) -> Result<Self, RootlessError> {
         // SAFETY: pidfd_open(2) takes a pid and flags and returns a new descriptor that this
         // function owns alone; no memory is passed.
         let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
@@ -221,7 +221,7 @@ impl Held {
     }
 
     /// Sends `signal` (0 probes); Ok(false) means the process is gone.
-    fn signal(&self, signal: i32) -> Result<bool, RootlessError> {
+    pub(super) fn signal(&self, signal: i32) -> Result<bool, RootlessError> {
         // SAFETY: pidfd_send_signal(2) with a pidfd this value owns, a null siginfo (the
         // kernel fills it in as for kill(2)) and no flags.
         let rc = unsafe {
@@ -253,7 +253,7 @@ impl Held {
     }
 
     /// SIGTERM, a grace period, then SIGKILL.
-    fn stop(&self) -> Result<(), RootlessError> {
+    pub(super) fn stop(&self) -> Result<(), RootlessError> {
         if !self.signal(libc::SIGTERM)? {
             return Ok(());
         }
@@ -356,7 +356,7 @@ impl Pasta {
 
 /// Whether `pid` has exited and waits to be reaped: the state field of /proc/PID/stat, after
 /// the command name in parentheses (which may itself hold spaces and parentheses).
-fn is_zombie(pid: u32) -> bool {
+pub(super) fn is_zombie(pid: u32) -> bool {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
     state.is_some_and(|s| s.starts_with('Z') || s.starts_with('X'))
@@ -367,7 +367,7 @@ fn is_syslog_noise(line: &str) -> bool {
     line.starts_with("Failed to send") && line.ends_with("syslog")
 }
 
-fn read_pid_file(program: &'static str, path: &Path) -> Result<u32, RootlessError> {
+pub(super) fn read_pid_file(program: &'static str, path: &Path) -> Result<u32, RootlessError> {
     let text = std::fs::read_to_string(path).map_err(|source| RootlessError::PidFile {
         program,
         path: path.to_owned(),
