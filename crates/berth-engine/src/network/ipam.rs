@@ -29,6 +29,10 @@ pub enum IpamError {
     ParseSubnet { text: String, reason: &'static str },
     #[error("invalid network name {name:?}: use letters, digits, '.', '_' and '-', not first")]
     Name { name: String },
+    #[error("interface name {name:?} is not 1 to 15 letters, digits, '.', '-' or '_'")]
+    Interface { name: String },
+    #[error("interface {name} is already the bridge of network {network}")]
+    InterfaceTaken { name: String, network: String },
     #[error("network {name} already exists")]
     Exists { name: String },
     #[error("network {name} not found")]
@@ -435,7 +439,17 @@ pub fn plan_network(
     }
 
     let network_interface = match &opts.interface {
-        Some(name) => name.clone(),
+        Some(name) => {
+            super::bridge::validate_interface_name(name)
+                .map_err(|_| IpamError::Interface { name: name.clone() })?;
+            if let Some(other) = existing.iter().find(|n| &n.network_interface == name) {
+                return Err(IpamError::InterfaceTaken {
+                    name: name.clone(),
+                    network: other.name.clone(),
+                });
+            }
+            name.clone()
+        }
         None if opts.name == DEFAULT_NETWORK => DEFAULT_INTERFACE.to_owned(),
         None => {
             let used: BTreeSet<&str> =
@@ -883,6 +897,13 @@ mod tests {
             })
             .unwrap_err(),
             "network option \"mtu\" is not supported yet"
+        );
+        assert!(with(&|o| o.interface = Some("a bridge".into()))
+            .unwrap_err()
+            .contains("interface name"));
+        assert_eq!(
+            with(&|o| o.interface = Some("berth0".into())).unwrap_err(),
+            "interface berth0 is already the bridge of network berth"
         );
         let dual = with(&|o| o.subnets = vec![net("10.250.0.0/24"), net("fd00:250::/64")]).unwrap();
         assert!(dual.ipv6_enabled);
