@@ -570,7 +570,8 @@ pub enum Reserve {
 }
 
 /// Where allocated addresses are kept. The engine implements it over its state database;
-/// [`MemoryStore`] is the implementation for tests.
+/// [`MemoryStore`] is the implementation for tests. [`check_store_conformance`] checks an
+/// implementation against the list below.
 ///
 /// What an implementation owes:
 /// - [`reserve`](Self::reserve) is atomic per (network, address): of two concurrent
@@ -767,6 +768,36 @@ impl<'s> Allocator<'s> {
     }
 }
 
+/// The behaviour every [`IpamStore`] owes, as one check the engine's SQLite store can run in
+/// its own tests (as [`MemoryStore`] does here): it panics, naming the broken
+/// promise, if `store` breaks one. `store` must start empty.
+pub fn check_store_conformance(store: &mut dyn IpamStore) {
+    let a: IpAddr = "10.250.0.2".parse().expect("literal");
+    let b: IpAddr = "10.250.0.3".parse().expect("literal");
+    let ok = |r: Result<Reserve, Box<dyn std::error::Error + Send + Sync>>| {
+        r.unwrap_or_else(|e| panic!("the store failed: {e}"))
+    };
+
+    assert!(store.allocated("n").expect("allocated").is_empty(), "a new store is empty");
+    assert_eq!(ok(store.reserve("n", a, "c1")), Reserve::Reserved, "a free address is reserved");
+    assert_eq!(ok(store.reserve("n", a, "c2")), Reserve::Taken, "a held address is taken");
+    assert_eq!(ok(store.reserve("n", a, "c1")), Reserve::Reserved, "the holder may reserve again");
+    assert_eq!(ok(store.reserve("m", a, "c2")), Reserve::Reserved, "networks are separate");
+    assert_eq!(ok(store.reserve("n", b, "c1")), Reserve::Reserved, "a container may hold several");
+
+    let held = store.allocated("n").expect("allocated");
+    assert_eq!(held.len(), 2, "allocated lists every address of the network");
+    assert_eq!(held.get(&a).map(String::as_str), Some("c1"), "allocated names the holder");
+
+    let mut gone = store.release("n", "c1").expect("release");
+    gone.sort();
+    assert_eq!(gone, vec![a, b], "release returns every address of the container");
+    assert!(store.release("n", "c1").expect("release").is_empty(), "release is idempotent");
+    assert!(store.release("x", "nobody").expect("release").is_empty(), "unknown is no error");
+    assert_eq!(ok(store.reserve("n", a, "c2")), Reserve::Reserved, "released addresses are free");
+    assert_eq!(store.allocated("m").expect("allocated").len(), 1, "release kept other networks");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -942,6 +973,11 @@ mod tests {
             dns_enabled: true,
             labels: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn the_memory_store_conforms() {
+        check_store_conformance(&mut MemoryStore::default());
     }
 
     #[test]
