@@ -25,7 +25,7 @@ impl Podman {
         let p = Podman { dir };
         let rootfs = p.dir.path().join("rootfs");
         berth_testkit::busybox::rootfs(&rootfs).unwrap();
-        let tar = Command::new("tar")
+        let mut tar = Command::new("tar")
             .arg("-C")
             .arg(&rootfs)
             .args(["-c", "."])
@@ -35,9 +35,10 @@ impl Podman {
         let out = p
             .cmd()
             .args(["import", "-", "localhost/bb:test"])
-            .stdin(tar.stdout.unwrap())
+            .stdin(tar.stdout.take().unwrap())
             .output()
             .unwrap();
+        assert!(tar.wait().unwrap().success());
         assert!(out.status.success(), "import: {}", common::stderr(&out));
         Some(p)
     }

@@ -460,10 +460,12 @@ fn console_socket_gets_the_pty_master() {
     assert!(text.contains("30 100"), "{text:?}");
 }
 
+type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+
 // Bad configs fail at create with one line naming the field, and leave nothing behind.
 #[test]
 fn bad_configs_fail_at_create_and_leave_nothing() {
-    let cases: Vec<(Box<dyn Fn(&mut serde_json::Value)>, &str)> = vec![
+    let cases: Vec<(Edit, &str)> = vec![
         (
             Box::new(|c| {
                 c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "bogus"}))

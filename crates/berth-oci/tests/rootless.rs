@@ -60,7 +60,7 @@ fn rootless_lifecycle_and_exec() {
     assert_eq!(b.state("rl")["status"], "running");
     let out = b.oci(&["exec", "rl", "sh", "-c", "id -u; cat /proc/1/cmdline"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out), "0\nsleep\0100\0");
+    assert_eq!(stdout(&out), "0\nsleep\x00100\x00");
     assert!(b.oci(&["kill", "rl", "KILL"]).status.success());
     b.wait_status("rl", "stopped");
     assert!(b.oci(&["delete", "rl"]).status.success());

@@ -298,7 +298,7 @@ pub fn setup_rootfs(cfg: &RootfsConfig<'_>) -> Result<(), MountError> {
     let flags = cfg.propagation.and_then(propagation_flag).unwrap_or(libc::MS_SLAVE | libc::MS_REC)
         | libc::MS_REC;
     sys::mount(None, Path::new("/"), None, flags, None)
-        .map_err(|source| MountError::PrepareRoot { flags: flags as u64, source })?;
+        .map_err(|source| MountError::PrepareRoot { flags, source })?;
     make_parent_private(cfg.rootfs);
 
     // The root must be a mount point of its own for pivot_root.
