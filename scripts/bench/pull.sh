@@ -24,10 +24,15 @@ layout=$("$fixture" debian-layout "$random_mib")
 work=$(mktemp -d /var/tmp/berth-bench-pull.XXXXXX)
 registry_pid=
 cleanup() {
-  [ -n "$registry_pid" ] && kill "$registry_pid" 2>/dev/null && wait "$registry_pid" 2>/dev/null
+  local status=$?
+  if [ -n "$registry_pid" ]; then
+    kill "$registry_pid" 2>/dev/null || true
+    wait "$registry_pid" 2>/dev/null || true
+  fi
   podman --root "$work/podman-root" --runroot "$work/podman-run" --storage-driver overlay \
     system reset --force >/dev/null 2>&1 || true
   rm -rf "$work"
+  exit "$status"
 }
 trap cleanup EXIT
 
