@@ -720,3 +720,17 @@ fn tmpfs_tmpcopyup_keeps_the_covered_files() {
     let out = b.sh("cat /seed/sub/file; grep -c ' /seed tmpfs ' /proc/self/mounts");
     assert_eq!(out, "seeded\n1\n");
 }
+
+// The spec: deleting a container that is not stopped is an error, a created one included;
+// --force kills it and deletes.
+#[test]
+fn delete_of_a_created_container_needs_force() {
+    let b = Bundle::new(&["true"]);
+    b.create("cr");
+    let out = b.oci(&["delete", "cr"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not stopped: created"), "{}", stderr(&out));
+    assert_eq!(b.state("cr")["status"], "created");
+    assert!(b.oci(&["delete", "--force", "cr"]).status.success());
+    assert!(!b.oci(&["state", "cr"]).status.success());
+}

@@ -249,7 +249,7 @@ pub fn launch(root: &StateRoot, opts: &CreateOptions, mode: Mode) -> Result<Cont
                     let _ = chan.send(&Msg::Error(e.to_string()));
                     return Err(e.into());
                 }
-                chan.send(&Msg::Ack).map_err(CreateError::Channel)?;
+                ack(&chan)?;
             }
             Msg::Pid(pid) => {
                 init_pid = pid;
@@ -264,7 +264,7 @@ pub fn launch(root: &StateRoot, opts: &CreateOptions, mode: Mode) -> Result<Cont
                 if let Some(cg) = &undo.cgroup {
                     cg.add_pid(pid).map_err(CreateError::from)?;
                 }
-                chan.send(&Msg::Ack).map_err(CreateError::Channel)?;
+                ack(&chan)?;
                 if pid != stage1 {
                     // The first stage exits once it has forked the init.
                     let _ = sys::waitpid(stage1);
@@ -273,7 +273,8 @@ pub fn launch(root: &StateRoot, opts: &CreateOptions, mode: Mode) -> Result<Cont
             }
             Msg::Hooks => {
                 container.record = record.clone();
-                let state = container.hook_state(Status::Creating);
+                // The spec's state for these hooks says "created" (runtime-tools checks it).
+                let state = container.hook_state(Status::Created);
                 let hooks = spec.hooks().clone().unwrap_or_default();
                 let res =
                     hooks::run("prestart", hooks.prestart().as_deref().unwrap_or(&[]), &state)
@@ -285,7 +286,7 @@ pub fn launch(root: &StateRoot, opts: &CreateOptions, mode: Mode) -> Result<Cont
                     let _ = chan.send(&Msg::Error(e.to_string()));
                     return Err(e.into());
                 }
-                chan.send(&Msg::Ack).map_err(CreateError::Channel)?;
+                ack(&chan)?;
             }
             Msg::Ready => break,
             Msg::Error(e) => return Err(CreateError::Init(e).into()),
@@ -303,7 +304,7 @@ pub fn launch(root: &StateRoot, opts: &CreateOptions, mode: Mode) -> Result<Cont
     }
 
     if mode == Mode::Run {
-        chan.send(&Msg::Ack).map_err(CreateError::Channel)?;
+        ack(&chan)?;
         // End of file means the exec happened (the init's end is close-on-exec).
         match chan.recv().map_err(CreateError::Channel)? {
             None => {}
@@ -369,7 +370,12 @@ fn with_default_devices(
     }
     rules.push(rule(LinuxDeviceType::C, Some(136), None, "rwm"));
     for d in devices {
-        let typ = if d.typ() == LinuxDeviceType::U { LinuxDeviceType::C } else { d.typ() };
+        // A fifo is no device to the cgroup.
+        let typ = match d.typ() {
+            LinuxDeviceType::C | LinuxDeviceType::U => LinuxDeviceType::C,
+            LinuxDeviceType::B => LinuxDeviceType::B,
+            _ => continue,
+        };
         rules.push(rule(typ, Some(d.major()), Some(d.minor()), "rwm"));
     }
     out.set_devices(Some(rules));
@@ -381,6 +387,22 @@ fn describe_status(status: i32) -> String {
         format!("killed by signal {}", libc::WTERMSIG(status))
     } else {
         format!("exit status {}", libc::WEXITSTATUS(status))
+    }
+}
+
+/// Tells the init to go on. If it is gone, its last words are still queued on the channel:
+/// report those rather than the broken pipe.
+fn ack(chan: &Channel) -> Result<(), CreateError> {
+    match chan.send(&Msg::Ack) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            while let Ok(Some(msg)) = chan.recv() {
+                if let Msg::Error(text) = msg {
+                    return Err(CreateError::Init(text));
+                }
+            }
+            Err(CreateError::Channel(e))
+        }
     }
 }
 

@@ -15,13 +15,14 @@ pub enum DeleteError {
     StillAlive { id: String },
 }
 
-/// Deletes container `id`. A created container is deleted without `force`, as runc does.
+/// Deletes container `id`; one that is not stopped (created, running, paused) only with
+/// `force`.
 pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<(), Error> {
     let c = root.load(id)?;
     let status = c.status();
     match status {
         Status::Stopped | Status::Creating => {}
-        Status::Created => kill_all(&c)?,
+        // The spec: deleting a container that is not stopped is an error, created included.
         _ if force => kill_all(&c)?,
         _ => return Err(DeleteError::NotStopped { id: id.to_owned(), status }.into()),
     }
