@@ -153,3 +153,100 @@ fn shell_words(c: &Command) -> String {
         .collect::<Vec<_>>()
         .join(" ")
 }
+
+/// A containerd of the test's own: throwaway root, state and socket; stopped on drop.
+struct Containerd {
+    dir: tempfile::TempDir,
+    child: std::process::Child,
+}
+
+impl Containerd {
+    fn start() -> Option<Containerd> {
+        if !Path::new("/usr/bin/containerd").exists() || !Path::new("/usr/bin/ctr").exists() {
+            eprintln!("containerd not installed: skipping");
+            return None;
+        }
+        let dir = tempfile::Builder::new().prefix("berth-ctrd").tempdir_in("/var/tmp").unwrap();
+        let d = dir.path();
+        let config = format!("version = 2\n[grpc]\n  address = \"{}/sock\"\n", d.display());
+        std::fs::write(d.join("config.toml"), config).unwrap();
+        let log = std::fs::File::create(d.join("log")).unwrap();
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(d.join("config.toml"))
+            .arg("--root")
+            .arg(d.join("root"))
+            .arg("--state")
+            .arg(d.join("state"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let c = Containerd { dir, child };
+        for _ in 0..100 {
+            if c.ctr(&["version"]).status.success() {
+                return Some(c);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!(
+            "containerd did not come up: {}",
+            std::fs::read_to_string(c.dir.path().join("log")).unwrap()
+        );
+    }
+
+    fn ctr(&self, args: &[&str]) -> Output {
+        Command::new("ctr")
+            .arg("--address")
+            .arg(self.dir.path().join("sock"))
+            .args(["--namespace", "berth-test"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = Command::new("umount").arg("-R").arg(self.dir.path().join("root")).output();
+    }
+}
+
+// containerd's runc shim drives berth-oci with `ctr run --runc-binary`.
+#[test]
+fn containerd_runs_a_container_with_berth_oci() {
+    let Some(p) = Podman::new() else { return };
+    let Some(c) = Containerd::start() else { return };
+    let archive = c.dir.path().join("bb.tar");
+    let out = p.run(&[
+        "save",
+        "--format",
+        "oci-archive",
+        "-o",
+        archive.to_str().unwrap(),
+        "localhost/bb:test",
+    ]);
+    assert!(out.status.success(), "save: {}", common::stderr(&out));
+    let out = c.ctr(&["images", "import", archive.to_str().unwrap()]);
+    assert!(out.status.success(), "import: {}", common::stderr(&out));
+    let out = c.ctr(&[
+        "run",
+        "--rm",
+        "--runc-binary",
+        common::BIN,
+        "localhost/bb:test",
+        "c1",
+        "sh",
+        "-c",
+        "echo hello from containerd; cat /proc/1/cmdline; echo",
+    ]);
+    assert!(out.status.success(), "ctr run: {}", common::stderr(&out));
+    assert!(
+        common::stdout(&out).starts_with("hello from containerd\nsh\x00-c\x00echo hello"),
+        "{:?}",
+        common::stdout(&out)
+    );
+}
