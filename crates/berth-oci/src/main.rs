@@ -115,7 +115,7 @@ fn state_root(cli: &Cli) -> StateRoot {
 
 fn rootless(cli: &Cli) -> Result<bool> {
     Ok(match cli.rootless.as_deref() {
-        None | Some("auto") => berth_runtime::sys::geteuid() != 0,
+        None | Some("auto") => berth_runtime::sys::is_rootless(),
         Some("true") => true,
         Some("false") => false,
         Some(other) => bail!("--rootless: {other:?} is not auto, true or false"),

@@ -8,6 +8,10 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+/// Podman instances share one lock segment in /dev/shm whatever their --root: the tests that
+/// run podman take turns.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Podman asks for more open files and processes than this host's hard limits allow.
 const ULIMITS: [&str; 4] = ["--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096"];
 
@@ -75,6 +79,7 @@ impl Drop for Podman {
 // run --rm, --read-only, run -d then exec, logs, kill and stop, and run -it through a pty.
 #[test]
 fn podman_runs_containers_with_berth_oci() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let Some(p) = Podman::new() else { return };
     let mut args = vec!["run", "--rm"];
     args.extend(ULIMITS);
@@ -119,8 +124,8 @@ fn podman_runs_containers_with_berth_oci() {
     assert_eq!(common::stdout(&out), "started\n");
     let out = p.run(&["stop", "-t", "5", "bg"]);
     assert!(out.status.success(), "stop: {}", common::stderr(&out));
-    let out = p.run(&["inspect", "--format", "{{.State.ExitCode}}", "bg"]);
-    assert_eq!(common::stdout(&out).trim(), "3");
+    let out = p.run(&["wait", "bg"]);
+    assert_eq!(common::stdout(&out).trim(), "3", "{}", common::stderr(&out));
 
     let mut args = vec!["run", "-d", "--name", "victim"];
     args.extend(ULIMITS);
@@ -218,6 +223,7 @@ impl Drop for Containerd {
 // containerd's runc shim drives berth-oci with `ctr run --runc-binary`.
 #[test]
 fn containerd_runs_a_container_with_berth_oci() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let Some(p) = Podman::new() else { return };
     let Some(c) = Containerd::start() else { return };
     let archive = c.dir.path().join("bb.tar");
@@ -249,4 +255,74 @@ fn containerd_runs_a_container_with_berth_oci() {
         "{:?}",
         common::stdout(&out)
     );
+}
+
+// Rootless podman (the unprivileged test user) runs berth-oci inside its own user namespace:
+// berth-oci must see that it is rootless there (state under $XDG_RUNTIME_DIR, devices bound
+// instead of made).
+#[test]
+fn rootless_podman_runs_containers_with_berth_oci() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !Path::new("/usr/bin/podman").exists() {
+        return;
+    }
+    let user = berth_testkit::user::TestUser::get();
+    let dir = tempfile::Builder::new().prefix("berth-podman-rl").tempdir_in("/var/tmp").unwrap();
+    let d = dir.path();
+    berth_testkit::busybox::rootfs(&d.join("rootfs")).unwrap();
+    let tar = Command::new("tar")
+        .arg("-C")
+        .arg(d.join("rootfs"))
+        .arg("-cf")
+        .arg(d.join("bb.tar"))
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    assert!(Command::new("chown")
+        .args(["-R", &format!("{}:{}", user.uid(), user.gid())])
+        .arg(d)
+        .status()
+        .unwrap()
+        .success());
+    let bin = common::staged_bin();
+    let podman = |args: &[&str]| {
+        user.command("podman")
+            .arg("--root")
+            .arg(d.join("store"))
+            .arg("--runroot")
+            .arg(d.join("run"))
+            .args(["--cgroup-manager", "cgroupfs", "--events-backend", "none", "--runtime"])
+            .arg(&bin)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = podman(&["import", d.join("bb.tar").to_str().unwrap(), "localhost/bb:test"]);
+    assert!(out.status.success(), "import: {}", common::stderr(&out));
+    let out = podman(&[
+        "run",
+        "--rm",
+        "--ulimit",
+        "nofile=1024:1024",
+        "--ulimit",
+        "nproc=1024:1024",
+        "localhost/bb:test",
+        "sh",
+        "-c",
+        "echo hello rootless; id -u; ls /dev/null",
+    ]);
+    assert!(out.status.success(), "run: {}", common::stderr(&out));
+    assert_eq!(common::stdout(&out), "hello rootless\n0\n/dev/null\n");
+    let _ = podman(&["rm", "-af"]);
+    let _ = user
+        .command("podman")
+        .arg("--root")
+        .arg(d.join("store"))
+        .arg("--runroot")
+        .arg(d.join("run"))
+        .args(["unshare", "rm", "-rf"])
+        .arg(d.join("store"))
+        .output();
 }

@@ -168,7 +168,7 @@ pub fn launch(root: &StateRoot, opts: &CreateOptions, mode: Mode) -> Result<Cont
         owner: state::owner_name(),
         annotations: spec.annotations().clone().unwrap_or_default(),
         paused: false,
-        rootless: opts.rootless || sys::geteuid() != 0,
+        rootless: opts.rootless || sys::is_rootless(),
         cgroup: None,
         cgroups_path: None,
         own_cgroup: String::new(),

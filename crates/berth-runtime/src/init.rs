@@ -97,7 +97,7 @@ fn stage1(args: InitArgs<'_>) -> Result<Never, String> {
         sys::setns(file.as_raw_fd(), *flag)
             .map_err(|e| format!("joining the {} namespace: {e}", crate::spec::ns_name(*typ)))?;
     }
-    let in_userns = args.plan.new_user || join_user.is_some();
+    let in_userns = args.plan.new_user || join_user.is_some() || sys::in_user_namespace();
     if args.plan.new_user {
         sys::unshare(libc::CLONE_NEWUSER).map_err(|e| format!("making a user namespace: {e}"))?;
         args.chan.send(&Msg::MapIds).map_err(|e| e.to_string())?;

@@ -150,9 +150,10 @@ pub struct StateDoc {
 /// The OCI runtime spec version berth implements.
 pub const OCI_VERSION: &str = "1.2.0";
 
-/// The default state root: /run/berth-oci for root, $XDG_RUNTIME_DIR/berth-oci otherwise.
+/// The default state root: /run/berth-oci for root, $XDG_RUNTIME_DIR/berth-oci when rootless
+/// (also as root inside an unprivileged user's namespace, as under rootless Podman).
 pub fn default_root() -> PathBuf {
-    if sys::geteuid() != 0 {
+    if sys::is_rootless() {
         if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
             return PathBuf::from(dir).join("berth-oci");
         }

@@ -329,3 +329,17 @@ pub fn proc_stat(pid: i32) -> Option<(u64, bool)> {
     let start = fields.get(19)?.parse().ok()?;
     Some((start, *state == "Z" || *state == "X"))
 }
+
+/// Whether the calling process runs in a user namespace other than the initial one (its
+/// uid_map is not the identity map of all ids), as under rootless Podman.
+pub fn in_user_namespace() -> bool {
+    let map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
+    let fields: Vec<&str> = map.split_whitespace().collect();
+    fields != ["0", "0", "4294967295"]
+}
+
+/// Whether this process is rootless in runc's sense: not root, or root only inside a user
+/// namespace set up for an unprivileged user (rootless Podman runs its runtime like that).
+pub fn is_rootless() -> bool {
+    geteuid() != 0 || (in_user_namespace() && std::env::var("USER").map_or(true, |u| u != "root"))
+}
