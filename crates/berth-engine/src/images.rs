@@ -444,6 +444,8 @@ impl Images {
             ImageError::Config { digest: manifest.config.digest.clone(), source }
         })?;
         self.unpack_layers(&manifest, &config)?;
+        // The blobs' renames are durable before the index names them.
+        self.blobs.sync()?;
         let id = manifest.config.digest.clone();
         let record = self.index.update(|index| {
             for other in index.images.iter_mut().filter(|r| r.id != id) {

@@ -205,6 +205,15 @@ impl BlobStore {
         ))
     }
 
+    /// Makes the renames of committed blobs durable: fsyncs the blob directories. Call it
+    /// before recording anything that refers to new blobs.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        let dir = self.root.join("blobs/sha256");
+        File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|source| StoreError::Write { path: dir, source })
+    }
+
     /// Removes a blob; a missing one is not an error.
     pub fn remove(&self, digest: &Digest) -> Result<(), StoreError> {
         match fs::remove_file(self.path(digest)) {
@@ -309,12 +318,9 @@ impl BlobWriter {
                 drop(file);
             }
         }
-        if let Some(parent) = target.parent() {
-            // The rename is durable only once the directory is synced.
-            if let Ok(dir) = File::open(parent) {
-                let _ = dir.sync_all();
-            }
-        }
+        // The rename becomes durable when the directory is synced: once per batch, by
+        // [`BlobStore::sync`] before anything refers to the blob (each fsync can cost a
+        // journal commit on a busy file system).
         debug!(digest = %actual, "stored blob");
         Ok(actual)
     }

@@ -58,7 +58,7 @@ pub fn start(
 ) -> BlobReader {
     // Deep enough (a few MiB of chunks) that a descheduled unpacker does not stall the
     // connection on a busy machine.
-    let (tx, rx) = mpsc::channel(128);
+    let (tx, rx) = mpsc::channel(512);
     let task = runtime.spawn(async move {
         let mut position = offset;
         let mut attempt = 0;
