@@ -734,3 +734,50 @@ fn delete_of_a_created_container_needs_force() {
     assert!(b.oci(&["delete", "--force", "cr"]).status.success());
     assert!(!b.oci(&["state", "cr"]).status.success());
 }
+
+// --debug with --log: the runtime's debug lines go to the log file (text by default, one
+// JSON object a line with --log-format json), and none to stderr.
+#[test]
+fn debug_log_goes_to_the_log_file() {
+    let b = Bundle::new(&["true"]);
+    b.write();
+    let bundle = b.dir.to_str().unwrap().to_owned();
+    for format in ["text", "json"] {
+        let log = b.tmp.path().join(format!("debug.{format}"));
+        let id = format!("dbg-{format}");
+        let out = b.oci(&[
+            "--debug",
+            "--log",
+            log.to_str().unwrap(),
+            "--log-format",
+            format,
+            "run",
+            "--bundle",
+            &bundle,
+            &id,
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(stderr(&out), "");
+        let text = fs::read_to_string(&log).unwrap();
+        let line = text.lines().find(|l| l.contains("forking the init")).expect("debug line");
+        if format == "json" {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(v["level"], "debug");
+        } else {
+            assert!(line.contains("DEBUG"), "{line}");
+        }
+    }
+}
+
+// ps: the default table is ps(1)'s, filtered to the container's processes.
+#[test]
+fn ps_table_lists_the_container_processes() {
+    let b = Bundle::new(&["sleep", "77"]);
+    b.create("pst");
+    assert!(b.oci(&["start", "pst"]).status.success());
+    let out = stdout(&b.oci(&["ps", "pst"]));
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].contains("PID"), "{out}");
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(lines[1].contains("sleep 77"), "{out}");
+}

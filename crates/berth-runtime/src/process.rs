@@ -5,7 +5,7 @@
 //! still held; PR_SET_KEEPCAPS keeps the permitted set across setuid; after the switch the
 //! effective, permitted and inheritable sets are set exactly and the ambient ones raised. The
 //! working directory is entered after the switch, so it is checked with the user's rights,
-//! and after every stray descriptor is closed, so it cannot be reached through one
+//! and is verified to lie inside the root; every stray descriptor is close-on-exec by then
 //! (CVE-2024-21626).
 
 use std::collections::HashMap;
@@ -297,21 +297,20 @@ fn empty_caps() -> LinuxCapabilities {
     c
 }
 
-/// Closes every descriptor except stdio, the first `preserve` after it, and `keep`.
-pub fn close_fds(preserve: u32, keep: &[i32]) -> Result<(), ProcessError> {
+/// Makes sure no descriptor but stdio and the first `preserve` after it survives the exec;
+/// `keep` (the runtime's channel) is close-on-exec already.
+pub fn close_fds(preserve: u32, _keep: &[i32]) -> Result<(), ProcessError> {
     // The preserved ones must survive the exec.
     for fd in 3..3 + preserve as i32 {
         // SAFETY: F_SETFD on a descriptor number only changes its flags, or fails with EBADF.
         unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
     }
-    let mut next = 3 + preserve;
-    let mut keep: Vec<u32> = keep.iter().map(|k| *k as u32).filter(|k| *k >= next).collect();
-    keep.sort_unstable();
-    for k in keep {
-        sys::close_range(next, k - 1).map_err(|source| ProcessError::CloseFds { source })?;
-        next = k + 1;
-    }
-    sys::close_range(next, u32::MAX).map_err(|source| ProcessError::CloseFds { source })
+    // Everything else goes at the exec, as in runc's fix for CVE-2024-21626: until then the
+    // process is non-dumpable, so nothing in the container can reach a descriptor through
+    // /proc, and the working directory is checked to lie inside the root after it is entered
+    // (`enter_cwd`), so a leaked directory descriptor cannot serve as the cwd. Marking rather
+    // than closing keeps the runtime's own log usable up to the exec.
+    sys::cloexec_range(3 + preserve, u32::MAX).map_err(|source| ProcessError::CloseFds { source })
 }
 
 /// Enters the working directory and checks that it lies inside the root: getcwd(2) reports

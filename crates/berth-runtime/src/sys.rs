@@ -224,13 +224,15 @@ pub(crate) fn dup_above(fd: RawFd, min: RawFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
-/// Closes every descriptor in `first..=last` (close_range(2)).
-pub(crate) fn close_range(first: u32, last: u32) -> io::Result<()> {
+/// Marks every descriptor in `first..=last` close-on-exec (close_range(2) with
+/// CLOSE_RANGE_CLOEXEC).
+pub(crate) fn cloexec_range(first: u32, last: u32) -> io::Result<()> {
+    const CLOSE_RANGE_CLOEXEC: u32 = 1 << 2;
     if first > last {
         return Ok(());
     }
-    // SAFETY: close_range takes only integers; the caller owns the descriptors it closes.
-    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) };
+    // SAFETY: close_range takes only integers and here only changes descriptor flags.
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, last, CLOSE_RANGE_CLOEXEC) };
     cvt(ret as libc::c_int).map(drop)
 }
 
