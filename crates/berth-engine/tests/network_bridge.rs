@@ -541,10 +541,16 @@ mod connect {
             }
             q.extend_from_slice(&[0, 0, 1, 0, 1]);
             let sock = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
-            sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            sock.send_to(&q, server).unwrap();
+            sock.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
             let mut buf = [0u8; 512];
-            let n = sock.recv(&mut buf).unwrap();
+            // As a stub resolver does, ask again when no answer comes: the server may still
+            // be starting or reloading, and UDP gives no other signal.
+            let n = (0..15)
+                .find_map(|_| {
+                    sock.send_to(&q, server).unwrap();
+                    sock.recv(&mut buf).ok()
+                })
+                .expect("no DNS answer within 15 tries");
             let answers = u16::from_be_bytes([buf[6], buf[7]]);
             // Each answer here is a compressed name pointer (2), type, class, ttl, length (10)
             // and 4 bytes of address, after the echoed question.
