@@ -515,6 +515,61 @@ fn bad_configs_fail_at_create_and_leave_nothing() {
     }
 }
 
+// linux.personality LINUX32: uname -m shows the 32-bit machine; LINUX leaves it alone.
+#[test]
+fn personality_domain_is_applied() {
+    let mut b = Bundle::new(&["true"]);
+    let native = b.sh("uname -m");
+    b.config["linux"]["personality"] = json!({"domain": "LINUX32"});
+    let m = b.sh("uname -m");
+    assert!(matches!(m.trim(), "i686" | "armv8l" | "armv7l"), "LINUX32 gave {m:?}");
+    b.config["linux"]["personality"] = json!({"domain": "LINUX"});
+    assert_eq!(b.sh("uname -m"), native);
+}
+
+// process.scheduler: SCHED_BATCH with nice 7 shows in /proc/self/sched and /proc/self/stat.
+#[test]
+fn scheduler_policy_and_nice_are_applied() {
+    let mut b = Bundle::new(&["true"]);
+    b.config["process"]["scheduler"] = json!({"policy": "SCHED_BATCH", "nice": 7});
+    let out = b.sh("grep '^policy' /proc/self/sched; cut -d' ' -f19 /proc/self/stat");
+    let mut lines = out.lines();
+    assert!(lines.next().unwrap().ends_with(" 3"), "{out}");
+    assert_eq!(lines.next(), Some("7"), "{out}");
+    // A real-time policy needs a real-time budget in the container's cpu cgroup.
+    b.config["linux"]["resources"]["cpu"] =
+        json!({"realtimeRuntime": 10000, "realtimePeriod": 1000000});
+    b.config["process"]["scheduler"] = json!({"policy": "SCHED_FIFO", "priority": 10});
+    let out = b.sh("grep -E '^(policy|prio) ' /proc/self/sched");
+    assert!(out.lines().next().unwrap().ends_with(" 1"), "{out}");
+    // The kernel's prio of an rt task is 99 - rt_priority.
+    assert!(out.lines().nth(1).unwrap().ends_with(" 89"), "{out}");
+}
+
+// process.ioPriority: busybox ionice shows the class and level the process has.
+#[test]
+fn io_priority_is_applied() {
+    let mut b = Bundle::new(&["true"]);
+    b.config["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_IDLE", "priority": 0});
+    assert_eq!(b.sh("ionice").trim(), "idle");
+    b.config["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_BE", "priority": 6});
+    assert_eq!(b.sh("ionice").trim(), "best-effort: prio 6");
+}
+
+// process.execCPUAffinity: the process runs on the final list, or on the initial one where
+// no final list is given.
+#[test]
+fn exec_cpu_affinity_is_applied() {
+    let mut b = Bundle::new(&["true"]);
+    let last = std::thread::available_parallelism().unwrap().get() - 1;
+    b.config["process"]["execCPUAffinity"] = json!({"initial": last.to_string(), "final": "0"});
+    let out = b.sh("grep Cpus_allowed_list /proc/self/status");
+    assert_eq!(out.split_whitespace().nth(1), Some("0"), "{out}");
+    b.config["process"]["execCPUAffinity"] = json!({"initial": last.to_string()});
+    let out = b.sh("grep Cpus_allowed_list /proc/self/status");
+    assert_eq!(out.split_whitespace().nth(1), Some(last.to_string().as_str()), "{out}");
+}
+
 // A failure inside the init (a missing executable) fails create and leaves no process, no
 // state directory and no cgroup.
 #[test]

@@ -168,6 +168,9 @@ fn child_main(
             return e.to_string();
         }
     }
+    if let Err(e) = process::apply_initial_affinity(p) {
+        return e.to_string();
+    }
     if let Err(e) = sys::prctl(libc::PR_SET_DUMPABLE, 0, 0) {
         return format!("PR_SET_DUMPABLE: {e}");
     }

@@ -79,7 +79,7 @@ pub fn features() -> Value {
             "capabilities": crate::example::ALL_CAPS,
             "cgroup": {"v1": false, "v2": false, "systemd": false, "systemdUser": false, "rdma": false},
             "seccomp": {"enabled": false},
-            "apparmor": {"enabled": false},
+            "apparmor": {"enabled": crate::process::apparmor_enabled()},
             "selinux": {"enabled": false},
             "intelRdt": {"enabled": false},
             "mountExtensions": {"idmap": {"enabled": false}}

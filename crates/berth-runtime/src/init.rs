@@ -82,6 +82,7 @@ fn stage1(args: InitArgs<'_>) -> Result<Never, String> {
     if let Some(adj) = process.oom_score_adj() {
         process::set_oom_score_adj(adj).map_err(|e| e.to_string())?;
     }
+    process::apply_initial_affinity(process).map_err(|e| e.to_string())?;
 
     let join_user = args.plan.join.iter().find(|(t, _, _)| *t == LinuxNamespaceType::User);
     if let Some((_, flag, file)) = join_user {
@@ -297,6 +298,11 @@ fn init(args: InitArgs<'_>, in_userns: bool) -> Result<Never, String> {
         hooks::run("startContainer", list, &state).map_err(|e| e.to_string())?;
     }
 
+    // The domain is set last before finish: seccomp may allow only some personality calls.
+    if let Some(p) = linux.personality() {
+        process::set_personality(p.domain()).map_err(|e| e.to_string())?;
+    }
+
     finish(
         process,
         args.preserve_fds,
@@ -320,6 +326,7 @@ pub(crate) fn finish(
     exe: &Path,
 ) -> Result<std::convert::Infallible, process::ProcessError> {
     process::close_fds(preserve_fds, keep)?;
+    process::apply_scheduling(process)?;
     let setgroups = map_method.is_none_or(|m| m.setgroups_allowed());
     // The kernel takes a filter from a process with no_new_privs or CAP_SYS_ADMIN. With
     // no_new_privs the filter goes in last, right before the exec, so it never sees berth's

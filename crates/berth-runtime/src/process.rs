@@ -14,7 +14,11 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilities, PosixRlimitType, Process};
+use oci_spec::runtime::{
+    Capabilities, Capability, IOPriorityClass, LinuxCapabilities, LinuxIOPriority,
+    LinuxPersonalityDomain, LinuxSchedulerFlag, LinuxSchedulerPolicy, PosixRlimitType, Process,
+    Scheduler,
+};
 
 use crate::sys;
 
@@ -96,6 +100,38 @@ pub enum ProcessError {
     },
     #[error("loading the seccomp filter: {message}")]
     Seccomp { message: String },
+    #[error("linux.personality: setting domain {domain}: {source}")]
+    Personality {
+        domain: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("process.scheduler: setting policy {policy}: {source}")]
+    Scheduler {
+        policy: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("process.ioPriority: setting class {class} priority {priority}: {source}")]
+    IoPriority {
+        class: String,
+        priority: i64,
+        #[source]
+        source: io::Error,
+    },
+    #[error("process.execCPUAffinity.{field}: setting cpus {cpus:?}: {source}")]
+    CpuAffinity {
+        field: &'static str,
+        cpus: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("process.apparmorProfile: setting profile {profile:?}: {source}")]
+    Apparmor {
+        profile: String,
+        #[source]
+        source: io::Error,
+    },
     #[error("setting oom_score_adj to {value}: {source}")]
     OomScoreAdj {
         value: i32,
@@ -213,6 +249,189 @@ pub fn set_rlimits(process: &Process) -> Result<(), ProcessError> {
 pub fn set_oom_score_adj(value: i32) -> Result<(), ProcessError> {
     std::fs::write("/proc/self/oom_score_adj", value.to_string())
         .map_err(|source| ProcessError::OomScoreAdj { value, source })
+}
+
+/// Sets linux.personality's execution domain (personality(2)); flags are refused at load.
+pub fn set_personality(domain: LinuxPersonalityDomain) -> Result<(), ProcessError> {
+    // PER_LINUX and PER_LINUX32 of include/uapi/linux/personality.h.
+    let persona: libc::c_ulong = match domain {
+        LinuxPersonalityDomain::PerLinux => 0x0000,
+        LinuxPersonalityDomain::PerLinux32 => 0x0008,
+    };
+    // SAFETY: personality takes only a number; it changes this process's domain alone.
+    let res = unsafe { libc::personality(persona) };
+    if res == -1 {
+        let source = io::Error::last_os_error();
+        return Err(ProcessError::Personality { domain: domain.to_string(), source });
+    }
+    Ok(())
+}
+
+/// The kernel's struct sched_attr (include/uapi/linux/sched/types.h, SCHED_ATTR_SIZE_VER1).
+#[repr(C)]
+#[derive(Default)]
+struct SchedAttr {
+    size: u32,
+    sched_policy: u32,
+    sched_flags: u64,
+    sched_nice: i32,
+    sched_priority: u32,
+    sched_runtime: u64,
+    sched_deadline: u64,
+    sched_period: u64,
+    sched_util_min: u32,
+    sched_util_max: u32,
+}
+
+/// The kernel's number of a scheduling policy, or None for one Linux does not have
+/// (SCHED_ISO was never merged).
+pub fn sched_policy_number(policy: LinuxSchedulerPolicy) -> Option<u32> {
+    match policy {
+        LinuxSchedulerPolicy::SchedOther => Some(0),
+        LinuxSchedulerPolicy::SchedFifo => Some(1),
+        LinuxSchedulerPolicy::SchedRr => Some(2),
+        LinuxSchedulerPolicy::SchedBatch => Some(3),
+        LinuxSchedulerPolicy::SchedIso => None,
+        LinuxSchedulerPolicy::SchedIdle => Some(5),
+        LinuxSchedulerPolicy::SchedDeadline => Some(6),
+    }
+}
+
+fn sched_flag_bits(flag: LinuxSchedulerFlag) -> u64 {
+    match flag {
+        LinuxSchedulerFlag::SchedResetOnFork => 0x01,
+        LinuxSchedulerFlag::SchedFlagReclaim => 0x02,
+        LinuxSchedulerFlag::SchedFlagDLOverrun => 0x04,
+        LinuxSchedulerFlag::SchedFlagKeepPolicy => 0x08,
+        LinuxSchedulerFlag::SchedFlagKeepParams => 0x10,
+        LinuxSchedulerFlag::SchedFlagUtilClampMin => 0x20,
+        LinuxSchedulerFlag::SchedFlagUtilClampMax => 0x40,
+    }
+}
+
+/// Applies process.scheduler with sched_setattr(2); done while still privileged, as the
+/// real-time policies and a lower nice value need CAP_SYS_NICE.
+pub fn set_scheduler(sched: &Scheduler) -> Result<(), ProcessError> {
+    let policy = *sched.policy();
+    let err = |source| ProcessError::Scheduler { policy: policy.to_string(), source };
+    let number = sched_policy_number(policy)
+        .ok_or_else(|| err(io::Error::from(io::ErrorKind::Unsupported)))?;
+    let attr = SchedAttr {
+        size: std::mem::size_of::<SchedAttr>() as u32,
+        sched_policy: number,
+        sched_flags: sched.flags().iter().flatten().map(|f| sched_flag_bits(*f)).sum(),
+        sched_nice: sched.nice().unwrap_or(0),
+        sched_priority: sched.priority().unwrap_or(0) as u32,
+        sched_runtime: sched.runtime().unwrap_or(0),
+        sched_deadline: sched.deadline().unwrap_or(0),
+        sched_period: sched.period().unwrap_or(0),
+        ..SchedAttr::default()
+    };
+    // SAFETY: attr is a sched_attr whose size field is its own size; it outlives the call,
+    // and pid 0 names the calling thread, the only one.
+    let res = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) };
+    if res == -1 {
+        return Err(err(io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Applies process.ioPriority with ioprio_set(2) (IOPRIO_WHO_PROCESS, the caller).
+pub fn set_io_priority(prio: &LinuxIOPriority) -> Result<(), ProcessError> {
+    const IOPRIO_WHO_PROCESS: libc::c_int = 1;
+    const IOPRIO_CLASS_SHIFT: i64 = 13;
+    let class = match prio.class() {
+        IOPriorityClass::IoprioClassRt => 1,
+        IOPriorityClass::IoprioClassBe => 2,
+        IOPriorityClass::IoprioClassIdle => 3,
+    };
+    let value = (class << IOPRIO_CLASS_SHIFT) | prio.priority();
+    // SAFETY: ioprio_set takes only numbers; who 0 is the calling process.
+    let res = unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, value) };
+    if res == -1 {
+        return Err(ProcessError::IoPriority {
+            class: prio.class().to_string(),
+            priority: prio.priority(),
+            source: io::Error::last_os_error(),
+        });
+    }
+    Ok(())
+}
+
+/// Parses a cpu list as execCPUAffinity has it ("0-3,7"); None if it is malformed or names
+/// a cpu beyond what a cpu_set_t holds.
+pub fn parse_cpu_list(list: &str) -> Option<Vec<usize>> {
+    let mut cpus = Vec::new();
+    for part in list.split(',') {
+        let (lo, hi) = part.split_once('-').unwrap_or((part, part));
+        let (lo, hi): (usize, usize) = (lo.trim().parse().ok()?, hi.trim().parse().ok()?);
+        if lo > hi || hi >= libc::CPU_SETSIZE as usize {
+            return None;
+        }
+        cpus.extend(lo..=hi);
+    }
+    Some(cpus)
+}
+
+/// Pins the calling process to a cpu list of process.execCPUAffinity (`field` is "initial"
+/// or "final").
+pub fn set_cpu_affinity(field: &'static str, list: &str) -> Result<(), ProcessError> {
+    let err = |source| ProcessError::CpuAffinity { field, cpus: list.to_owned(), source };
+    let cpus = parse_cpu_list(list).ok_or_else(|| err(io::ErrorKind::InvalidInput.into()))?;
+    // SAFETY: cpu_set_t is a plain bit array; all zeroes is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for cpu in cpus {
+        // SAFETY: parse_cpu_list keeps every cpu below CPU_SETSIZE, the set's capacity.
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
+    // SAFETY: set is a valid cpu_set_t of the size passed; pid 0 is the caller.
+    let res = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    sys::cvt(res).map(drop).map_err(err)
+}
+
+/// Whether this host's kernel has AppArmor enabled.
+pub fn apparmor_enabled() -> bool {
+    std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|s| s.trim() == "Y")
+}
+
+/// Asks AppArmor to confine the next exec with `profile` (as runc does, "exec <profile>").
+pub fn set_apparmor_profile(profile: &str) -> Result<(), ProcessError> {
+    let err = |source| ProcessError::Apparmor { profile: profile.to_owned(), source };
+    let attr = ["/proc/self/attr/apparmor/exec", "/proc/self/attr/exec"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .ok_or_else(|| err(io::ErrorKind::NotFound.into()))?;
+    std::fs::write(attr, format!("exec {profile}")).map_err(err)
+}
+
+/// Applies what process asks of the scheduler and AppArmor: done in the child before the
+/// user switch (the real-time policies need CAP_SYS_NICE) and before seccomp (whose filter
+/// may deny these calls).
+pub fn apply_scheduling(process: &Process) -> Result<(), ProcessError> {
+    if let Some(sched) = process.scheduler() {
+        set_scheduler(sched)?;
+    }
+    if let Some(prio) = process.io_priority() {
+        set_io_priority(prio)?;
+    }
+    if let Some(list) =
+        process.exec_cpu_affinity().as_ref().and_then(|a| a.cpu_affinity_final().clone())
+    {
+        set_cpu_affinity("final", &list)?;
+    }
+    if let Some(profile) = process.apparmor_profile().as_deref().filter(|p| !p.is_empty()) {
+        set_apparmor_profile(profile)?;
+    }
+    Ok(())
+}
+
+/// Applies process.execCPUAffinity.initial, as early in the child as it can be.
+pub fn apply_initial_affinity(process: &Process) -> Result<(), ProcessError> {
+    match process.exec_cpu_affinity().as_ref().and_then(|a| a.initial().clone()) {
+        Some(list) => set_cpu_affinity("initial", &list),
+        None => Ok(()),
+    }
 }
 
 /// Switches to the process's user and sets its capabilities, in capabilities(7)'s order.
@@ -399,6 +618,15 @@ mod tests {
         assert_eq!(cap_number(&Capability::CheckpointRestore), Some(40));
         let set: Capabilities = [Capability::Kill, Capability::NetBindService].into();
         assert_eq!(cap_mask(Some(&set), 40), (1 << 5) | (1 << 10));
+    }
+
+    #[test]
+    fn cpu_lists_parse_as_the_spec_writes_them() {
+        assert_eq!(parse_cpu_list("0-2,5"), Some(vec![0, 1, 2, 5]));
+        assert_eq!(parse_cpu_list("3"), Some(vec![3]));
+        assert_eq!(parse_cpu_list("2-1"), None);
+        assert_eq!(parse_cpu_list("0,"), None);
+        assert_eq!(parse_cpu_list("99999"), None);
     }
 
     #[test]
