@@ -499,6 +499,34 @@ fn bad_configs_fail_at_create_and_leave_nothing() {
             "process: missing: a container needs a process to run",
         ),
         (Box::new(|c| c["root"]["path"] = json!("../../..")), "root.path: ../../.. resolves to"),
+        (
+            Box::new(|c| c["process"]["selinuxLabel"] = json!("system_u:system_r:container_t:s0")),
+            "process.selinuxLabel: not supported yet",
+        ),
+        (
+            Box::new(|c| c["linux"]["intelRdt"] = json!({"closID": "berth"})),
+            "linux.intelRdt: not supported yet",
+        ),
+        (
+            Box::new(|c| c["linux"]["memoryPolicy"] = json!({"mode": "MPOL_BIND", "nodes": "0"})),
+            "linux.memoryPolicy: not supported yet",
+        ),
+        (
+            Box::new(|c| c["linux"]["netDevices"] = json!({"dummy0": {"name": "eth1"}})),
+            "linux.netDevices: not supported yet",
+        ),
+        (
+            Box::new(|c| c["linux"]["personality"] = json!({"domain": "LINUX", "flags": ["x"]})),
+            "linux.personality.flags: not supported yet",
+        ),
+        (
+            Box::new(|c| c["process"]["scheduler"] = json!({"policy": "SCHED_ISO"})),
+            "process.scheduler.policy: SCHED_ISO is not supported yet",
+        ),
+        (
+            Box::new(|c| c["process"]["apparmorProfile"] = json!("containers-default-0.50")),
+            "process.apparmorProfile: apparmor is not enabled on this host",
+        ),
     ];
     for (i, (edit, want)) in cases.into_iter().enumerate() {
         let mut b = Bundle::new(&["true"]);

@@ -136,6 +136,7 @@ pub fn validate(dir: &Path, spec: &Spec, need_process: bool) -> Result<PathBuf, 
                 return Err(invalid(format!("process.rlimits[{i}]"), "soft limit above hard"));
             }
         }
+        check_process_extras(process)?;
     }
 
     let linux = spec.linux().as_ref();
@@ -188,6 +189,9 @@ pub fn validate(dir: &Path, spec: &Spec, need_process: bool) -> Result<PathBuf, 
             }
         }
     }
+    if let Some(linux) = linux {
+        check_linux_extras(linux)?;
+    }
     let has_uts = namespaces.iter().any(|n| n.typ() == LinuxNamespaceType::Uts);
     if spec.hostname().as_ref().is_some_and(|h| !h.is_empty()) && !has_uts {
         return Err(invalid("hostname", "setting a hostname needs a uts namespace"));
@@ -228,6 +232,71 @@ pub fn validate(dir: &Path, spec: &Spec, need_process: bool) -> Result<PathBuf, 
         }
     }
     Ok(rootfs)
+}
+
+const NOT_YET: &str = "not supported yet";
+
+/// The process fields berth applies only in part: what it cannot apply is refused here,
+/// before anything is made, rather than ignored.
+fn check_process_extras(process: &oci_spec::runtime::Process) -> Result<(), SpecError> {
+    if process.selinux_label().as_ref().is_some_and(|l| !l.is_empty()) {
+        return Err(invalid("process.selinuxLabel", NOT_YET));
+    }
+    if process.apparmor_profile().as_ref().is_some_and(|p| !p.is_empty())
+        && !crate::process::apparmor_enabled()
+    {
+        return Err(invalid("process.apparmorProfile", "apparmor is not enabled on this host"));
+    }
+    if let Some(sched) = process.scheduler() {
+        if crate::process::sched_policy_number(*sched.policy()).is_none() {
+            return Err(invalid(
+                "process.scheduler.policy",
+                format!("{} is {NOT_YET}", sched.policy()),
+            ));
+        }
+    }
+    if let Some(prio) = process.io_priority() {
+        if !(0..=7).contains(&prio.priority()) {
+            return Err(invalid(
+                "process.ioPriority.priority",
+                format!("{} is not in 0..7", prio.priority()),
+            ));
+        }
+    }
+    if let Some(aff) = process.exec_cpu_affinity() {
+        for (field, list) in [("initial", aff.initial()), ("final", aff.cpu_affinity_final())] {
+            if let Some(list) = list {
+                if crate::process::parse_cpu_list(list).is_none() {
+                    return Err(invalid(
+                        format!("process.execCPUAffinity.{field}"),
+                        format!("{list:?} is not a cpu list"),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The linux fields berth does not apply yet, refused rather than ignored.
+fn check_linux_extras(linux: &oci_spec::runtime::Linux) -> Result<(), SpecError> {
+    if linux
+        .personality()
+        .as_ref()
+        .is_some_and(|p| p.flags().as_ref().is_some_and(|f| !f.is_empty()))
+    {
+        return Err(invalid("linux.personality.flags", NOT_YET));
+    }
+    if linux.intel_rdt().is_some() {
+        return Err(invalid("linux.intelRdt", NOT_YET));
+    }
+    if linux.memory_policy().is_some() {
+        return Err(invalid("linux.memoryPolicy", NOT_YET));
+    }
+    if linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
+        return Err(invalid("linux.netDevices", NOT_YET));
+    }
+    Ok(())
 }
 
 /// Resolves root.path: a relative path is taken from the bundle and must stay inside it after
