@@ -598,6 +598,30 @@ fn exec_cpu_affinity_is_applied() {
     assert_eq!(out.split_whitespace().nth(1), Some(last.to_string().as_str()), "{out}");
 }
 
+// exec: a process.json's ioPriority is applied to the exec'd process, and a field berth does
+// not apply yet is refused in one line.
+#[test]
+fn exec_applies_io_priority_and_refuses_selinux_label() {
+    let b = Bundle::new(&["sleep", "100"]);
+    b.create("exprio");
+    assert!(b.oci(&["start", "exprio"]).status.success());
+    let process = b.tmp.path().join("process.json");
+    let mut p = json!({"args": ["ionice"], "cwd": "/", "user": {"uid": 0, "gid": 0},
+                       "env": ["PATH=/bin"],
+                       "ioPriority": {"class": "IOPRIO_CLASS_BE", "priority": 3}});
+    fs::write(&process, p.to_string()).unwrap();
+    let out = b.oci(&["exec", "--process", process.to_str().unwrap(), "exprio"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "best-effort: prio 3");
+    p["selinuxLabel"] = json!("system_u:system_r:container_t:s0");
+    fs::write(&process, p.to_string()).unwrap();
+    let out = b.oci(&["exec", "--process", process.to_str().unwrap(), "exprio"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("process.selinuxLabel: not supported yet"), "{err}");
+}
+
 // A failure inside the init (a missing executable) fails create and leaves no process, no
 // state directory and no cgroup.
 #[test]

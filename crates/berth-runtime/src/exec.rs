@@ -57,6 +57,7 @@ pub enum ExecError {
 /// Runs `opts.process` in container `id`. Returns the exit code, or 0 once started with
 /// `detach`.
 pub fn exec(root: &StateRoot, id: &str, opts: &ExecOptions) -> Result<i32, Error> {
+    crate::spec::check_process_extras(&opts.process)?;
     let c = root.load(id)?;
     let status = c.status();
     if !matches!(status, Status::Created | Status::Running) {

@@ -237,8 +237,8 @@ pub fn validate(dir: &Path, spec: &Spec, need_process: bool) -> Result<PathBuf, 
 const NOT_YET: &str = "not supported yet";
 
 /// The process fields berth applies only in part: what it cannot apply is refused here,
-/// before anything is made, rather than ignored.
-fn check_process_extras(process: &oci_spec::runtime::Process) -> Result<(), SpecError> {
+/// before anything is made, rather than ignored. `exec` checks its process the same way.
+pub fn check_process_extras(process: &oci_spec::runtime::Process) -> Result<(), SpecError> {
     if process.selinux_label().as_ref().is_some_and(|l| !l.is_empty()) {
         return Err(invalid("process.selinuxLabel", NOT_YET));
     }
