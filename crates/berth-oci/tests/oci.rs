@@ -572,6 +572,11 @@ fn scheduler_policy_and_nice_are_applied() {
     assert!(out.lines().next().unwrap().ends_with(" 1"), "{out}");
     // The kernel's prio of an rt task is 99 - rt_priority.
     assert!(out.lines().nth(1).unwrap().ends_with(" 89"), "{out}");
+    b.config["process"]["scheduler"] = json!({"policy": "SCHED_DEADLINE", "runtime": 1000000,
+                                              "deadline": 10000000, "period": 10000000});
+    let out = b.sh("grep -E '^(policy|dl.runtime) ' /proc/self/sched");
+    let vals: Vec<&str> = out.lines().filter_map(|l| l.split_whitespace().last()).collect();
+    assert_eq!(vals, ["6", "1000000"], "{out}");
 }
 
 // process.ioPriority: busybox ionice shows the class and level the process has.
