@@ -197,7 +197,8 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 pub fn human_duration(elapsed: Duration) -> String {
     let seconds = elapsed.as_secs();
     let minutes = seconds / 60;
-    let hours = minutes / 60;
+    // Docker rounds hours to the nearest one, and counts days from those rounded hours.
+    let hours = (seconds + 1800) / 3600;
     let days = hours / 24;
     match () {
         _ if seconds < 1 => "Less than a second".to_owned(),
