@@ -1,4 +1,4 @@
-//! Measurements of the networking pieces, not pass/fail tests: they are `#[ignore]`d and print
+//! Measurements of the networking pieces, not pass/fail tests: ignored by default, they print
 //! their figures. Run them with
 //!
 //! ```text
