@@ -602,6 +602,15 @@ mod connect {
             ];
             let text = dns::network_config(&net, &entries).unwrap();
             dns::update(&conf, "named", Some(&text), 53).unwrap();
+            // Stops the server however the test ends: a failing assertion below must not leave
+            // aardvark-dns running.
+            struct StopDns<'a>(&'a std::path::Path);
+            impl Drop for StopDns<'_> {
+                fn drop(&mut self) {
+                    let _ = dns::update(self.0, "named", None, 53);
+                }
+            }
+            let _stop = StopDns(&conf);
             let pid: u32 =
                 std::fs::read_to_string(conf.join("aardvark.pid")).unwrap().trim().parse().unwrap();
 
