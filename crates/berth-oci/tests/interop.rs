@@ -142,13 +142,23 @@ fn podman_runs_containers_with_berth_oci() {
         shell_words(&p.cmd()),
         ULIMITS.join(" ")
     );
-    let out = Command::new("script")
+    // script(1) forwards an end of its standard input to the terminal as end-of-file, which
+    // can hang the container up before it prints: keep its input open until it is done.
+    let mut child = Command::new("script")
         .args(["-qec", &inner, "/dev/null"])
-        .stdin(Stdio::null())
-        .output()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    let text = common::stdout(&out);
-    assert!(text.contains("/dev/pts/0"), "run -it: {text:?} {}", common::stderr(&out));
+    let keep_open = child.stdin.take();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut text).unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    child.wait().unwrap();
+    drop(keep_open);
+    assert!(text.contains("/dev/pts/0"), "run -it: {text:?} {err}");
 }
 
 fn shell_words(c: &Command) -> String {
