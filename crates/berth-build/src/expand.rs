@@ -15,6 +15,8 @@ use std::collections::BTreeSet;
 use std::iter::Peekable;
 use std::str::Chars;
 
+use crate::ignore::{glob, Token};
+
 /// Why a word could not be expanded. `word` is the whole input, for the message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ExpandError {
@@ -279,15 +281,6 @@ impl Lexer<'_, '_> {
     }
 }
 
-/// One token of a shell pattern.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Token {
-    Literal(char),
-    One,
-    Star,
-    Class { negated: bool, ranges: Vec<(char, char)> },
-}
-
 /// A shell pattern (`*` matches anything, `/` included); a malformed class is literal.
 fn shell_pattern(pattern: &str) -> Vec<Token> {
     let chars: Vec<char> = pattern.chars().collect();
@@ -329,38 +322,6 @@ fn shell_pattern(pattern: &str) -> Vec<Token> {
         i += 1;
     }
     tokens
-}
-
-/// Whether `text` matches the whole pattern (backtracking over the last `*`).
-fn glob(tokens: &[Token], text: &[char]) -> bool {
-    let (mut t, mut n) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while n < text.len() {
-        let step = match tokens.get(t) {
-            Some(Token::Star) => {
-                star = Some((t, n));
-                t += 1;
-                continue;
-            }
-            Some(Token::One) => true,
-            Some(Token::Literal(c)) => *c == text[n],
-            Some(Token::Class { negated, ranges }) => {
-                ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(&text[n])) != *negated
-            }
-            None => false,
-        };
-        if step {
-            t += 1;
-            n += 1;
-        } else if let Some((st, sn)) = star {
-            t = st + 1;
-            n = sn + 1;
-            star = Some((st, sn + 1));
-        } else {
-            return false;
-        }
-    }
-    tokens[t.min(tokens.len())..].iter().all(|tok| *tok == Token::Star)
 }
 
 #[cfg(test)]

@@ -27,9 +27,10 @@ pub enum IgnoreError {
     BadPattern { file: String, line: usize, pattern: String, reason: &'static str },
 }
 
-/// One token of a path-element pattern.
+/// One token of a glob pattern: a path element of an ignore file, or a shell pattern of a
+/// `${v#pattern}` expansion.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Token {
+pub(crate) enum Token {
     Literal(char),
     /// `?`
     One,
@@ -98,7 +99,7 @@ impl Pattern {
                         next[i + 1] = true;
                     }
                     Element::Glob(tokens) => {
-                        if glob(tokens, part) {
+                        if glob(tokens, &part.chars().collect::<Vec<_>>()) {
                             next[i + 1] = true;
                         }
                     }
@@ -313,10 +314,9 @@ fn element(text: &str) -> Result<Element, &'static str> {
     Ok(Element::Glob(tokens))
 }
 
-/// Matches one path element, with backtracking over the last `*` only (enough, since `*`
-/// never crosses an element boundary).
-fn glob(tokens: &[Token], name: &str) -> bool {
-    let name: Vec<char> = name.chars().collect();
+/// Whether `name` matches the whole pattern, backtracking over the last `*` only: enough,
+/// since a later `*` can always absorb what an earlier one would have.
+pub(crate) fn glob(tokens: &[Token], name: &[char]) -> bool {
     let (mut t, mut n) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while n < name.len() {
@@ -367,7 +367,7 @@ fn match_elements(elements: &[Element], parts: &[&str]) -> bool {
                     }
                 }
                 Element::Glob(tokens) => {
-                    if j < m && glob(tokens, parts[j]) {
+                    if j < m && glob(tokens, &parts[j].chars().collect::<Vec<_>>()) {
                         reach[i + 1][j + 1] = true;
                     }
                 }
