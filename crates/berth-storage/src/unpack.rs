@@ -351,23 +351,8 @@ impl Unpacker {
                     entry.link_name().map_err(err("reading link target"))?.unwrap_or_default();
                 rustix::fs::symlinkat(target.as_ref(), &parent, &base)
                     .map_err(errno("creating symlink"))?;
-                if self.options.chown {
-                    rustix::fs::chownat(
-                        &parent,
-                        &base,
-                        Some(uid_of(uid)),
-                        Some(gid_of(gid)),
-                        AtFlags::SYMLINK_NOFOLLOW,
-                    )
-                    .map_err(errno("setting owner"))?;
-                }
-                rustix::fs::utimensat(
-                    &parent,
-                    &base,
-                    &Timestamps { last_access: mtime, last_modification: mtime },
-                    AtFlags::SYMLINK_NOFOLLOW,
-                )
-                .map_err(errno("setting times"))?;
+                let owner = self.options.chown.then_some((uid, gid));
+                own_and_time(&parent, &base, owner, mtime).map_err(|(step, e)| errno(step)(e))?;
             }
             tar::EntryType::Link => {
                 let target =
@@ -430,23 +415,8 @@ impl Unpacker {
                     rustix::fs::makedev(major, minor),
                 )
                 .map_err(errno("creating device node"))?;
-                if self.options.chown {
-                    rustix::fs::chownat(
-                        &parent,
-                        &base,
-                        Some(uid_of(uid)),
-                        Some(gid_of(gid)),
-                        AtFlags::SYMLINK_NOFOLLOW,
-                    )
-                    .map_err(errno("setting owner"))?;
-                }
-                rustix::fs::utimensat(
-                    &parent,
-                    &base,
-                    &Timestamps { last_access: mtime, last_modification: mtime },
-                    AtFlags::SYMLINK_NOFOLLOW,
-                )
-                .map_err(errno("setting times"))?;
+                let owner = self.options.chown.then_some((uid, gid));
+                own_and_time(&parent, &base, owner, mtime).map_err(|(step, e)| errno(step)(e))?;
             }
             other => {
                 return Err(UnpackError::EntryType { name: display, kind: other.as_byte() });
@@ -683,6 +653,34 @@ impl Unpacker {
         debug!(dirs = dirs.len(), "directory metadata applied");
         Ok(())
     }
+}
+
+/// Sets the owner (when given) and mtime of `base` in `parent` without following it: the
+/// last step for entries that are not opened, symlinks and device nodes. On failure, the step
+/// that failed with its errno.
+fn own_and_time(
+    parent: impl AsFd,
+    base: &OsStr,
+    owner: Option<(u64, u64)>,
+    mtime: rustix::fs::Timespec,
+) -> Result<(), (&'static str, Errno)> {
+    if let Some((uid, gid)) = owner {
+        rustix::fs::chownat(
+            &parent,
+            base,
+            Some(uid_of(uid)),
+            Some(gid_of(gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| ("setting owner", e))?;
+    }
+    rustix::fs::utimensat(
+        &parent,
+        base,
+        &Timestamps { last_access: mtime, last_modification: mtime },
+        AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(|e| ("setting times", e))
 }
 
 fn uid_of(uid: u64) -> rustix::fs::Uid {
