@@ -1,0 +1,314 @@
+//! Overlay mounts of a container's root file system: the image's unpacked layers read-only
+//! below, the container's own upper and work directories on top.
+//!
+//! The mount is made through the kernel's file-system context API (fsopen, fsconfig, fsmount,
+//! move_mount), adding the lower layers one by one with `lowerdir+` (Linux 6.8 and later), so
+//! neither the page-sized limit of mount(2)'s option string nor a `:` or `,` in a path gets in
+//! the way. Older kernels get the classic mount(2) option string, where such paths are refused
+//! with an error naming the path rather than mis-parsed.
+//!
+//! [`Driver`] picks how the overlay is made; callers choose one explicitly and a mount that the
+//! kernel refuses is an error — nothing here falls back to copying layers.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use rustix::fd::AsFd;
+use rustix::mount::{
+    fsconfig_create, fsconfig_set_flag, fsconfig_set_string, fsmount, fsopen, move_mount,
+    unmount as umount2, FsMountFlags, FsOpenFlags, MountAttrFlags, MountFlags, MoveMountFlags,
+    UnmountFlags,
+};
+use tracing::debug;
+
+/// How an overlay is mounted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    /// The kernel's overlayfs mounted by real root, whiteouts as 0/0 character devices and
+    /// `trusted.overlay.*` xattrs.
+    Overlay,
+    /// The kernel's overlayfs mounted inside a user namespace (Linux 5.11 and later), with the
+    /// `userxattr` option: whiteouts and opaque directories as `user.overlay.*` xattrs.
+    OverlayUserxattr,
+}
+
+/// Errors of mounting and unmounting overlays.
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    #[error("overlay mount at {target}: no lower layers given")]
+    NoLayers { target: PathBuf },
+    #[error("overlay mount at {target}: layer path {path} contains ':' or ',' and this kernel has no lowerdir+ to pass it safely")]
+    UnsafePath { target: PathBuf, path: PathBuf },
+    #[error("overlay mount at {target}: its options are {len} bytes, more than mount(2) takes on this kernel")]
+    OptionsTooLong { target: PathBuf, len: usize },
+    #[error("overlay mount at {target}: {step}")]
+    Mount {
+        target: PathBuf,
+        step: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("unmounting {target}")]
+    Unmount {
+        target: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// One overlay: `lower` from the top-most layer down to the base, then the writable layer.
+#[derive(Debug, Clone)]
+pub struct Overlay<'a> {
+    pub lower: &'a [PathBuf],
+    pub upper: &'a Path,
+    pub work: &'a Path,
+}
+
+/// Mounts `overlay` at `target` (an existing directory) with `driver`.
+pub fn mount_overlay(
+    driver: Driver,
+    overlay: &Overlay<'_>,
+    target: &Path,
+) -> Result<(), MountError> {
+    if overlay.lower.is_empty() {
+        return Err(MountError::NoLayers { target: target.to_owned() });
+    }
+    match mount_with_context(driver, overlay, target) {
+        Ok(()) => Ok(()),
+        // EINVAL from `lowerdir+` means a kernel older than 6.8: use mount(2)'s option string.
+        Err(ContextError::LowerdirPlus) => mount_classic(driver, overlay, target),
+        Err(ContextError::Step(step, source)) => {
+            Err(MountError::Mount { target: target.to_owned(), step, source })
+        }
+    }
+}
+
+/// Unmounts `target`, detaching it if it is busy. A target that is not mounted is not an error,
+/// so cleanup after a crash can call this unconditionally.
+pub fn unmount(target: &Path) -> Result<(), MountError> {
+    match umount2(target, UnmountFlags::DETACH | UnmountFlags::NOFOLLOW) {
+        Ok(()) => {
+            debug!(target = %target.display(), "unmounted");
+            Ok(())
+        }
+        Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOENT) => Ok(()),
+        Err(e) => Err(MountError::Unmount { target: target.to_owned(), source: e.into() }),
+    }
+}
+
+enum ContextError {
+    LowerdirPlus,
+    Step(&'static str, io::Error),
+}
+
+fn step(name: &'static str) -> impl FnOnce(rustix::io::Errno) -> ContextError {
+    move |e| ContextError::Step(name, e.into())
+}
+
+fn mount_with_context(
+    driver: Driver,
+    overlay: &Overlay<'_>,
+    target: &Path,
+) -> Result<(), ContextError> {
+    let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC).map_err(step("fsopen overlay"))?;
+    for (index, lower) in overlay.lower.iter().enumerate() {
+        match fsconfig_set_string(fs.as_fd(), "lowerdir+", lower) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::INVAL) if index == 0 => return Err(ContextError::LowerdirPlus),
+            Err(e) => return Err(ContextError::Step("adding a lower layer", e.into())),
+        }
+    }
+    fsconfig_set_string(fs.as_fd(), "upperdir", overlay.upper).map_err(step("setting upperdir"))?;
+    fsconfig_set_string(fs.as_fd(), "workdir", overlay.work).map_err(step("setting workdir"))?;
+    if driver == Driver::OverlayUserxattr {
+        fsconfig_set_flag(fs.as_fd(), "userxattr").map_err(step("setting userxattr"))?;
+    }
+    fsconfig_create(fs.as_fd()).map_err(step("creating the overlay"))?;
+    let mnt = fsmount(fs.as_fd(), FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())
+        .map_err(step("fsmount"))?;
+    move_mount(mnt.as_fd(), "", rustix::fs::CWD, target, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)
+        .map_err(step("attaching the mount"))?;
+    debug!(target = %target.display(), layers = overlay.lower.len(), ?driver, "overlay mounted");
+    Ok(())
+}
+
+fn mount_classic(driver: Driver, overlay: &Overlay<'_>, target: &Path) -> Result<(), MountError> {
+    let unsafe_path = overlay
+        .lower
+        .iter()
+        .map(PathBuf::as_path)
+        .chain([overlay.upper, overlay.work])
+        .find(|p| p.to_string_lossy().contains([':', ',']));
+    if let Some(path) = unsafe_path {
+        return Err(MountError::UnsafePath { target: target.to_owned(), path: path.to_owned() });
+    }
+    let lower: Vec<String> = overlay.lower.iter().map(|p| p.display().to_string()).collect();
+    let mut options = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.join(":"),
+        overlay.upper.display(),
+        overlay.work.display()
+    );
+    if driver == Driver::OverlayUserxattr {
+        options.push_str(",userxattr");
+    }
+    // The kernel copies at most one page of options.
+    if options.len() >= 4096 {
+        return Err(MountError::OptionsTooLong { target: target.to_owned(), len: options.len() });
+    }
+    let options = std::ffi::CString::new(options).map_err(|e| MountError::Mount {
+        target: target.to_owned(),
+        step: "building mount(2) options",
+        source: io::Error::new(io::ErrorKind::InvalidInput, e),
+    })?;
+    rustix::mount::mount("overlay", target, "overlay", MountFlags::empty(), options.as_c_str())
+        .map_err(|e| MountError::Mount {
+            target: target.to_owned(),
+            step: "mount(2)",
+            source: e.into(),
+        })?;
+    debug!(target = %target.display(), layers = overlay.lower.len(), ?driver, "overlay mounted (mount(2))");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use super::*;
+
+    fn is_root() -> bool {
+        rustix::process::geteuid().is_root()
+    }
+
+    /// Runs `f` in a child with a private mount namespace, so nothing it mounts is seen by the
+    /// rest of the test process or left behind when it fails.
+    fn in_private_mount_ns(f: impl FnOnce() -> Result<(), String>) {
+        // SAFETY: the child only calls unshare, runs `f` (file-system work) and exits; it
+        // never returns into the test harness.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            let code = (|| {
+                // SAFETY: the forked child is single-threaded; a new mount namespace affects
+                // only it.
+                unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
+                    .map_err(|e| format!("unshare: {e}"))?;
+                rustix::mount::mount_change(
+                    "/",
+                    rustix::mount::MountPropagationFlags::PRIVATE
+                        | rustix::mount::MountPropagationFlags::REC,
+                )
+                .map_err(|e| format!("making / private: {e}"))?;
+                f()
+            })();
+            if let Err(e) = &code {
+                eprintln!("{e}");
+            }
+            // SAFETY: _exit ends the forked child without running the parent's destructors.
+            unsafe { libc::_exit(i32::from(code.is_err())) };
+        }
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "child failed");
+    }
+
+    fn layers(root: &Path, n: usize) -> Vec<PathBuf> {
+        // Top-most first: layer 0 shadows the others.
+        (0..n)
+            .map(|i| {
+                let dir = root.join(format!("l{i}"));
+                fs::create_dir_all(&dir).unwrap();
+                fs::write(dir.join("shared"), format!("layer {i}")).unwrap();
+                fs::write(dir.join(format!("only{i}")), "x").unwrap();
+                dir
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_top_layer_wins_and_writes_go_to_upper() {
+        if !is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let lower = layers(tmp.path(), 3);
+        let (upper, work, target) =
+            (tmp.path().join("upper"), tmp.path().join("work"), tmp.path().join("merged"));
+        for d in [&upper, &work, &target] {
+            fs::create_dir(d).unwrap();
+        }
+        in_private_mount_ns(|| {
+            let overlay = Overlay { lower: &lower, upper: &upper, work: &work };
+            mount_overlay(Driver::Overlay, &overlay, &target).map_err(|e| e.to_string())?;
+            let shared = fs::read_to_string(target.join("shared")).map_err(|e| e.to_string())?;
+            if shared != "layer 0" {
+                return Err(format!("shared reads {shared:?}"));
+            }
+            for i in 0..3 {
+                if !target.join(format!("only{i}")).exists() {
+                    return Err(format!("only{i} missing"));
+                }
+            }
+            fs::write(target.join("new"), "n").map_err(|e| e.to_string())?;
+            fs::remove_file(target.join("only2")).map_err(|e| e.to_string())?;
+            unmount(&target).map_err(|e| e.to_string())?;
+            // Unmounting twice is fine: cleanup paths call it unconditionally.
+            unmount(&target).map_err(|e| e.to_string())
+        });
+        assert_eq!(fs::read_to_string(upper.join("new")).unwrap(), "n");
+        assert!(lower[2].join("only2").exists(), "a lower layer was changed");
+        assert!(fs::read_dir(&target).unwrap().next().is_none(), "still mounted");
+    }
+
+    #[test]
+    fn many_layers_with_long_paths_mount() {
+        if !is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        // 130 layers of ~60-byte paths is far past the 4 KiB option string of mount(2).
+        let tmp = tempfile::tempdir().unwrap();
+        let deep = tmp.path().join("a-rather-long-directory-name-for-layers");
+        let lower = layers(&deep, 130);
+        let (upper, work, target) =
+            (tmp.path().join("upper"), tmp.path().join("work"), tmp.path().join("merged"));
+        for d in [&upper, &work, &target] {
+            fs::create_dir(d).unwrap();
+        }
+        in_private_mount_ns(|| {
+            let overlay = Overlay { lower: &lower, upper: &upper, work: &work };
+            mount_overlay(Driver::Overlay, &overlay, &target).map_err(|e| e.to_string())?;
+            if !target.join("only129").exists() {
+                return Err("the base layer is not visible".into());
+            }
+            unmount(&target).map_err(|e| e.to_string())
+        });
+    }
+
+    #[test]
+    fn no_layers_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let overlay = Overlay { lower: &[], upper: tmp.path(), work: tmp.path() };
+        let err = mount_overlay(Driver::Overlay, &overlay, tmp.path()).unwrap_err();
+        assert!(err.to_string().contains("no lower layers"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_layer_is_named_in_the_error() {
+        if !is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let lower = vec![tmp.path().join("does-not-exist")];
+        let target = tmp.path().join("merged");
+        fs::create_dir(&target).unwrap();
+        let overlay = Overlay { lower: &lower, upper: tmp.path(), work: tmp.path() };
+        let err = mount_overlay(Driver::Overlay, &overlay, &target).unwrap_err();
+        assert!(err.to_string().contains("merged"), "{err}");
+        assert!(fs::read_dir(&target).unwrap().next().is_none());
+    }
+}
