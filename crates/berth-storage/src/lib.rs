@@ -4,10 +4,13 @@
 //!
 //! It reads layer blobs that berth-image verified and knows nothing of registries or processes.
 
+pub mod container;
+pub mod diff;
 pub mod layers;
 pub mod mount;
 pub mod unpack;
 
+pub use container::{ContainerLayer, ContainerLayerError, ContainerLayers};
 pub use layers::{LayerInfo, LayerStore, StagedLayer};
 pub use mount::{mount_overlay, unmount, Driver, MountError, Overlay};
 pub use unpack::{apply_layer, UnpackOptions, Whiteouts};

@@ -1,0 +1,228 @@
+//! A container's own layer: the writable upper directory and overlay's work directory kept in
+//! the data root (`ROOT/overlay-containers/ID/{upper,work}`, they outlive a reboot with the
+//! container), and the mount point of its root file system in the runtime root
+//! (`RUNROOT/overlay-containers/ID/merged`, a mount lasts one boot at most).
+//!
+//! The overlay is mounted on the host, as Podman does: the runtime bind-mounts the merged
+//! directory into the container's mount namespace, and whoever sees the container's process
+//! gone (its monitor, or the next berth command when the monitor was killed) unmounts it.
+//! Every cleanup step here is idempotent, so it can run again after a crash at any point.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use tracing::debug;
+
+use crate::mount::{self, Driver, MountError, Overlay};
+
+/// Errors of preparing, mounting and removing a container's layer.
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerLayerError {
+    #[error("creating the container directory {path}")]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("removing the container directory {path}")]
+    RemoveDir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("container {id}: its image has no layers to mount")]
+    NoLayers { id: String },
+    #[error(transparent)]
+    Mount(#[from] MountError),
+}
+
+/// Where the container layers of one data root and one runtime root live.
+#[derive(Debug, Clone)]
+pub struct ContainerLayers {
+    root: PathBuf,
+    runroot: PathBuf,
+}
+
+/// One container's directories.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerLayer {
+    pub id: String,
+    /// The container's writes (persistent).
+    pub upper: PathBuf,
+    /// overlayfs's scratch directory, on the same file system as `upper`.
+    pub work: PathBuf,
+    /// The mounted root file system (per boot).
+    pub merged: PathBuf,
+}
+
+impl ContainerLayers {
+    /// The container layers under data root `root` and runtime root `runroot`.
+    pub fn new(root: &Path, runroot: &Path) -> Self {
+        Self {
+            root: root.join("overlay-containers"),
+            runroot: runroot.join("overlay-containers"),
+        }
+    }
+
+    /// The directories of container `id` (nothing is created).
+    pub fn layer(&self, id: &str) -> ContainerLayer {
+        let data = self.root.join(id);
+        ContainerLayer {
+            id: id.to_owned(),
+            upper: data.join("upper"),
+            work: data.join("work"),
+            merged: self.runroot.join(id).join("merged"),
+        }
+    }
+
+    /// Creates the directories of container `id`; existing ones are kept (a restart).
+    pub fn prepare(&self, id: &str) -> Result<ContainerLayer, ContainerLayerError> {
+        let layer = self.layer(id);
+        for dir in [&layer.upper, &layer.work, &layer.merged] {
+            fs::create_dir_all(dir)
+                .map_err(|source| ContainerLayerError::CreateDir { path: dir.clone(), source })?;
+        }
+        Ok(layer)
+    }
+
+    /// Mounts container `id`'s root at its merged directory: `lower` are the image's layer
+    /// directories from the top-most down to the base. A root that is mounted already is left
+    /// as it is.
+    pub fn mount(
+        &self,
+        id: &str,
+        driver: Driver,
+        lower: &[PathBuf],
+    ) -> Result<ContainerLayer, ContainerLayerError> {
+        if lower.is_empty() {
+            return Err(ContainerLayerError::NoLayers { id: id.to_owned() });
+        }
+        let layer = self.prepare(id)?;
+        if is_mount_point(&layer.merged) {
+            return Ok(layer);
+        }
+        let overlay = Overlay { lower, upper: &layer.upper, work: &layer.work };
+        mount::mount_overlay(driver, &overlay, &layer.merged)?;
+        Ok(layer)
+    }
+
+    /// Unmounts container `id`'s root; a root that is not mounted is not an error.
+    pub fn unmount(&self, id: &str) -> Result<(), ContainerLayerError> {
+        let layer = self.layer(id);
+        // A mount stacked twice (two racing starts) needs two unmounts.
+        for _ in 0..8 {
+            if !is_mount_point(&layer.merged) {
+                break;
+            }
+            mount::unmount(&layer.merged)?;
+        }
+        Ok(())
+    }
+
+    /// Unmounts and removes everything of container `id`; what is gone already is skipped.
+    pub fn remove(&self, id: &str) -> Result<(), ContainerLayerError> {
+        self.unmount(id)?;
+        let layer = self.layer(id);
+        for dir in [self.runroot.join(id), self.root.join(id)] {
+            match fs::remove_dir_all(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(source) => return Err(ContainerLayerError::RemoveDir { path: dir, source }),
+            }
+        }
+        debug!(id, upper = %layer.upper.display(), "container layer removed");
+        Ok(())
+    }
+
+    /// The ids that have a directory in either root, for finding leftovers.
+    pub fn ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = [&self.root, &self.runroot]
+            .iter()
+            .filter_map(|dir| fs::read_dir(dir).ok())
+            .flatten()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+}
+
+/// Whether `path` is the mount point of a mount in this mount namespace (a line of
+/// /proc/self/mountinfo).
+pub fn is_mount_point(path: &Path) -> bool {
+    let Ok(text) = fs::read_to_string("/proc/self/mountinfo") else { return false };
+    let wanted = path.to_string_lossy();
+    text.lines().any(|line| line.split(' ').nth(4).is_some_and(|m| unescape(m) == wanted))
+}
+
+/// mountinfo escapes space, tab, newline and backslash as octal.
+fn unescape(field: &str) -> String {
+    if !field.contains('\\') {
+        return field.to_owned();
+    }
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 4 <= bytes.len() {
+            if let Ok(n) = u8::from_str_radix(&field[i + 1..i + 4], 8) {
+                out.push(n);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_split_between_the_data_and_runtime_roots() {
+        let layers = ContainerLayers::new(Path::new("/var/lib/berth"), Path::new("/run/berth"));
+        let layer = layers.layer("abc");
+        assert_eq!(layer.upper, Path::new("/var/lib/berth/overlay-containers/abc/upper"));
+        assert_eq!(layer.work, Path::new("/var/lib/berth/overlay-containers/abc/work"));
+        assert_eq!(layer.merged, Path::new("/run/berth/overlay-containers/abc/merged"));
+    }
+
+    #[test]
+    fn mountinfo_escapes_are_undone() {
+        assert_eq!(unescape("/a\\040b"), "/a b");
+        assert_eq!(unescape("/plain"), "/plain");
+    }
+
+    // Mount, write, unmount and remove as root; each step twice, as cleanup after a crash
+    // would, and nothing is left.
+    #[test]
+    fn mount_and_cleanup_are_idempotent() {
+        if !rustix::process::geteuid().is_root() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let lower = dir.path().join("lower");
+        fs::create_dir_all(&lower).unwrap();
+        fs::write(lower.join("from-image"), "x").unwrap();
+        let layers = ContainerLayers::new(&dir.path().join("root"), &dir.path().join("run"));
+        let layer = layers.mount("c1", Driver::Overlay, std::slice::from_ref(&lower)).unwrap();
+        layers.mount("c1", Driver::Overlay, std::slice::from_ref(&lower)).unwrap();
+        assert!(layer.merged.join("from-image").exists());
+        fs::write(layer.merged.join("new"), "y").unwrap();
+        layers.unmount("c1").unwrap();
+        layers.unmount("c1").unwrap();
+        assert!(!is_mount_point(&layer.merged));
+        assert_eq!(fs::read_to_string(layer.upper.join("new")).unwrap(), "y");
+        assert_eq!(layers.ids(), ["c1"]);
+        layers.mount("c1", Driver::Overlay, std::slice::from_ref(&lower)).unwrap();
+        layers.remove("c1").unwrap();
+        layers.remove("c1").unwrap();
+        assert!(layers.ids().is_empty());
+        assert!(!is_mount_point(&layer.merged));
+    }
+}
