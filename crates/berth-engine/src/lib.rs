@@ -9,5 +9,7 @@ pub mod images;
 pub mod network;
 
 pub mod containers;
+pub mod context;
 pub mod spec;
 pub mod state;
+pub mod userns;
