@@ -6,12 +6,17 @@ mod cli;
 mod format;
 mod images;
 mod report;
+mod rootless;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // Rootless: join the per-user user namespace while this process is still single-threaded.
+    if let Some(code) = rootless::enter() {
+        return code;
+    }
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => return report::usage(&err),
