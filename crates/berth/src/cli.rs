@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use crate::images;
+use crate::rootless;
 
 /// berth: a daemonless, rootless-first container engine.
 #[derive(Debug, Parser)]
@@ -73,6 +74,11 @@ pub enum Command {
     /// Inspect manifests and indexes in registries.
     #[command(subcommand)]
     Manifest(images::ManifestCommand),
+    /// Run a command inside the rootless user namespace (as `podman unshare`).
+    Unshare(rootless::UnshareArgs),
+    /// Manage berth itself.
+    #[command(subcommand)]
+    System(rootless::SystemCommand),
 }
 
 impl Cli {
@@ -97,6 +103,8 @@ impl Cli {
             Command::Logout(args) => images::logout(&self.global, args),
             Command::Image(command) => images::image(&self.global, command),
             Command::Manifest(command) => images::manifest(&self.global, command),
+            Command::Unshare(args) => rootless::unshare(&self.global, args),
+            Command::System(command) => rootless::system(&self.global, command),
         }
     }
 }

@@ -6,7 +6,7 @@
 //! container and most images cannot even unpack.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::generate::IdMap;
 use super::SpecError;
@@ -15,6 +15,21 @@ use super::SpecError;
 pub const SUBUID: &str = "/etc/subuid";
 /// The file of subordinate gids.
 pub const SUBGID: &str = "/etc/subgid";
+
+/// Internal overrides of [`SUBUID`] and [`SUBGID`], so tests can show what a user without
+/// ranges sees without a second test user. newuidmap(1) still checks the real files, so this
+/// cannot widen what a user may map.
+pub const SUBUID_OVERRIDE: &str = "_BERTH_SUBUID_FILE";
+/// See [`SUBUID_OVERRIDE`].
+pub const SUBGID_OVERRIDE: &str = "_BERTH_SUBGID_FILE";
+
+/// The subordinate uid and gid files in use: the real ones unless overridden.
+pub fn subid_files() -> (PathBuf, PathBuf) {
+    let pick = |var: &str, default: &str| {
+        std::env::var_os(var).filter(|v| !v.is_empty()).map_or_else(|| default.into(), PathBuf::from)
+    };
+    (pick(SUBUID_OVERRIDE, SUBUID), pick(SUBGID_OVERRIDE, SUBGID))
+}
 
 /// The ranges `name:start:count` (or `uid:start:count`) of `text` that belong to the user.
 pub fn ranges(text: &str, name: &str, id: u32) -> Vec<(u32, u32)> {
@@ -46,20 +61,22 @@ pub fn maps(text: &str, file: &Path, name: &str, id: u32) -> Result<Vec<IdMap>, 
     Ok(out)
 }
 
-/// The uid and gid maps of user `name` (uid `uid`, primary gid `gid`) from the real files.
+/// The uid and gid maps of user `name` (uid `uid`, primary gid `gid`) from the files of
+/// [`subid_files`].
 pub fn rootless_maps(
     name: &str,
     uid: u32,
     gid: u32,
 ) -> Result<(Vec<IdMap>, Vec<IdMap>), SpecError> {
-    let read = |path: &str| {
+    let read = |path: &Path| {
         fs::read_to_string(path).or_else(|e| match e.kind() {
             std::io::ErrorKind::NotFound => Ok(String::new()),
             _ => Err(SpecError::ReadHostFile { path: path.into(), source: e }),
         })
     };
-    let uids = maps(&read(SUBUID)?, Path::new(SUBUID), name, uid)?;
-    let gids = maps(&read(SUBGID)?, Path::new(SUBGID), name, gid)?;
+    let (subuid, subgid) = subid_files();
+    let uids = maps(&read(&subuid)?, &subuid, name, uid)?;
+    let gids = maps(&read(&subgid)?, &subgid, name, gid)?;
     Ok((uids, gids))
 }
 
