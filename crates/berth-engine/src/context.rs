@@ -35,23 +35,26 @@ impl EngineContext {
     }
 
     /// The context for this process: rootful when the effective uid is 0 and berth is not in
-    /// a user namespace of its own, rootless otherwise.
-    // TODO: the rootless engineer's userns module decides this (and the driver, including
-    // fuse-overlayfs) once berth joins its pause process's namespace at startup.
+    /// a user namespace of its own, rootless otherwise. Rootless, the storage driver is what
+    /// [`berth_storage::mount::rootless_driver`] probed for this data root (native overlay in
+    /// the user namespace, else fuse-overlayfs); a probe that fails is logged and native
+    /// overlay tried, whose mount error then names the cause — never a copying driver.
     pub fn detect(root: &Path, runroot: &Path) -> Self {
         let rootless = !rustix::process::geteuid().is_root() || in_child_user_namespace();
-        Self {
-            rootless,
-            storage_driver: if rootless { Driver::OverlayUserxattr } else { Driver::Overlay },
-            ..Self::rootful(root, runroot)
-        }
+        let storage_driver = if rootless {
+            berth_storage::mount::rootless_driver(root).unwrap_or_else(|err| {
+                tracing::warn!(root = %root.display(), error = %err, "storage driver probe failed");
+                Driver::OverlayUserxattr
+            })
+        } else {
+            Driver::Overlay
+        };
+        Self { rootless, storage_driver, ..Self::rootful(root, runroot) }
     }
 
     /// The name inspect shows for the storage driver.
     pub fn storage_driver_name(&self) -> &'static str {
-        match self.storage_driver {
-            Driver::Overlay | Driver::OverlayUserxattr => "overlay",
-        }
+        self.storage_driver.name()
     }
 
     /// Where berth-runtime keeps its per-container state.

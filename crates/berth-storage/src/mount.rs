@@ -8,12 +8,23 @@
 //! with an error naming the path rather than mis-parsed.
 //!
 //! [`Driver`] picks how the overlay is made; callers choose one explicitly and a mount that the
-//! kernel refuses is an error — nothing here falls back to copying layers.
+//! kernel refuses is an error — nothing here falls back to copying layers. Rootless berth
+//! (inside its per-user user namespace) asks [`rootless_driver`], which probes once per data
+//! root and kernel whether the kernel mounts overlayfs there (Linux 5.11 and later) and takes
+//! fuse-overlayfs where it does not.
+//!
+//! Layers unpacked in a user namespace carry 0/0 character-device whiteouts and
+//! `user.overlay.opaque` markers, which both native overlayfs with `userxattr` and
+//! fuse-overlayfs read. A FUSE mount is unmounted like any other, with umount2(2) in the
+//! namespace that made it; its fuse-overlayfs process ends when the kernel drops the mount.
 
-use std::io;
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 use rustix::fd::AsFd;
+use rustix::fs::OFlags;
 use rustix::mount::{
     fsconfig_create, fsconfig_set_flag, fsconfig_set_string, fsmount, fsopen, move_mount,
     unmount as umount2, FsMountFlags, FsOpenFlags, MountAttrFlags, MountFlags, MoveMountFlags,
@@ -28,9 +39,30 @@ pub enum Driver {
     /// `trusted.overlay.*` xattrs.
     Overlay,
     /// The kernel's overlayfs mounted inside a user namespace (Linux 5.11 and later), with the
-    /// `userxattr` option: whiteouts and opaque directories as `user.overlay.*` xattrs.
+    /// `userxattr` option: opaque directories (and xattr whiteouts) as `user.overlay.*`
+    /// xattrs; 0/0 character-device whiteouts count too.
     OverlayUserxattr,
+    /// fuse-overlayfs(1), exec'd inside the user namespace, where the kernel refuses overlayfs
+    /// to it: whiteouts as 0/0 character devices, opaque directories as `user.overlay.opaque`.
+    FuseOverlayfs,
 }
+
+impl Driver {
+    /// The name berth shows and caches (`overlay` for both native kinds, as Podman names it).
+    pub fn name(self) -> &'static str {
+        match self {
+            Driver::Overlay | Driver::OverlayUserxattr => "overlay",
+            Driver::FuseOverlayfs => FUSE_OVERLAYFS,
+        }
+    }
+}
+
+/// The fuse-overlayfs program, looked up in PATH.
+pub const FUSE_OVERLAYFS: &str = "fuse-overlayfs";
+
+/// Internal override of [`rootless_driver`]'s choice (`overlay` or `fuse-overlayfs`), so tests
+/// can run both drivers on one kernel.
+pub const DRIVER_OVERRIDE: &str = "_BERTH_ROOTLESS_DRIVER";
 
 /// Errors of mounting and unmounting overlays.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +80,27 @@ pub enum MountError {
         #[source]
         source: io::Error,
     },
+    #[error("overlay mount at {target}: running fuse-overlayfs")]
+    FuseExec {
+        target: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("overlay mount at {target}: fuse-overlayfs failed ({status}): {stderr}")]
+    Fuse { target: PathBuf, status: String, stderr: String },
+    #[error("probing overlay mounts under {path}")]
+    Probe {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "this kernel refuses overlayfs in a user namespace ({native}) and fuse-overlayfs is not \
+         installed: install fuse-overlayfs (Debian: apt-get install fuse-overlayfs)"
+    )]
+    NoRootlessDriver { native: String },
+    #[error("{DRIVER_OVERRIDE}={value:?} is not a rootless storage driver: use overlay or fuse-overlayfs")]
+    UnknownDriver { value: String },
     #[error("unmounting {target}")]
     Unmount {
         target: PathBuf,
@@ -72,6 +125,9 @@ pub fn mount_overlay(
 ) -> Result<(), MountError> {
     if overlay.lower.is_empty() {
         return Err(MountError::NoLayers { target: target.to_owned() });
+    }
+    if driver == Driver::FuseOverlayfs {
+        return mount_fuse(overlay, target);
     }
     match mount_with_context(driver, overlay, target) {
         Ok(()) => Ok(()),
@@ -132,7 +188,8 @@ fn mount_with_context(
     Ok(())
 }
 
-fn mount_classic(driver: Driver, overlay: &Overlay<'_>, target: &Path) -> Result<(), MountError> {
+/// The `lowerdir=…,upperdir=…,workdir=…` option string, refusing paths that it cannot carry.
+fn option_string(overlay: &Overlay<'_>, target: &Path) -> Result<String, MountError> {
     let unsafe_path = overlay
         .lower
         .iter()
@@ -143,12 +200,144 @@ fn mount_classic(driver: Driver, overlay: &Overlay<'_>, target: &Path) -> Result
         return Err(MountError::UnsafePath { target: target.to_owned(), path: path.to_owned() });
     }
     let lower: Vec<String> = overlay.lower.iter().map(|p| p.display().to_string()).collect();
-    let mut options = format!(
+    Ok(format!(
         "lowerdir={},upperdir={},workdir={}",
         lower.join(":"),
         overlay.upper.display(),
         overlay.work.display()
-    );
+    ))
+}
+
+/// Mounts with fuse-overlayfs, which forks its server into the background once the mount is
+/// in place. Its standard error goes to an unlinked file rather than a pipe, so a server that
+/// kept the descriptor could never make this wait.
+fn mount_fuse(overlay: &Overlay<'_>, target: &Path) -> Result<(), MountError> {
+    let options = option_string(overlay, target)?;
+    let exec = |source| MountError::FuseExec { target: target.to_owned(), source };
+    let stderr = unlinked_file(overlay.work).map_err(exec)?;
+    let status = Command::new(FUSE_OVERLAYFS)
+        .arg("-o")
+        .arg(&options)
+        .arg(target)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr.try_clone().map_err(exec)?)
+        .status()
+        .map_err(exec)?;
+    if !status.success() {
+        let mut text = String::new();
+        let mut stderr = stderr;
+        let _ = stderr.seek(SeekFrom::Start(0));
+        let _ = stderr.take(4096).read_to_string(&mut text);
+        return Err(MountError::Fuse {
+            target: target.to_owned(),
+            status: status.to_string(),
+            stderr: text.trim().replace('\n', " "),
+        });
+    }
+    debug!(target = %target.display(), layers = overlay.lower.len(), "fuse-overlayfs mounted");
+    Ok(())
+}
+
+/// An anonymous file in `dir` (O_TMPFILE), gone when closed.
+fn unlinked_file(dir: &Path) -> io::Result<File> {
+    let fd = rustix::fs::open(
+        dir,
+        OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
+        rustix::fs::Mode::from_raw_mode(0o600),
+    )?;
+    Ok(File::from(fd))
+}
+
+/// The storage driver for rootless containers under `data_root`, called inside the per-user
+/// user namespace: native overlayfs with `userxattr` where this kernel mounts it there,
+/// fuse-overlayfs otherwise. The probe — a tiny mount under `data_root` — runs once per kernel
+/// release; its answer is kept in `data_root/rootless-driver`.
+pub fn rootless_driver(data_root: &Path) -> Result<Driver, MountError> {
+    if let Some(value) = std::env::var_os(DRIVER_OVERRIDE).filter(|v| !v.is_empty()) {
+        return match value.to_str() {
+            Some("overlay") => Ok(Driver::OverlayUserxattr),
+            Some(FUSE_OVERLAYFS) => Ok(Driver::FuseOverlayfs),
+            _ => Err(MountError::UnknownDriver { value: value.to_string_lossy().into_owned() }),
+        };
+    }
+    let kernel = rustix::system::uname().release().to_string_lossy().into_owned();
+    let cache = data_root.join("rootless-driver");
+    if let Ok(text) = fs::read_to_string(&cache) {
+        let mut fields = text.split_whitespace();
+        if fields.next() == Some(kernel.as_str()) {
+            match fields.next() {
+                Some("overlay") => return Ok(Driver::OverlayUserxattr),
+                Some(FUSE_OVERLAYFS) => return Ok(Driver::FuseOverlayfs),
+                _ => {}
+            }
+        }
+    }
+    let driver = match probe_native(data_root) {
+        Ok(()) => Driver::OverlayUserxattr,
+        Err(MountError::Probe { path, source }) => return Err(MountError::Probe { path, source }),
+        Err(native) => {
+            if !in_path(FUSE_OVERLAYFS) {
+                return Err(MountError::NoRootlessDriver { native: one_line(&native) });
+            }
+            debug!(error = %one_line(&native), "native overlay refused; using fuse-overlayfs");
+            Driver::FuseOverlayfs
+        }
+    };
+    // The cache is an optimisation: failing to write it only means probing again next time.
+    let tmp = data_root.join(format!("rootless-driver.{}", std::process::id()));
+    if fs::write(&tmp, format!("{kernel} {}\n", driver.name())).is_ok() {
+        let _ = fs::rename(&tmp, &cache);
+    }
+    Ok(driver)
+}
+
+/// Mounts a one-layer overlay with `userxattr` in a scratch directory under `data_root` and
+/// unmounts it. Setup failures are [`MountError::Probe`]; a refused mount is the mount error.
+fn probe_native(data_root: &Path) -> Result<(), MountError> {
+    let probe_err = |path: &Path| {
+        let path = path.to_owned();
+        move |source| MountError::Probe { path, source }
+    };
+    fs::create_dir_all(data_root).map_err(probe_err(data_root))?;
+    let dir = data_root.join(format!("overlay-probe.{}", std::process::id()));
+    let result = (|| {
+        let [lower, upper, work, merged] =
+            ["lower", "upper", "work", "merged"].map(|name| dir.join(name));
+        for d in [&lower, &upper, &work, &merged] {
+            fs::create_dir_all(d).map_err(probe_err(d))?;
+        }
+        let layers = [lower];
+        mount_overlay(
+            Driver::OverlayUserxattr,
+            &Overlay { lower: &layers, upper: &upper, work: &work },
+            &merged,
+        )?;
+        unmount(&merged)
+    })();
+    let _ = fs::remove_dir_all(&dir);
+    result
+}
+
+fn in_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+        .unwrap_or(false)
+}
+
+fn one_line(err: &dyn std::error::Error) -> String {
+    let mut line = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        line.push_str(": ");
+        line.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    line
+}
+
+fn mount_classic(driver: Driver, overlay: &Overlay<'_>, target: &Path) -> Result<(), MountError> {
+    let mut options = option_string(overlay, target)?;
     if driver == Driver::OverlayUserxattr {
         options.push_str(",userxattr");
     }
@@ -173,8 +362,6 @@ fn mount_classic(driver: Driver, overlay: &Overlay<'_>, target: &Path) -> Result
 
 #[cfg(test)]
 mod tests {
-    use std::fs;
-
     use super::*;
 
     fn is_root() -> bool {
