@@ -10,6 +10,7 @@ pub mod network;
 
 pub mod containers;
 pub mod context;
+pub mod monitor;
 pub mod spec;
 pub mod state;
 pub mod userns;

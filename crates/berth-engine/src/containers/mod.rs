@@ -10,6 +10,7 @@ pub mod filter;
 pub mod inspect;
 pub mod lifecycle;
 pub mod logs;
+pub mod ops;
 pub mod store;
 pub mod summary;
 

@@ -24,6 +24,9 @@ use crate::state::{
 /// What `create` needs besides the options.
 #[derive(Debug, Clone)]
 pub struct CreateRequest {
+    /// The id to give the container (its storage is prepared under it first); generated
+    /// when `None`.
+    pub id: Option<String>,
     pub image_id: String,
     pub image_name: String,
     pub image_digest: Option<String>,
@@ -96,7 +99,10 @@ impl ContainerStore {
     /// Creates a container in state `configured`: its record, its config.json and its /etc
     /// files. A bad option, or a name in use, fails before anything is written.
     pub fn create(&mut self, req: &CreateRequest) -> Result<ContainerRecord, ContainerError> {
-        let id = generate_id()?;
+        let id = match &req.id {
+            Some(id) => id.clone(),
+            None => generate_id()?,
+        };
         let userdata = self.userdata_dir(&id);
         let generated = generate(&SpecInput {
             id: &id,
@@ -254,6 +260,7 @@ mod tests {
 
         fn request(&self, options: RunOptions) -> CreateRequest {
             CreateRequest {
+                id: None,
                 image_id: "f".repeat(64),
                 image_name: "localhost/busybox:latest".into(),
                 image_digest: None,

@@ -416,6 +416,13 @@ impl StateDb {
         let allowed = match change {
             StateChange::Unpaused => from == ContainerState::Paused,
             StateChange::Running { .. } => from != ContainerState::Paused && from.can_become(to),
+            // The monitor's late word: reconciliation saw the process gone first and recorded
+            // no code; the monitor that reaped it knows the code.
+            StateChange::Exited { exit_code: Some(_), .. }
+                if from == ContainerState::Exited && record.exit_code.is_none() =>
+            {
+                true
+            }
             _ => from.can_become(to),
         };
         if !allowed {

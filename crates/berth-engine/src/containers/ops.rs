@@ -1,0 +1,647 @@
+//! The container operations the command line calls — create, start, stop, kill, rm, wait,
+//! exec, pause, unpause and the cleanup of containers whose process is gone — over the
+//! container store, the container layers, the monitor and the runtime.
+//!
+//! Locking: start, rm, pause and unpause take the container's lock for their whole work;
+//! stop, kill and wait take none (they only signal and watch, and the monitor must be able to
+//! take the lock to record the exit while they wait). Cleanup is idempotent, so the monitor
+//! and a command that found the monitor gone may both run it.
+
+use std::fs;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use berth_runtime::state::StateRoot;
+use berth_storage::ContainerLayers;
+use oci_spec::runtime::Process;
+use tracing::{debug, warn};
+
+use super::lifecycle::{self, StopOutcome, StopTarget};
+use super::{ContainerError, ContainerStore, CreateOptions, CreateRequest};
+use crate::context::EngineContext;
+use crate::images::{Image, Images};
+use crate::monitor::{self, AttachIo, MonitorConfig, MonitorError, Started};
+use crate::spec::{HostInfo, RunOptions};
+use crate::state::{
+    generate_id, ContainerRecord, ContainerState, ProcProbe, ProcessProbe, StateChange,
+    StateError, Timestamp,
+};
+
+/// Errors of the container operations.
+#[derive(Debug, thiserror::Error)]
+pub enum OpsError {
+    #[error(transparent)]
+    Container(#[from] ContainerError),
+    #[error(transparent)]
+    Image(#[from] crate::images::ImageError),
+    #[error(transparent)]
+    Layer(#[from] berth_storage::ContainerLayerError),
+    #[error(transparent)]
+    Monitor(#[from] MonitorError),
+    #[error(transparent)]
+    Spec(#[from] crate::spec::SpecError),
+    #[error("container {name} is {state}: {what}")]
+    BadState { name: String, state: ContainerState, what: &'static str },
+    #[error("sending signal {signal} to container {name}")]
+    Signal {
+        name: String,
+        signal: i32,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("container {name}: {step}")]
+    Runtime { name: String, step: &'static str, message: String },
+    #[error("{message}")]
+    Exec { code: i32, message: String },
+    #[error("timed out after {seconds} s waiting for container {name} to {what}")]
+    Timeout { name: String, seconds: u64, what: &'static str },
+    #[error("{what} is not supported yet")]
+    NotSupportedYet { what: String },
+}
+
+impl From<StateError> for OpsError {
+    fn from(e: StateError) -> Self {
+        OpsError::Container(ContainerError::State(e))
+    }
+}
+
+impl OpsError {
+    /// The exit code berth reports for this failure: the container command's 126/127 when it
+    /// could not be started, else 125.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::Monitor(e) => e.exit_code(),
+            Self::Exec { code, .. } => *code,
+            _ => lifecycle::ENGINE_FAILURE,
+        }
+    }
+}
+
+/// What `create` (and `run`) asks for besides the image.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub options: RunOptions,
+    pub auto_remove: bool,
+    pub create_command: Vec<String>,
+    /// The name the user gave the image, as `ps` shows it.
+    pub image_name: String,
+    /// Keep the root mounted after create (run starts it at once).
+    pub keep_mounted: bool,
+}
+
+/// What `exec` runs.
+#[derive(Debug, Clone, Default)]
+pub struct ExecRequest {
+    pub command: Vec<String>,
+    pub env: Vec<String>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub tty: bool,
+    pub detach: bool,
+    pub privileged: bool,
+}
+
+/// The engine's container side for one context.
+pub struct Containers {
+    ctx: EngineContext,
+    store: ContainerStore,
+    layers: ContainerLayers,
+    runtime: StateRoot,
+}
+
+impl std::fmt::Debug for Containers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Containers").field("ctx", &self.ctx).finish()
+    }
+}
+
+/// The network call site for `run` and `start`: a container's network namespace is made and
+/// connected before its process starts, so bridges and published ports are prepared here.
+/// `none` and `host` need nothing (the spec gives a fresh namespace or none).
+// TODO: the networking engineer's `network::attach` goes here for bridge, named networks and
+// -p/-P; until then they fail before anything is created.
+pub fn prepare_network(network: Option<&str>, publish: &[String]) -> Result<(), OpsError> {
+    if !publish.is_empty() {
+        return Err(OpsError::NotSupportedYet { what: "-p/--publish".into() });
+    }
+    match network {
+        None | Some("none") | Some("host") => Ok(()),
+        Some(other) => Err(OpsError::NotSupportedYet { what: format!("--network {other}") }),
+    }
+}
+
+impl Containers {
+    pub fn open(ctx: &EngineContext) -> Result<Self, OpsError> {
+        let store = ContainerStore::open(&ctx.root, &ctx.runroot)?;
+        Ok(Self {
+            ctx: ctx.clone(),
+            store,
+            layers: ContainerLayers::new(&ctx.root, &ctx.runroot),
+            runtime: StateRoot::new(ctx.runtime_root()),
+        })
+    }
+
+    pub fn store(&mut self) -> &mut ContainerStore {
+        &mut self.store
+    }
+
+    pub fn context(&self) -> &EngineContext {
+        &self.ctx
+    }
+
+    /// Creates a container of `image`: its layer, mounted to read the image's users, then
+    /// its record and bundle. On any failure nothing is left.
+    pub fn create(
+        &mut self,
+        images: &Images,
+        image: &Image,
+        new: &NewRun,
+    ) -> Result<ContainerRecord, OpsError> {
+        let id = generate_id()?;
+        let lower = lower_dirs(images, image);
+        let made = (|| {
+            let layer = self.layers.mount(&id, self.ctx.storage_driver, &lower)?;
+            let host = HostInfo { rootless: self.ctx.rootless, ..HostInfo::detect()? };
+            let request = CreateRequest {
+                id: Some(id.clone()),
+                image_id: image.id().hex().to_owned(),
+                image_name: new.image_name.clone(),
+                image_digest: Some(image.record.manifest.digest.to_string()),
+                image_config: image.config.config.clone(),
+                rootfs: layer.merged.clone(),
+                options: new.options.clone(),
+                auto_remove: new.auto_remove,
+                create_command: new.create_command.clone(),
+                host,
+                storage_driver: self.ctx.storage_driver_name().to_owned(),
+            };
+            Ok::<_, OpsError>(self.store.create(&request)?)
+        })();
+        match made {
+            Ok(record) => {
+                if !new.keep_mounted {
+                    self.layers.unmount(&id)?;
+                }
+                Ok(record)
+            }
+            Err(e) => {
+                if let Err(undo) = self.layers.remove(&id) {
+                    warn!(%id, error = %undo, "removing the layer of a failed create");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Marks containers whose process is gone as exited and cleans up after them (their
+    /// monitor was killed, or the machine rebooted); returns their ids.
+    pub fn reconcile(&mut self) -> Result<Vec<String>, OpsError> {
+        // A monitor that reaps the process after this still records its code (see
+        // StateDb::update_state).
+        let ids = self.store.reconcile(&ProcProbe)?;
+        for id in &ids {
+            self.cleanup(id);
+        }
+        Ok(ids)
+    }
+
+    /// Every container, reconciled first.
+    pub fn list(&mut self) -> Result<Vec<ContainerRecord>, OpsError> {
+        self.reconcile()?;
+        Ok(self.store.db().list()?)
+    }
+
+    /// Finds a container, reconciled first.
+    pub fn lookup(&mut self, query: &str) -> Result<ContainerRecord, OpsError> {
+        let record = self.store.lookup(query)?;
+        if record.state.has_process() {
+            self.reconcile()?;
+            return Ok(self.store.db().get(&record.id)?);
+        }
+        Ok(record)
+    }
+
+    /// The runtime state, cgroup and mount of a container whose process is gone; each step
+    /// is skipped when done already.
+    pub fn cleanup(&mut self, id: &str) {
+        if let Err(e) = berth_runtime::delete::delete(&self.runtime, id, true) {
+            debug!(%id, error = %e, "no runtime state to delete");
+        }
+        if let Err(e) = self.layers.unmount(id) {
+            warn!(%id, error = %e, "unmounting the container's root");
+        }
+    }
+
+    /// Starts container `query`: mounts its root, starts its monitor (which starts the
+    /// process), records it running. With `attach`, the caller's descriptors get the output
+    /// from the first byte on.
+    pub fn start(
+        &mut self,
+        query: &str,
+        attach: Option<AttachIo<'_>>,
+    ) -> Result<(ContainerRecord, Started), OpsError> {
+        let record = self.lookup(query)?;
+        let lock = self.store.locks().lock(&record.id)?;
+        let record = self.store.db().get(&record.id)?;
+        if record.state.has_process() {
+            return Err(OpsError::BadState {
+                name: record.name,
+                state: record.state,
+                what: "it must be stopped to be started",
+            });
+        }
+        let options = CreateOptions::of(&record)?;
+        if record.state != ContainerState::Configured {
+            // A restart: the old runtime state goes first.
+            self.cleanup(&record.id);
+        }
+        let images = Images::open(&self.ctx.root)?;
+        let image = images.find(&record.image_id)?;
+        self.layers.mount(&record.id, self.ctx.storage_driver, &lower_dirs(&images, &image))?;
+        let userdata = options.userdata_dir.clone();
+        let _ = fs::remove_file(monitor::exit_file(&userdata));
+        let config = MonitorConfig {
+            id: record.id.clone(),
+            root: self.ctx.root.clone(),
+            runroot: self.ctx.runroot.clone(),
+            rootless: self.ctx.rootless,
+            bundle: userdata.clone(),
+            log_path: options.log_path.clone().unwrap_or_else(|| userdata.join("ctr.log")),
+            tty: options.run.tty,
+            stdin: options.run.interactive,
+            auto_remove: options.auto_remove,
+        };
+        let started = match monitor::spawn(&config, attach) {
+            Ok(started) => started,
+            Err(e) => {
+                let _ = self.layers.unmount(&record.id);
+                return Err(e.into());
+            }
+        };
+        let boot_id = self.store.boot_id().to_owned();
+        let db = self.store.db();
+        db.update_state(
+            &record.id,
+            &StateChange::Created {
+                pid: Some(started.pid),
+                pid_start_time: Some(started.start_time),
+                boot_id: boot_id.clone(),
+            },
+        )?;
+        let record = db.update_state(
+            &record.id,
+            &StateChange::Running {
+                pid: started.pid,
+                pid_start_time: started.start_time,
+                boot_id,
+                at: Timestamp::now(),
+            },
+        )?;
+        let _ = started.recorded();
+        drop(lock);
+        debug!(id = %record.id, pid = started.pid, "container started");
+        Ok((record, started))
+    }
+
+    /// Removes a container that failed to start with `--rm`.
+    pub fn remove_after_failed_start(&mut self, id: &str) {
+        if self.store.remove(id).is_ok() {
+            let _ = self.layers.remove(id);
+        }
+    }
+
+    /// Sends `signal` to the container's init.
+    pub fn kill(&mut self, query: &str, signal: i32) -> Result<ContainerRecord, OpsError> {
+        let record = self.lookup(query)?;
+        if !matches!(record.state, ContainerState::Running | ContainerState::Paused) {
+            return Err(OpsError::BadState {
+                name: record.name,
+                state: record.state,
+                what: "can only kill running containers",
+            });
+        }
+        signal_init(&record, signal)?;
+        Ok(record)
+    }
+
+    /// Stops a container: its stop signal, then SIGKILL after `timeout` seconds (its own
+    /// `--stop-timeout` when `None`); waits until the exit is recorded.
+    pub fn stop(
+        &mut self,
+        query: &str,
+        timeout: Option<u32>,
+    ) -> Result<(ContainerRecord, StopOutcome), OpsError> {
+        let record = self.lookup(query)?;
+        if !record.state.has_process() {
+            return Ok((record, StopOutcome::NotRunning));
+        }
+        let options = CreateOptions::of(&record)?;
+        if record.state == ContainerState::Paused {
+            // A frozen process cannot act on its signal: thaw it first, as Podman does.
+            let _ = berth_runtime::pause::resume(&self.runtime, &record.id);
+            let _ = self.store.db().update_state(&record.id, &StateChange::Unpaused);
+        }
+        let mut target = InitTarget { record: &record };
+        let timeout = timeout.unwrap_or(options.stop_timeout);
+        let outcome = lifecycle::stop(&mut target, &record.name, options.stop_signal, timeout);
+        let record = self.await_exit(&record.id, Duration::from_secs(30))?;
+        Ok((record, outcome))
+    }
+
+    /// Waits until container `id` (whose process is gone or going) is recorded as exited or
+    /// removed; does the cleanup itself when its monitor is gone. `None` when removed.
+    fn await_exit(&mut self, id: &str, limit: Duration) -> Result<ContainerRecord, OpsError> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let record = match self.store.db().get(id) {
+                Ok(r) => r,
+                Err(e) => return Err(e.into()),
+            };
+            if !record.state.has_process() {
+                return Ok(record);
+            }
+            let options = CreateOptions::of(&record)?;
+            if !monitor::monitor_alive(&options.userdata_dir, id) {
+                self.reconcile()?;
+                let record = self.store.db().get(id)?;
+                if !record.state.has_process() {
+                    return Ok(record);
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(OpsError::Timeout {
+                    name: record.name,
+                    seconds: limit.as_secs(),
+                    what: "exit",
+                });
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Waits for a container to exit and returns its exit code (-1 when unknown, as Podman).
+    pub fn wait(&mut self, query: &str) -> Result<i32, OpsError> {
+        let record = self.lookup(query)?;
+        let id = record.id.clone();
+        loop {
+            let record = match self.store.db().get(&id) {
+                Ok(r) => r,
+                // Removed (--rm) while we waited: its exit file may still tell.
+                Err(StateError::NoSuchContainer { .. }) => return Ok(-1),
+                Err(e) => return Err(e.into()),
+            };
+            if !record.state.has_process() && record.state != ContainerState::Configured {
+                return Ok(record.exit_code.unwrap_or(-1));
+            }
+            if record.state.has_process() {
+                let options = CreateOptions::of(&record)?;
+                if !monitor::monitor_alive(&options.userdata_dir, &id) {
+                    self.reconcile()?;
+                    continue;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Removes a container; a live one only with `force`, after killing it.
+    pub fn remove(&mut self, query: &str, force: bool) -> Result<ContainerRecord, OpsError> {
+        let record = self.lookup(query)?;
+        if record.state.has_process() {
+            if !force {
+                return Err(ContainerError::Live { name: record.name, state: record.state }.into());
+            }
+            if record.state == ContainerState::Paused {
+                let _ = berth_runtime::pause::resume(&self.runtime, &record.id);
+            }
+            let _ = signal_init(&record, libc::SIGKILL);
+            self.await_exit(&record.id, Duration::from_secs(30))?;
+        }
+        // The monitor (of an --rm container) may be removing it right now: let it finish.
+        let options = CreateOptions::of(&record)?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while monitor::monitor_alive(&options.userdata_dir, &record.id) && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.cleanup(&record.id);
+        let removed = match self.store.remove(&record.id) {
+            Ok(r) => r,
+            Err(ContainerError::State(StateError::NoSuchContainer { .. })) => record.clone(),
+            Err(e) => return Err(e.into()),
+        };
+        self.layers.remove(&record.id)?;
+        Ok(removed)
+    }
+
+    /// Freezes a running container.
+    pub fn pause(&mut self, query: &str) -> Result<ContainerRecord, OpsError> {
+        let record = self.lookup(query)?;
+        let _lock = self.store.locks().lock(&record.id)?;
+        if record.state != ContainerState::Running {
+            return Err(OpsError::BadState {
+                name: record.name,
+                state: record.state,
+                what: "only running containers can be paused",
+            });
+        }
+        berth_runtime::pause::pause(&self.runtime, &record.id).map_err(|e| {
+            OpsError::Runtime { name: record.name.clone(), step: "pausing", message: e.to_string() }
+        })?;
+        Ok(self.store.db().update_state(&record.id, &StateChange::Paused)?)
+    }
+
+    /// Thaws a paused container.
+    pub fn unpause(&mut self, query: &str) -> Result<ContainerRecord, OpsError> {
+        let record = self.lookup(query)?;
+        let _lock = self.store.locks().lock(&record.id)?;
+        if record.state != ContainerState::Paused {
+            return Err(OpsError::BadState {
+                name: record.name,
+                state: record.state,
+                what: "only paused containers can be unpaused",
+            });
+        }
+        berth_runtime::pause::resume(&self.runtime, &record.id).map_err(|e| {
+            OpsError::Runtime {
+                name: record.name.clone(),
+                step: "unpausing",
+                message: e.to_string(),
+            }
+        })?;
+        Ok(self.store.db().update_state(&record.id, &StateChange::Unpaused)?)
+    }
+
+    /// The process `exec` runs in container `record`: the container's own process (its
+    /// environment, capabilities, user) with the request's command, env, user and workdir.
+    pub fn exec_process(
+        &self,
+        record: &ContainerRecord,
+        req: &ExecRequest,
+    ) -> Result<Process, OpsError> {
+        let spec: oci_spec::runtime::Spec = serde_json::from_str(&record.spec_json)
+            .map_err(|source| ContainerError::DecodeSpec { id: record.id.clone(), source })?;
+        let mut process = spec.process().clone().unwrap_or_default();
+        if req.command.is_empty() {
+            return Err(OpsError::Exec {
+                code: lifecycle::ENGINE_FAILURE,
+                message: "exec: a command is needed".into(),
+            });
+        }
+        process.set_args(Some(req.command.clone()));
+        process.set_terminal(Some(req.tty));
+        process.set_console_size(None);
+        let mut env = process.env().clone().unwrap_or_default();
+        for entry in &req.env {
+            let entry = match entry.split_once('=') {
+                Some(_) => entry.clone(),
+                None => match std::env::var(entry) {
+                    Ok(value) => format!("{entry}={value}"),
+                    Err(_) => continue,
+                },
+            };
+            let key = entry.split('=').next().unwrap_or("").to_owned();
+            env.retain(|e| e.split('=').next() != Some(key.as_str()));
+            env.push(entry);
+        }
+        if req.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+            env.push("TERM=xterm".into());
+        }
+        if let Some(dir) = &req.workdir {
+            if !dir.starts_with('/') {
+                return Err(crate::spec::SpecError::WorkdirNotAbsolute { dir: dir.clone() }.into());
+            }
+            process.set_cwd(PathBuf::from(dir));
+        }
+        if let Some(user) = &req.user {
+            let rootfs = self.layers.layer(&record.id).merged;
+            let resolved = crate::spec::user::resolve(&rootfs, user, &[])?;
+            let mut spec_user = process.user().clone();
+            spec_user.set_uid(resolved.uid);
+            spec_user.set_gid(resolved.gid);
+            spec_user
+                .set_additional_gids(Some(resolved.additional_gids.clone()).filter(|g| !g.is_empty()));
+            process.set_user(spec_user);
+            env.retain(|e| !e.starts_with("HOME="));
+            env.push(format!("HOME={}", resolved.home));
+            if resolved.uid != 0 {
+                // As in run: a non-root user keeps capabilities only in its bounding set.
+                if let Some(mut caps) = process.capabilities().clone() {
+                    caps.set_effective(Some(Default::default()));
+                    caps.set_permitted(Some(Default::default()));
+                    caps.set_inheritable(Some(Default::default()));
+                    caps.set_ambient(Some(Default::default()));
+                    process.set_capabilities(Some(caps));
+                }
+            }
+        }
+        if req.privileged {
+            return Err(OpsError::NotSupportedYet { what: "exec --privileged".into() });
+        }
+        process.set_env(Some(env));
+        Ok(process)
+    }
+
+    /// Runs `process` in the running container `record` (the caller is single-threaded);
+    /// returns its exit code. With a console socket the process gets a pty there.
+    pub fn exec(
+        &self,
+        record: &ContainerRecord,
+        process: Process,
+        detach: bool,
+        console_socket: Option<PathBuf>,
+    ) -> Result<i32, OpsError> {
+        if record.state != ContainerState::Running {
+            return Err(OpsError::BadState {
+                name: record.name.clone(),
+                state: record.state,
+                what: "can only exec in running containers",
+            });
+        }
+        let rootfs = self.layers.layer(&record.id).merged;
+        let opts = berth_runtime::exec::ExecOptions {
+            process,
+            detach,
+            pid_file: None,
+            console_socket,
+            preserve_fds: 0,
+        };
+        berth_runtime::exec::exec(&self.runtime, &record.id, &opts).map_err(|e| {
+            let message = e.to_string();
+            OpsError::Exec { code: monitor::launch_failure_code(&message, &rootfs), message }
+        })
+    }
+}
+
+/// The image's layer directories, top-most first, as overlay's lowerdir wants them.
+fn lower_dirs(images: &Images, image: &Image) -> Vec<PathBuf> {
+    let mut dirs = images.layer_dirs(image);
+    dirs.reverse();
+    dirs
+}
+
+/// Sends `signal` to `record`'s init if it is still the process the record names.
+fn signal_init(record: &ContainerRecord, signal: i32) -> Result<(), OpsError> {
+    let Some(pid) = record.pid else { return Ok(()) };
+    if let (Some(recorded), Some(now)) = (record.pid_start_time, ProcProbe.start_time(pid)) {
+        if recorded != now {
+            return Ok(());
+        }
+    }
+    // SAFETY: kill takes a pid and a signal number by value.
+    if unsafe { libc::kill(pid, signal) } < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ESRCH) {
+            return Ok(());
+        }
+        return Err(OpsError::Signal { name: record.name.clone(), signal, source: e });
+    }
+    Ok(())
+}
+
+/// The stop sequence's view of a container's init: signals by pid, waits with a pidfd.
+struct InitTarget<'a> {
+    record: &'a ContainerRecord,
+}
+
+impl StopTarget for InitTarget<'_> {
+    fn signal(&mut self, signal: i32) -> bool {
+        self.alive() && signal_init(self.record, signal).is_ok()
+    }
+
+    fn wait_exit(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let Some(pid) = self.record.pid.and_then(rustix::process::Pid::from_raw) else {
+            return true;
+        };
+        let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty());
+        loop {
+            if !self.alive() {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            match &pidfd {
+                Ok(fd) => {
+                    use std::os::fd::AsRawFd;
+                    let ms = left.as_millis().min(100) as i32;
+                    monitor::fds::poll_one(fd.as_raw_fd(), libc::POLLIN, ms);
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    }
+}
+
+impl InitTarget<'_> {
+    fn alive(&self) -> bool {
+        let Some(pid) = self.record.pid else { return false };
+        match (ProcProbe.start_time(pid), self.record.pid_start_time) {
+            (None, _) => false,
+            (Some(now), Some(recorded)) => now == recorded,
+            (Some(_), None) => true,
+        }
+    }
+}
