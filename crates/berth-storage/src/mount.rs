@@ -498,4 +498,186 @@ mod tests {
         assert!(err.to_string().contains("merged"), "{err}");
         assert!(fs::read_dir(&target).unwrap().next().is_none());
     }
+
+    // The probe's answer is kept per kernel release: a cached answer for this kernel is used
+    // as it is, one for another kernel is probed again (and rewritten).
+    #[test]
+    fn the_driver_probe_is_cached_per_kernel() {
+        if !is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_owned();
+        in_private_mount_ns(|| {
+            let kernel = rustix::system::uname().release().to_string_lossy().into_owned();
+            let cache = root.join("rootless-driver");
+            fs::write(&cache, format!("{kernel} fuse-overlayfs\n")).unwrap();
+            match rootless_driver(&root) {
+                Ok(Driver::FuseOverlayfs) => {}
+                other => return Err(format!("cached answer not used: {other:?}")),
+            }
+            fs::write(&cache, "2.6.32-old fuse-overlayfs\n").unwrap();
+            match rootless_driver(&root) {
+                Ok(Driver::OverlayUserxattr) => {}
+                other => return Err(format!("not probed again: {other:?}")),
+            }
+            let text = fs::read_to_string(&cache).unwrap();
+            if text != format!("{kernel} overlay\n") {
+                return Err(format!("cache reads {text:?}"));
+            }
+            let left: Vec<_> = fs::read_dir(&root).unwrap().filter_map(|e| e.ok()).collect();
+            if left.len() != 1 {
+                return Err(format!("the probe left {left:?}"));
+            }
+            Ok(())
+        });
+    }
+
+    // Rootless storage: as the unprivileged test user, inside a user namespace of its own, both
+    // rootless drivers mount layers whose whiteouts are 0/0 devices and whose opaque
+    // directories carry user.overlay.opaque — the format layers unpacked there get.
+    #[test]
+    fn both_rootless_drivers_mount_as_the_test_user() {
+        if !is_root() {
+            eprintln!("skipped: needs root to switch to the test user");
+            return;
+        }
+        let user = berth_testkit::user::TestUser::get();
+        open_dev_fuse();
+        let exe = berth_testkit::user::stage_binary(&std::env::current_exe().unwrap()).unwrap();
+        for driver in ["overlay", FUSE_OVERLAYFS] {
+            let out = user
+                .command(&exe)
+                .args(["--exact", "mount::tests::rootless_driver_helper", "--ignored"])
+                .args(["--nocapture", "--test-threads=1"])
+                .env("BERTH_TEST_DRIVER", driver)
+                .output()
+                .unwrap();
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(out.status.success(), "{driver} failed as the test user: {text}");
+            assert!(text.contains(&format!("MOUNTED {driver}")), "{driver}: {text}");
+        }
+    }
+
+    /// fuse-overlayfs needs /dev/fuse open to everyone, as Debian's udev rules make it; this
+    /// VM has no udev and leaves it 0600.
+    fn open_dev_fuse() {
+        use std::os::unix::fs::PermissionsExt;
+        let fuse = Path::new("/dev/fuse");
+        let mode = fs::metadata(fuse).unwrap().permissions().mode();
+        if mode & 0o666 != 0o666 {
+            fs::set_permissions(fuse, fs::Permissions::from_mode(mode | 0o666)).unwrap();
+        }
+    }
+
+    /// The test user's side of the test above: runs in a forked child that maps only the
+    /// user's own id to 0 (no newuidmap needed), mounts with BERTH_TEST_DRIVER and checks.
+    #[test]
+    #[ignore = "run as the test user by both_rootless_drivers_mount_as_the_test_user"]
+    fn rootless_driver_helper() {
+        let driver = match std::env::var("BERTH_TEST_DRIVER").as_deref() {
+            Ok(FUSE_OVERLAYFS) => Driver::FuseOverlayfs,
+            _ => Driver::OverlayUserxattr,
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_owned();
+        let uid = rustix::process::geteuid().as_raw();
+        let gid = rustix::process::getegid().as_raw();
+        in_private_user_ns(uid, gid, || {
+            let io = |step: &'static str| move |e: io::Error| format!("{step}: {e}");
+            let (base, top) = (root.join("base"), root.join("top"));
+            for d in [base.join("gone"), base.join("opaque"), top.join("opaque")] {
+                fs::create_dir_all(&d).map_err(io("mkdir"))?;
+            }
+            fs::write(base.join("gone/file"), "x").map_err(io("write"))?;
+            fs::write(base.join("opaque/hidden"), "x").map_err(io("write"))?;
+            fs::write(base.join("kept"), "base").map_err(io("write"))?;
+            fs::write(top.join("opaque/seen"), "x").map_err(io("write"))?;
+            rustix::fs::mknodat(
+                rustix::fs::CWD,
+                &top.join("gone"),
+                rustix::fs::FileType::CharacterDevice,
+                rustix::fs::Mode::empty(),
+                rustix::fs::makedev(0, 0),
+            )
+            .map_err(|e| format!("whiteout mknod: {e}"))?;
+            rustix::fs::setxattr(
+                &top.join("opaque"),
+                "user.overlay.opaque",
+                b"y",
+                rustix::fs::XattrFlags::empty(),
+            )
+            .map_err(|e| format!("opaque xattr: {e}"))?;
+            let (upper, work, merged) = (root.join("upper"), root.join("work"), root.join("m"));
+            for d in [&upper, &work, &merged] {
+                fs::create_dir_all(d).map_err(io("mkdir"))?;
+            }
+            let lower = [top, base];
+            mount_overlay(driver, &Overlay { lower: &lower, upper: &upper, work: &work }, &merged)
+                .map_err(|e| one_line(&e))?;
+            let checks = (|| {
+                if merged.join("gone").exists() {
+                    return Err("a whiteout did not hide its file".to_owned());
+                }
+                if merged.join("opaque/hidden").exists() || !merged.join("opaque/seen").exists() {
+                    return Err("the opaque directory shows the lower one".to_owned());
+                }
+                fs::write(merged.join("kept"), "changed").map_err(io("write through"))?;
+                fs::remove_file(merged.join("opaque/seen")).map_err(io("remove"))?;
+                Ok(())
+            })();
+            let unmounted = unmount(&merged).map_err(|e| one_line(&e));
+            checks?;
+            unmounted?;
+            if fs::read_to_string(upper.join("kept")).map_err(io("read upper"))? != "changed" {
+                return Err("the write did not reach upper".into());
+            }
+            let mountinfo = fs::read_to_string("/proc/self/mountinfo").map_err(io("mountinfo"))?;
+            if mountinfo.contains(&*merged.to_string_lossy()) {
+                return Err("still mounted after unmount".into());
+            }
+            Ok(())
+        });
+        println!("MOUNTED {}", std::env::var("BERTH_TEST_DRIVER").unwrap_or_default());
+    }
+
+    /// Runs `f` in a forked child that is root of a new user namespace mapping only `uid` and
+    /// `gid`, with a mount namespace of its own.
+    fn in_private_user_ns(uid: u32, gid: u32, f: impl FnOnce() -> Result<(), String>) {
+        // SAFETY: the child unshares, writes its maps, runs `f` and _exits; the helper test runs
+        // with one test thread, so no lock is held by another thread at the fork.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            let code = (|| {
+                // SAFETY: the forked child is single-threaded; the namespaces are its own.
+                unsafe {
+                    rustix::thread::unshare_unsafe(
+                        rustix::thread::UnshareFlags::NEWUSER | rustix::thread::UnshareFlags::NEWNS,
+                    )
+                }
+                .map_err(|e| format!("unshare: {e}"))?;
+                fs::write("/proc/self/setgroups", "deny").map_err(|e| format!("setgroups: {e}"))?;
+                fs::write("/proc/self/uid_map", format!("0 {uid} 1"))
+                    .map_err(|e| format!("uid_map: {e}"))?;
+                fs::write("/proc/self/gid_map", format!("0 {gid} 1"))
+                    .map_err(|e| format!("gid_map: {e}"))?;
+                f()
+            })();
+            if let Err(e) = &code {
+                eprintln!("{e}");
+            }
+            // SAFETY: _exit ends the forked child without running the parent's destructors.
+            unsafe { libc::_exit(i32::from(code.is_err())) };
+        }
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "child failed");
+    }
 }
