@@ -5,6 +5,7 @@
 //! The command line (and later an API socket) are faces over this crate and never reach past
 //! it into storage, the registry client or the runtime.
 
+pub mod build_steps;
 pub mod images;
 pub mod network;
 

@@ -1,0 +1,592 @@
+//! The engine's side of `berth build`: running one RUN step as a container over the stage's
+//! layers, and storing what a build produces (layer blobs, unpacked layers, the committed
+//! image) in the image store.
+//!
+//! A step runs in a forked child of berth, so that the runtime's single-threaded launch has
+//! the process it needs whatever threads the build has, and so that everything the step
+//! mounts lives in the child's private mount namespace: the overlay (the parent layers
+//! read-only below a fresh upper directory) and the container's own mounts go away with the
+//! child, on success, on failure and on ctrl-c alike. The child redirects its standard output
+//! and error into a pipe that the parent streams to the build output, keeping the last lines
+//! for the error report of a failing step; it launches the process through berth-runtime
+//! in-process, waits for it, deletes its runtime state (and cgroup) and exits with the
+//! process's code. What the step changed stays in the upper directory, which the caller turns
+//! into a layer ([`berth_storage::diff`]) and then drops with the [`Scratch`] guard.
+//!
+//! A RUN container gets what Buildah gives one: Podman's default capabilities, seccomp
+//! profile, masked paths and mounts, a hostname of its own, and /etc/hosts and
+//! /etc/resolv.conf bind-mounted from outside the layer (so they never end up in it). Its
+//! network is the host's unless the step or the build says `none`: berth has no bridge
+//! networking yet, and a step without network could not fetch dependencies.
+//! TODO: a private network namespace with a bridge (rootful) or pasta (rootless) as Buildah's
+//! default, once the engine's networking offers one.
+//! Build containers are not `berth ps` containers: they have no record in the state database.
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use berth_image::config::{chain_ids, ContainerConfig};
+use berth_image::digest::{Digest, Hasher, HashingWriter};
+use berth_image::manifest::{self, Compression, Descriptor, ImageManifest};
+use berth_storage::diff::{write_diff, DiffError, DiffOptions};
+use berth_storage::mount::{mount_overlay, Driver, Overlay};
+use tracing::debug;
+
+use crate::images::{Image, ImageError, Images};
+use crate::spec::{self, HostInfo, NetworkMode, RunOptions, SpecInput};
+
+/// How many lines of a failing step's output its error shows.
+pub const TAIL_LINES: usize = 10;
+
+/// Why a build step could not run, or its result not be stored.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error("preparing the step's scratch directory {path}")]
+    Scratch {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("making the step's output pipe")]
+    Pipe(#[source] io::Error),
+    #[error("forking the step's process")]
+    Fork(#[source] io::Error),
+    #[error("reading the step's output")]
+    Output(#[source] io::Error),
+    #[error("writing the build output")]
+    Forward(#[source] io::Error),
+    #[error("waiting for the step's process")]
+    Wait(#[source] io::Error),
+    #[error("setting up the step's container: {0}")]
+    Setup(String),
+    #[error("interrupted")]
+    Interrupted,
+    #[error("writing the layer of the step")]
+    Diff(#[source] DiffError),
+    #[error("storing the layer blob")]
+    StoreLayer(#[source] io::Error),
+    #[error(transparent)]
+    Image(#[from] ImageError),
+}
+
+/// A mount a RUN step asks for (`RUN --mount=…`), prepared by the caller: a cache is a
+/// persistent directory bound in, a secret a private file bound in read-only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepMount {
+    Bind { source: PathBuf, target: String, read_only: bool },
+    Tmpfs { target: String, size: Option<u64> },
+}
+
+/// One RUN step.
+pub struct StepSpec<'a> {
+    /// The stage's layers so far, base first, as [`Images::layer_dirs`] gives them.
+    pub layers: &'a [PathBuf],
+    /// The stage's config at this step: Env, WorkingDir and User are used.
+    pub config: &'a ContainerConfig,
+    /// The command, already through the stage's SHELL for the shell form.
+    pub argv: &'a [String],
+    /// Added to the environment (the ARGs in scope), `KEY=VALUE`.
+    pub env: &'a [String],
+    pub mounts: &'a [StepMount],
+    pub network: NetworkMode,
+}
+
+/// The directories of one step; removed (after unmounting what may be left) when dropped.
+#[derive(Debug)]
+pub struct Scratch {
+    dir: PathBuf,
+}
+
+static SCRATCH_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl Scratch {
+    /// A new scratch directory under `root/build/tmp`, named after this process so that a
+    /// later build can remove it when this one crashed.
+    pub fn new(root: &Path) -> Result<Self, StepError> {
+        let base = root.join("build").join("tmp");
+        let dir = base.join(format!(
+            "{}-{}",
+            std::process::id(),
+            SCRATCH_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        for sub in ["upper", "work", "merged", "bundle", "state", "etc", "lower"] {
+            let path = dir.join(sub);
+            fs::create_dir_all(&path).map_err(|source| StepError::Scratch { path, source })?;
+        }
+        Ok(Self { dir })
+    }
+
+    /// Removes scratch directories of builds whose process is gone.
+    pub fn remove_stale(root: &Path) {
+        let Ok(entries) = fs::read_dir(root.join("build").join("tmp")) else { return };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name.to_str().and_then(|n| n.split('-').next()) else { continue };
+            if Path::new("/proc").join(pid).exists() {
+                continue;
+            }
+            debug!(path = %entry.path().display(), "removing a crashed build's scratch directory");
+            let _ = berth_storage::unmount(&entry.path().join("merged"));
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The upper directory: what the step changed.
+    pub fn upper(&self) -> PathBuf {
+        self.dir.join("upper")
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        // The overlay lives in the step's own mount namespace; this only matters if a
+        // future caller mounts it here.
+        let _ = berth_storage::unmount(&self.dir.join("merged"));
+        if let Err(e) = fs::remove_dir_all(&self.dir) {
+            tracing::warn!(path = %self.dir.display(), error = %e, "removing a build step's scratch directory");
+        }
+    }
+}
+
+/// What a step did.
+#[derive(Debug)]
+pub struct StepOutcome {
+    /// The process's exit code, 128+N when signal N ended it.
+    pub exit_code: i32,
+    /// The last [`TAIL_LINES`] lines of its output.
+    pub tail: Vec<String>,
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+static STEP_INIT: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn on_interrupt(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+    let pid = STEP_INIT.load(Ordering::SeqCst);
+    if pid > 0 {
+        // SAFETY: kill(2) is async-signal-safe. The init of a pid namespace ignores signals
+        // it has no handler for, so only SIGKILL is sure to end the step.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+}
+
+/// Makes SIGINT and SIGTERM end the running step (and the build, which checks
+/// [`interrupted`]) instead of berth, so the build can clean up after itself.
+pub fn handle_interrupts() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to atomics and calls kill(2), both
+        // async-signal-safe; the sigaction struct is fully initialised before the call.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_interrupt as extern "C" fn(libc::c_int) as usize;
+            libc::sigemptyset(&mut action.sa_mask);
+            // No SA_RESTART: a blocked read returns EINTR, so the build notices at once.
+            action.sa_flags = 0;
+            libc::sigaction(sig, &action, std::ptr::null_mut());
+        }
+    }
+}
+
+/// Whether SIGINT or SIGTERM arrived since [`handle_interrupts`].
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), StepError> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into `fds`, which lives for the call.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(StepError::Pipe(io::Error::last_os_error()));
+    }
+    // SAFETY: both descriptors were just made and are owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Runs one step in `scratch`, streaming its output to `output`.
+pub fn run_step(
+    step: &StepSpec<'_>,
+    scratch: &Scratch,
+    output: &mut dyn Write,
+) -> Result<StepOutcome, StepError> {
+    if interrupted() {
+        return Err(StepError::Interrupted);
+    }
+    // Everything that can fail for a reason the user can fix is checked before the fork.
+    let host = HostInfo::detect().map_err(|e| StepError::Setup(e.to_string()))?;
+    let (out_read, out_write) = pipe()?;
+    let (err_read, err_write) = pipe()?;
+    let (pid_read, pid_write) = pipe()?;
+
+    // SAFETY: the child only runs the step (file-system work, the runtime's launch, which
+    // wants a single-threaded caller — a forked child is one) and leaves with _exit.
+    let child = unsafe { libc::fork() };
+    if child < 0 {
+        return Err(StepError::Fork(io::Error::last_os_error()));
+    }
+    if child == 0 {
+        drop(out_read);
+        drop(err_read);
+        drop(pid_read);
+        let code = match child_main(step, scratch, &host, &out_write, pid_write) {
+            Ok(code) => code,
+            Err(message) => {
+                let mut file = fs::File::from(err_write);
+                let _ = file.write_all(message.as_bytes());
+                125
+            }
+        };
+        // SAFETY: ends the forked child without running the parent's destructors.
+        unsafe { libc::_exit(code) };
+    }
+    drop(out_write);
+    drop(err_write);
+
+    // The init's pid, so that ctrl-c can kill it; it comes before any output.
+    let mut pid_file = fs::File::from(pid_read);
+    let mut tail = Tail::default();
+    let mut out = fs::File::from(out_read);
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut pid_bytes = Vec::new();
+    let mut pid_known = false;
+    loop {
+        if !pid_known {
+            let mut b = [0u8; 16];
+            match pid_file.read(&mut b) {
+                Ok(0) => pid_known = true,
+                Ok(n) => {
+                    pid_bytes.extend_from_slice(&b[..n]);
+                    if pid_bytes.ends_with(b"\n") {
+                        let pid = String::from_utf8_lossy(&pid_bytes).trim().parse().unwrap_or(0);
+                        STEP_INIT.store(pid, Ordering::SeqCst);
+                        if interrupted() {
+                            on_interrupt(0);
+                        }
+                        pid_known = true;
+                    }
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(StepError::Output(e)),
+            }
+        }
+        match out.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => {
+                output.write_all(&buffer[..n]).map_err(StepError::Forward)?;
+                output.flush().map_err(StepError::Forward)?;
+                tail.push(&buffer[..n]);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(StepError::Output(e)),
+        }
+    }
+    let status = loop {
+        let mut status = 0;
+        // SAFETY: waits for the child forked above.
+        let got = unsafe { libc::waitpid(child, &mut status, 0) };
+        if got == child {
+            break status;
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(StepError::Wait(e));
+        }
+    };
+    STEP_INIT.store(0, Ordering::SeqCst);
+    let mut message = String::new();
+    let _ = fs::File::from(err_read).read_to_string(&mut message);
+    if interrupted() {
+        return Err(StepError::Interrupted);
+    }
+    if !message.is_empty() {
+        return Err(StepError::Setup(message));
+    }
+    let exit_code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
+    };
+    Ok(StepOutcome { exit_code, tail: tail.lines() })
+}
+
+/// The child's work: mount, generate the spec, launch, wait, clean up. Returns the exit code.
+fn child_main(
+    step: &StepSpec<'_>,
+    scratch: &Scratch,
+    host: &HostInfo,
+    out: &OwnedFd,
+    pid_pipe: OwnedFd,
+) -> Result<i32, String> {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) only sets this process's parent-death signal.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    // SAFETY: dup2 onto the standard descriptors of this (single-threaded) child; /dev/null
+    // is opened first so that a failure leaves them as they were.
+    unsafe {
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);
+        if null >= 0 {
+            libc::dup2(null, 0);
+            libc::close(null);
+        }
+        libc::dup2(out.as_raw_fd(), 1);
+        libc::dup2(out.as_raw_fd(), 2);
+    }
+    // SAFETY: a forked child is single-threaded; the new mount namespace is its own.
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
+        .map_err(|e| format!("unsharing the mount namespace: {e}"))?;
+    rustix::mount::mount_change(
+        "/",
+        rustix::mount::MountPropagationFlags::PRIVATE | rustix::mount::MountPropagationFlags::REC,
+    )
+    .map_err(|e| format!("making the mounts private: {e}"))?;
+
+    let dir = scratch.path();
+    let merged = dir.join("merged");
+    let mut lower: Vec<PathBuf> = step.layers.iter().rev().cloned().collect();
+    if lower.is_empty() {
+        // FROM scratch: an empty directory stands in for the missing layers.
+        lower.push(dir.join("lower"));
+    }
+    let upper = dir.join("upper");
+    let work = dir.join("work");
+    mount_overlay(Driver::Overlay, &Overlay { lower: &lower, upper: &upper, work: &work }, &merged)
+        .map_err(|e| e.to_string())?;
+
+    // The working directory exists before the process starts in it, as Buildah makes it.
+    let workdir = step.config.working_dir.clone().filter(|w| !w.is_empty());
+    if let Some(workdir) = &workdir {
+        let path = berth_runtime::mounts::secure_join(&merged, Path::new(workdir));
+        fs::create_dir_all(&path).map_err(|e| format!("making WORKDIR {workdir}: {e}"))?;
+    }
+
+    let id = format!("berth-build-{}", dir.file_name().and_then(|n| n.to_str()).unwrap_or("step"));
+    let options = RunOptions {
+        command: step.argv.to_vec(),
+        entrypoint: Some(String::new()),
+        env: step.env.to_vec(),
+        network: Some(step.network.as_str().to_owned()),
+        ..RunOptions::default()
+    };
+    let userdata = dir.join("etc");
+    let input = SpecInput {
+        id: &id,
+        image: Some(step.config),
+        rootfs: &merged,
+        options: &options,
+        host,
+        userdata_dir: &userdata,
+        cgroups_path: None,
+        host_env: &spec::process_env,
+        host_vars: &spec::process_vars,
+    };
+    let generated = spec::generate(&input).map_err(|e| e.to_string())?;
+    generated.etc_files.write(&id).map_err(|e| e.to_string())?;
+    let mut spec_json =
+        serde_json::to_value(&generated.spec).map_err(|e| format!("writing the spec: {e}"))?;
+    let mounts = spec_json["mounts"].as_array_mut().ok_or("the spec has no mounts")?;
+    for mount in step.mounts {
+        mounts.push(match mount {
+            StepMount::Bind { source, target, read_only } => {
+                let mut options = vec!["rbind", "rprivate"];
+                if *read_only {
+                    options.push("ro");
+                }
+                serde_json::json!({"destination": target, "type": "bind", "source": source, "options": options})
+            }
+            StepMount::Tmpfs { target, size } => {
+                let mut options = vec!["nosuid".to_owned(), "nodev".to_owned()];
+                if let Some(size) = size {
+                    options.push(format!("size={size}"));
+                }
+                serde_json::json!({"destination": target, "type": "tmpfs", "source": "tmpfs", "options": options})
+            }
+        });
+    }
+    let bundle = dir.join("bundle");
+    let config = serde_json::to_vec(&spec_json).map_err(|e| format!("writing the spec: {e}"))?;
+    fs::write(bundle.join("config.json"), config)
+        .map_err(|e| format!("writing {}: {e}", bundle.display()))?;
+
+    let root = berth_runtime::state::StateRoot::new(dir.join("state"));
+    let create = berth_runtime::create::CreateOptions {
+        id: id.clone(),
+        bundle: bundle.clone(),
+        ..Default::default()
+    };
+    let container =
+        berth_runtime::create::launch(&root, &create, berth_runtime::create::Mode::Run)
+            .map_err(|e| format!("starting the step: {e}"))?;
+    let pid = container.record.pid;
+    // Closed right after, so the parent goes on to read the output.
+    let mut pid_file = fs::File::from(pid_pipe);
+    let _ = writeln!(pid_file, "{pid}");
+    drop(pid_file);
+    let code = berth_runtime::create::wait_init(pid);
+    if let Err(e) = berth_runtime::delete::delete(&root, &id, true) {
+        tracing::warn!(id, error = %e, "deleting the step's container");
+    }
+    Ok(code)
+}
+
+/// The last lines of a stream.
+#[derive(Default)]
+struct Tail {
+    lines: std::collections::VecDeque<String>,
+    partial: Vec<u8>,
+}
+
+impl Tail {
+    fn push(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            if b == b'\n' {
+                let line = String::from_utf8_lossy(&self.partial).into_owned();
+                self.partial.clear();
+                self.lines.push_back(line);
+                if self.lines.len() > TAIL_LINES {
+                    self.lines.pop_front();
+                }
+            } else if self.partial.len() < 4096 {
+                self.partial.push(b);
+            }
+        }
+    }
+
+    fn lines(mut self) -> Vec<String> {
+        if !self.partial.is_empty() {
+            self.lines.push_back(String::from_utf8_lossy(&self.partial).into_owned());
+            if self.lines.len() > TAIL_LINES {
+                self.lines.pop_front();
+            }
+        }
+        self.lines.into_iter().collect()
+    }
+}
+
+/// A layer a build stored: its blob and its uncompressed digest.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BuiltLayer {
+    pub digest: Digest,
+    pub size: u64,
+    pub diff_id: Digest,
+}
+
+/// The manifest flavour `--format` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageFormat {
+    Oci,
+    Docker,
+}
+
+impl Images {
+    /// Held (shared) for a whole build, so that garbage collection cannot remove the layers
+    /// and blobs it stored but has not yet referenced from an image.
+    pub fn build_lock(&self) -> Result<fs::File, ImageError> {
+        self.shared_gc_lock()
+    }
+
+    /// Whether the store still holds a blob a build cache entry names.
+    pub fn has_blob(&self, digest: &Digest) -> bool {
+        self.blobs().contains(digest)
+    }
+
+    /// Stores the diff of a step's upper directory as a layer blob.
+    pub fn store_diff(&self, upper: &Path, options: &DiffOptions) -> Result<BuiltLayer, StepError> {
+        let writer = self.blobs().writer(None, None).map_err(ImageError::from)?;
+        let (diff, mut writer) = write_diff(upper, options, writer).map_err(StepError::Diff)?;
+        writer.flush().map_err(StepError::StoreLayer)?;
+        let digest = writer.commit().map_err(ImageError::from)?;
+        debug_assert_eq!(digest, diff.digest);
+        Ok(BuiltLayer { digest, size: diff.size, diff_id: diff.diff_id })
+    }
+
+    /// Stores a layer whose uncompressed tar `fill` writes, gzip-compressing it on the way.
+    pub fn store_layer_tar<E>(
+        &self,
+        fill: impl FnOnce(&mut dyn Write) -> Result<(), E>,
+    ) -> Result<Result<BuiltLayer, E>, StepError> {
+        let writer = self.blobs().writer(None, None).map_err(ImageError::from)?;
+        let compressed = HashingWriter::new(writer, Hasher::sha256());
+        let gzip =
+            flate2::GzBuilder::new().mtime(0).write(compressed, flate2::Compression::fast());
+        let mut tar = HashingWriter::new(gzip, Hasher::sha256());
+        if let Err(e) = fill(&mut tar) {
+            return Ok(Err(e));
+        }
+        let (diff_id, _, gzip) = tar.finish();
+        let compressed = gzip.finish().map_err(StepError::StoreLayer)?;
+        let (_, size, mut writer) = compressed.finish();
+        writer.flush().map_err(StepError::StoreLayer)?;
+        let digest = writer.commit().map_err(ImageError::from)?;
+        Ok(Ok(BuiltLayer { digest, size, diff_id }))
+    }
+
+    /// The unpacked directories of `layers` stacked in this order (base first), unpacking
+    /// the ones the layer store does not hold yet, for the next RUN to mount.
+    pub fn unpack_built(&self, layers: &[BuiltLayer]) -> Result<Vec<PathBuf>, StepError> {
+        let diff_ids: Vec<Digest> = layers.iter().map(|l| l.diff_id.clone()).collect();
+        let chains = chain_ids(&diff_ids);
+        for (i, layer) in layers.iter().enumerate() {
+            if self.layers().contains(&chains[i]) {
+                continue;
+            }
+            let blob = io::BufReader::with_capacity(
+                1 << 20,
+                self.blobs().open_blob(&layer.digest).map_err(ImageError::from)?,
+            );
+            let parent = i.checked_sub(1).map(|p| &chains[p]);
+            self.layers()
+                .apply(
+                    &chains[i],
+                    parent,
+                    &layer.diff_id,
+                    blob,
+                    Compression::Gzip,
+                    self.unpack_options(),
+                )
+                .map_err(ImageError::from)?;
+        }
+        Ok(chains.iter().map(|c| self.layers().diff_path(c)).collect())
+    }
+
+    /// Stores an image config (its `rootfs.diff_ids` matching `layers`) and a manifest of
+    /// `format` for it, and records the image under `names`.
+    pub fn commit_built(
+        &self,
+        config: &[u8],
+        layers: &[BuiltLayer],
+        format: ImageFormat,
+        names: &[String],
+    ) -> Result<Image, StepError> {
+        let (manifest_type, config_type, layer_type) = match format {
+            ImageFormat::Oci => {
+                (manifest::OCI_MANIFEST, manifest::OCI_CONFIG, manifest::OCI_LAYER_GZIP)
+            }
+            ImageFormat::Docker => {
+                (manifest::DOCKER_MANIFEST, manifest::DOCKER_CONFIG, manifest::DOCKER_LAYER_GZIP)
+            }
+        };
+        let config_digest = self.blobs().put(config).map_err(ImageError::from)?;
+        let manifest = ImageManifest {
+            schema_version: 2,
+            media_type: Some(manifest_type.to_owned()),
+            artifact_type: None,
+            config: Descriptor::new(config_type, config_digest, config.len() as u64),
+            layers: layers
+                .iter()
+                .map(|l| Descriptor::new(layer_type, l.digest.clone(), l.size))
+                .collect(),
+            subject: None,
+            annotations: None,
+        };
+        let bytes = serde_json::to_vec(&manifest).expect("a manifest serialises");
+        let digest = self.blobs().put(&bytes).map_err(ImageError::from)?;
+        let descriptor = Descriptor::new(manifest_type, digest, bytes.len() as u64);
+        Ok(self.commit_image(&descriptor, names, &[])?)
+    }
+}
