@@ -5,7 +5,8 @@
 #
 #   scripts/bench/runtime.sh [ROUNDS]     (as root; default 50 rounds, at least 30)
 #
-# Needs: hyperfine, runc, busybox-static, jq (Debian packages), and cargo for the release build.
+# Needs: hyperfine, runc, busybox-static, jq (Debian packages), and cargo for the release build
+# of berth-oci and berth-fixture.
 set -eu
 
 ROUNDS=${1:-50}
@@ -13,23 +14,20 @@ ROUNDS=${1:-50}
 [ "$(id -u)" = 0 ] || { echo "runtime.sh: run as root (both runtimes run rootful)" >&2; exit 2; }
 
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
-cargo build --release -p berth-oci --manifest-path "$REPO/Cargo.toml" >&2
-BERTH=$(cargo metadata --format-version 1 --no-deps --manifest-path "$REPO/Cargo.toml" \
-    | jq -r .target_directory)/release/berth-oci
+cargo build --release -p berth-oci -p berth-testkit --bin berth-oci --bin berth-fixture \
+    --manifest-path "$REPO/Cargo.toml" >&2
+TARGET=$(cargo metadata --format-version 1 --no-deps --manifest-path "$REPO/Cargo.toml" \
+    | jq -r .target_directory)
+BERTH=$TARGET/release/berth-oci
 
 WORK=$(mktemp -d /var/tmp/berth-bench-runtime.XXXXXX)
 trap 'runc --root "$WORK/runc-state" delete -f bench-runc >/dev/null 2>&1 || true
       "$BERTH" --root "$WORK/berth-state" delete -f bench-berth >/dev/null 2>&1 || true
       rm -rf "$WORK"' EXIT
 
-# A busybox root file system: the static binary and its applet links.
+# The tests' busybox root file system (the static binary, its applet links, /etc/passwd).
 BUNDLE=$WORK/bundle
-mkdir -p "$BUNDLE/rootfs/bin" "$BUNDLE/rootfs/proc" "$BUNDLE/rootfs/sys" "$BUNDLE/rootfs/dev" \
-    "$BUNDLE/rootfs/tmp" "$BUNDLE/rootfs/etc"
-cp /bin/busybox "$BUNDLE/rootfs/bin/busybox"
-for applet in $(/bin/busybox --list); do
-    [ "$applet" = busybox ] || ln -s busybox "$BUNDLE/rootfs/bin/$applet"
-done
+"$TARGET/release/berth-fixture" busybox-rootfs "$BUNDLE/rootfs"
 
 # runc's own example config, with /bin/true and no terminal: the same file for both.
 (cd "$BUNDLE" && runc spec)

@@ -269,7 +269,8 @@ fn containerd_runs_a_container_with_berth_oci() {
 
 // Rootless podman (the unprivileged test user) runs berth-oci inside its own user namespace:
 // berth-oci must see that it is rootless there (state under $XDG_RUNTIME_DIR, devices bound
-// instead of made).
+// instead of made). The same lifecycle as rootful: run --rm, --read-only, run -d then exec,
+// logs, stop, kill, and run -it through a pty.
 #[test]
 fn rootless_podman_runs_containers_with_berth_oci() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -296,43 +297,92 @@ fn rootless_podman_runs_containers_with_berth_oci() {
         .unwrap()
         .success());
     let bin = common::staged_bin();
-    let podman = |args: &[&str]| {
-        user.command("podman")
-            .arg("--root")
+    let podman_cmd = |program: &str| {
+        let mut c = user.command(program);
+        c.arg("--root")
             .arg(d.join("store"))
             .arg("--runroot")
             .arg(d.join("run"))
             .args(["--cgroup-manager", "cgroupfs", "--events-backend", "none", "--runtime"])
-            .arg(&bin)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+            .arg(&bin);
+        c
     };
+    let podman = |args: &[&str]| podman_cmd("podman").args(args).stdin(Stdio::null()).output();
+    let podman = |args: &[&str]| podman(args).unwrap();
+    // Cleans up the store (owned by the user's subordinate ids) also when an assert fails.
+    struct Cleanup<'a>(&'a dyn Fn(&[&str]) -> Output, std::path::PathBuf);
+    impl Drop for Cleanup<'_> {
+        fn drop(&mut self) {
+            let _ = (self.0)(&["rm", "-af", "-t", "0"]);
+            let store = self.1.to_str().unwrap_or_default().to_owned();
+            let _ = (self.0)(&["unshare", "rm", "-rf", &store]);
+        }
+    }
+    let _cleanup = Cleanup(&podman, d.join("store"));
+
     let out = podman(&["import", d.join("bb.tar").to_str().unwrap(), "localhost/bb:test"]);
     assert!(out.status.success(), "import: {}", common::stderr(&out));
-    let out = podman(&[
-        "run",
-        "--rm",
-        "--ulimit",
-        "nofile=1024:1024",
-        "--ulimit",
-        "nproc=1024:1024",
-        "localhost/bb:test",
-        "sh",
-        "-c",
-        "echo hello rootless; id -u; ls /dev/null",
-    ]);
+    // Within this host's hard limits, as the test user's own are.
+    let ulimit = berth_testkit::host::podman_ulimit_args();
+    let mut limits: Vec<&str> = ulimit.iter().map(String::as_str).collect();
+    limits.extend(["--ulimit", "nproc=1024:1024"]);
+    let run = |extra: &[&str], cmd: &[&str]| {
+        let mut args = vec!["run"];
+        args.extend(extra);
+        args.extend(&limits);
+        args.push("localhost/bb:test");
+        args.extend(cmd);
+        podman(&args)
+    };
+
+    let out = run(&["--rm"], &["sh", "-c", "echo hello rootless; id -u; ls /dev/null"]);
     assert!(out.status.success(), "run: {}", common::stderr(&out));
     assert_eq!(common::stdout(&out), "hello rootless\n0\n/dev/null\n");
-    let _ = podman(&["rm", "-af"]);
-    let _ = user
-        .command("podman")
-        .arg("--root")
-        .arg(d.join("store"))
-        .arg("--runroot")
-        .arg(d.join("run"))
-        .args(["unshare", "rm", "-rf"])
-        .arg(d.join("store"))
-        .output();
+
+    let script = "touch /x 2>/dev/null || echo ro; touch /tmp/y && echo tmp";
+    let out = run(&["--rm", "--read-only"], &["sh", "-c", script]);
+    assert_eq!(common::stdout(&out), "ro\ntmp\n", "--read-only: {}", common::stderr(&out));
+
+    let script = "echo started; trap 'exit 3' TERM; while :; do sleep 0.1; done";
+    let out = run(&["-d", "--name", "bg"], &["sh", "-c", script]);
+    assert!(out.status.success(), "run -d: {}", common::stderr(&out));
+    let out = podman(&["exec", "bg", "sh", "-c", "echo in-exec; id -u; head -c 2 /proc/1/cmdline"]);
+    assert_eq!(common::stdout(&out), "in-exec\n0\nsh", "exec: {}", common::stderr(&out));
+    let out = podman(&["logs", "bg"]);
+    assert_eq!(common::stdout(&out), "started\n", "logs: {}", common::stderr(&out));
+    let out = podman(&["stop", "-t", "5", "bg"]);
+    assert!(out.status.success(), "stop: {}", common::stderr(&out));
+    let out = podman(&["wait", "bg"]);
+    assert_eq!(common::stdout(&out).trim(), "3", "wait after stop: {}", common::stderr(&out));
+
+    let out = run(&["-d", "--name", "victim"], &["sleep", "100"]);
+    assert!(out.status.success(), "run -d: {}", common::stderr(&out));
+    let out = podman(&["kill", "victim"]);
+    assert!(out.status.success(), "kill: {}", common::stderr(&out));
+    let out = podman(&["wait", "victim"]);
+    assert_eq!(common::stdout(&out).trim(), "137", "wait after kill: {}", common::stderr(&out));
+
+    // -it through a pty that script(1), run as the test user, gives podman; its input stays
+    // open until podman is done (see the rootful test).
+    let inner = format!(
+        "{} run --rm -it {} localhost/bb:test sh -c 'tty; stty size'",
+        shell_words(&podman_cmd("podman")),
+        limits.join(" ")
+    );
+    let mut child = user
+        .command("script")
+        .args(["-qec", &inner, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let keep_open = child.stdin.take();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut text).unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    child.wait().unwrap();
+    drop(keep_open);
+    assert!(text.contains("/dev/pts/0"), "rootless run -it: {text:?} {err}");
 }

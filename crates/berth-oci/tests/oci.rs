@@ -543,6 +543,171 @@ fn bad_configs_fail_at_create_and_leave_nothing() {
     }
 }
 
+// With a cgroup namespace the cgroup mount is the container's own: /proc/self/cgroup names
+// "/" in every hierarchy, /sys/fs/cgroup shows the container's limits and processes (pid 1 is
+// its init) and none of the host's other cgroups, and the mount is read-only as configured.
+#[test]
+fn cgroup_namespace_shows_the_container_cgroup_as_root() {
+    let mut b = Bundle::new(&["true"]);
+    b.config["linux"]["resources"] = json!({"pids": {"limit": 42}});
+    let out = b.sh("cut -d: -f3 /proc/self/cgroup | sort -u; \
+         cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/pids.max 2>/dev/null; \
+         cat /sys/fs/cgroup/pids/cgroup.procs /sys/fs/cgroup/cgroup.procs 2>/dev/null \
+           | sort -n | head -n 1; \
+         find /sys/fs/cgroup/pids -mindepth 1 -type d 2>/dev/null | wc -l; \
+         mkdir /sys/fs/cgroup/x 2>/dev/null && echo writable || echo read-only");
+    assert_eq!(out, "/\n42\n1\n0\nread-only\n", "{out}");
+}
+
+// An id-mapped bind (`idmap` with the mount's own maps) shows a file the host's root owns as
+// the host ids 0 maps to, while a plain bind of the same directory shows root; in a container
+// with a user namespace, `idmap` without maps of its own maps as the container does, so the
+// host's root is the container's root there instead of nobody.
+#[test]
+fn idmapped_bind_mounts_show_mapped_owners() {
+    let mut b = Bundle::new(&["true"]);
+    let src = b.tmp.path().join("idsrc");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("f"), "x").unwrap();
+    b.add_mount(json!({"destination": "/mapped", "type": "bind", "source": src,
+        "options": ["bind", "idmap"],
+        "uidMappings": [{"containerID": 0, "hostID": 1234, "size": 1}],
+        "gidMappings": [{"containerID": 0, "hostID": 5678, "size": 1}]}));
+    b.add_mount(json!({"destination": "/plain", "type": "bind", "source": src,
+        "options": ["bind"]}));
+    assert_eq!(b.sh("stat -c %u:%g /mapped/f /plain/f"), "1234:5678\n0:0\n");
+
+    let mounts = b.config["mounts"].as_array_mut().unwrap();
+    mounts.retain(|m| m["type"] != "cgroup" && m["destination"] != "/mapped");
+    b.add_mount(json!({"destination": "/mapped", "type": "bind", "source": src,
+        "options": ["rbind", "idmap"]}));
+    b.config["linux"]["namespaces"] = json!([{"type": "pid"}, {"type": "mount"},
+        {"type": "user"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}]);
+    b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+    b.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+    assert_eq!(b.sh("stat -c %u:%g /mapped/f /plain/f"), "0:0\n65534:65534\n");
+
+    // Bad input: an id-mapped mount that is no bind fails at create, naming the mount.
+    b.add_mount(json!({"destination": "/t", "type": "tmpfs", "source": "tmpfs",
+        "options": ["idmap"]}));
+    b.config["process"]["args"] = json!(["true"]);
+    let (code, _, err) = b.run("idmap-bad");
+    assert_ne!(code, 0);
+    assert!(err.contains("an id-mapped mount must be a bind"), "{err}");
+}
+
+/// Receives one message with one descriptor (SCM_RIGHTS): its text and the descriptor.
+fn recv_text_and_fd(sock: &std::os::unix::net::UnixStream) -> (String, OwnedFd) {
+    let mut buf = vec![0u8; 16384];
+    let mut cbuf = [0u8; 64];
+    let mut iov =
+        libc::iovec { iov_base: buf.as_mut_ptr() as *mut libc::c_void, iov_len: buf.len() };
+    // SAFETY: msghdr is plain data; the buffers it points to outlive recvmsg.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
+    msg.msg_controllen = cbuf.len();
+    // SAFETY: as above; the kernel fills at most the lengths given.
+    let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, 0) };
+    assert!(n > 0, "recvmsg: {}", std::io::Error::last_os_error());
+    // SAFETY: recvmsg filled a control message; its data is one descriptor.
+    let fd = unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        assert!(!cmsg.is_null(), "no descriptor came");
+        OwnedFd::from_raw_fd(std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const i32))
+    };
+    (String::from_utf8_lossy(&buf[..n as usize]).into_owned(), fd)
+}
+
+/// struct seccomp_notif and seccomp_notif_resp of include/uapi/linux/seccomp.h.
+#[repr(C)]
+#[derive(Default)]
+struct SeccompNotif {
+    id: u64,
+    pid: u32,
+    flags: u32,
+    nr: i32,
+    arch: u32,
+    ip: u64,
+    args: [u64; 6],
+}
+
+#[repr(C)]
+struct SeccompNotifResp {
+    id: u64,
+    val: i64,
+    error: i32,
+    flags: u32,
+}
+
+/// _IOWR('!', 0, struct seccomp_notif) and _IOWR('!', 1, struct seccomp_notif_resp).
+const SECCOMP_IOCTL_NOTIF_RECV: libc::c_ulong = 0xc050_2100;
+const SECCOMP_IOCTL_NOTIF_SEND: libc::c_ulong = 0xc018_2101;
+
+// SCMP_ACT_NOTIFY through linux.seccomp.listenerPath: the agent (a thread of the test) gets
+// the notification fd with the container's state, answers the container's mkdir with
+// ENOSPC, and the container sees that answer; an exec'd process's fd reaches it too.
+#[test]
+fn seccomp_notify_reaches_the_agent_and_its_answer_the_container() {
+    let mut b = Bundle::new(&["sh", "-c", "mkdir /tmp/x; echo rc=$?; sleep 100"]);
+    let sock = b.tmp.path().join("agent.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    b.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "listenerPath": sock,
+        "listenerMetadata": "berth-test",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Answers every notification with ENOSPC; reports each message the agent got.
+    let agent = move || loop {
+        let Ok((conn, _)) = listener.accept() else { return };
+        let (text, fd) = recv_text_and_fd(&conn);
+        let _ = tx.send(text);
+        std::thread::spawn(move || loop {
+            let mut req = SeccompNotif::default();
+            // SAFETY: req is a zeroed seccomp_notif the kernel fills.
+            if unsafe { libc::ioctl(fd.as_raw_fd(), SECCOMP_IOCTL_NOTIF_RECV, &mut req) } != 0 {
+                return;
+            }
+            let mut resp = SeccompNotifResp { id: req.id, val: 0, error: -libc::ENOSPC, flags: 0 };
+            // SAFETY: resp is a seccomp_notif_resp for the notification just received.
+            unsafe { libc::ioctl(fd.as_raw_fd(), SECCOMP_IOCTL_NOTIF_SEND, &mut resp) };
+        });
+    };
+    std::thread::spawn(agent);
+
+    let out_path = b.create("notify");
+    let timeout = std::time::Duration::from_secs(60);
+    let state: serde_json::Value =
+        serde_json::from_str(&rx.recv_timeout(timeout).unwrap()).unwrap();
+    assert_eq!(state["fds"], json!(["seccompFd"]), "{state}");
+    assert_eq!(state["metadata"], "berth-test", "{state}");
+    assert_eq!(state["state"]["id"], "notify", "{state}");
+    assert_eq!(state["pid"], b.state("notify")["pid"], "{state}");
+    assert!(b.oci(&["start", "notify"]).status.success());
+    let mut seen = String::new();
+    for _ in 0..3000 {
+        seen = fs::read_to_string(&out_path).unwrap();
+        if seen.contains("rc=") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(seen, "rc=1\n", "{seen}");
+    let err = fs::read_to_string(b.tmp.path().join("notify.err")).unwrap();
+    assert!(err.contains("No space left on device"), "{err}");
+
+    let out = b.oci(&["exec", "notify", "sh", "-c", "mkdir /tmp/y 2>&1; echo rc=$?"]);
+    let text = stdout(&out);
+    assert!(text.contains("No space left on device") && text.ends_with("rc=1\n"), "{text}");
+    let state: serde_json::Value =
+        serde_json::from_str(&rx.recv_timeout(timeout).unwrap()).unwrap();
+    assert_eq!(state["state"]["status"], "running", "{state}");
+    b.config["linux"].as_object_mut().unwrap().remove("seccomp");
+}
+
 // linux.personality LINUX32: uname -m shows the 32-bit machine; LINUX leaves it alone.
 #[test]
 fn personality_domain_is_applied() {
@@ -553,6 +718,19 @@ fn personality_domain_is_applied() {
     assert!(matches!(m.trim(), "i686" | "armv8l" | "armv7l"), "LINUX32 gave {m:?}");
     b.config["linux"]["personality"] = json!({"domain": "LINUX"});
     assert_eq!(b.sh("uname -m"), native);
+}
+
+// An exec'd process gets the container's linux.personality too, as with runc.
+#[test]
+fn exec_applies_the_container_personality() {
+    let mut b = Bundle::new(&["sleep", "100"]);
+    b.config["linux"]["personality"] = json!({"domain": "LINUX32"});
+    b.create("expers");
+    assert!(b.oci(&["start", "expers"]).status.success());
+    let out = b.oci(&["exec", "expers", "uname", "-m"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let m = stdout(&out);
+    assert!(matches!(m.trim(), "i686" | "armv8l" | "armv7l"), "exec under LINUX32 gave {m:?}");
 }
 
 // process.scheduler: SCHED_BATCH with nice 7 shows in /proc/self/sched and /proc/self/stat.

@@ -130,6 +130,7 @@ pub fn launch(root: &StateRoot, opts: &CreateOptions, mode: Mode) -> Result<Cont
     };
     let plan = Plan::from_spec(spec)?;
     let seccomp = compile_seccomp(root, spec)?;
+    let listener = seccomp.as_ref().and_then(Listener::of);
 
     let dir = root.create(&opts.id)?;
     let mut undo = Undo { dir: Some(dir.clone()), pids: Vec::new(), cgroup: None };
@@ -173,6 +174,7 @@ pub fn launch(root: &StateRoot, opts: &CreateOptions, mode: Mode) -> Result<Cont
         cgroups_path: None,
         own_cgroup: String::new(),
         systemd_cgroup: opts.systemd_cgroup,
+        cgroup_state: None,
         hooks: spec.hooks().clone(),
         started: false,
     };
@@ -188,6 +190,7 @@ pub fn launch(root: &StateRoot, opts: &CreateOptions, mode: Mode) -> Result<Cont
         .map_err(CreateError::from)?;
     cgroup.create().map_err(CreateError::from)?;
     record.cgroup = cgroup.inner_path();
+    record.cgroup_state = Some(cgroup.state());
     record.cgroups_path = cgroups_path;
     record.own_cgroup = own_cgroup;
     let cgroup = undo.cgroup.insert(cgroup);
@@ -232,7 +235,8 @@ pub fn launch(root: &StateRoot, opts: &CreateOptions, mode: Mode) -> Result<Cont
 
     let mut init_pid = 0;
     loop {
-        let Some(msg) = chan.recv().map_err(CreateError::Channel)? else {
+        let (msg, fd) = chan.recv_with_fd().map_err(CreateError::Channel)?;
+        let Some(msg) = msg else {
             // Say how it ended: the first stage is our child.
             let how = if init_pid == 0 {
                 sys::waitpid(stage1).map(describe_status).unwrap_or_default()
@@ -288,6 +292,14 @@ pub fn launch(root: &StateRoot, opts: &CreateOptions, mode: Mode) -> Result<Cont
                 }
                 ack(&chan)?;
             }
+            Msg::SeccompFd => {
+                let state = Listener::state(&record, Status::Creating);
+                if let Err(e) = Listener::hand_over(listener.as_ref(), fd, &state) {
+                    let _ = chan.send(&Msg::Error(e.to_string()));
+                    return Err(e.into());
+                }
+                ack(&chan)?;
+            }
             Msg::Ready => break,
             Msg::Error(e) => return Err(CreateError::Init(e).into()),
             Msg::Ack => {}
@@ -338,10 +350,68 @@ pub(crate) fn compile_seccomp(
     }
     let filter = crate::seccomp::compile_cached(sc, &cache)
         .map_err(|e| CreateError::Seccomp(e.to_string()))?;
-    if filter.notifies() {
-        return Err(CreateError::Seccomp("SCMP_ACT_NOTIFY: not supported yet".into()));
-    }
     Ok(Some(filter))
+}
+
+/// The seccomp agent at linux.seccomp.listenerPath, which gets the notification fd of each
+/// process that loads a filter with SCMP_ACT_NOTIFY rules (the init at create, every exec).
+#[derive(Debug, Clone)]
+pub(crate) struct Listener {
+    path: PathBuf,
+    metadata: Option<String>,
+}
+
+impl Listener {
+    pub(crate) fn of(filter: &crate::seccomp::Filter) -> Option<Listener> {
+        let path = filter.listener_path().filter(|_| filter.notifies())?;
+        Some(Listener {
+            path: path.to_owned(),
+            metadata: filter.listener_metadata().map(str::to_owned),
+        })
+    }
+
+    /// The container's state as the agent receives it: the runtime spec's state, the pid of
+    /// the process whose fd it is, and the names of the fds sent.
+    pub(crate) fn state(record: &Record, status: Status) -> serde_json::Value {
+        let mut state = serde_json::json!({
+            "ociVersion": state::OCI_VERSION,
+            "id": record.id,
+            "status": status,
+            "pid": record.pid,
+            "bundle": record.bundle,
+        });
+        if !record.annotations.is_empty() {
+            state["annotations"] = serde_json::json!(record.annotations);
+        }
+        serde_json::json!({
+            "ociVersion": state::OCI_VERSION,
+            "fds": [oci_spec::runtime::SECCOMP_FD_NAME],
+            "pid": record.pid,
+            "state": state,
+        })
+    }
+
+    /// Sends `fd` with `state` (and the listener's metadata) to the agent; the fd is closed
+    /// here afterwards, the agent holds its own copy.
+    pub(crate) fn hand_over(
+        listener: Option<&Listener>,
+        fd: Option<OwnedFd>,
+        state: &serde_json::Value,
+    ) -> Result<(), CreateError> {
+        let (Some(listener), Some(fd)) = (listener, fd) else {
+            return Err(CreateError::Seccomp(
+                "a notification fd came without a listenerPath, or no fd came".into(),
+            ));
+        };
+        let mut state = state.clone();
+        if let Some(m) = &listener.metadata {
+            state["metadata"] = serde_json::json!(m);
+        }
+        let state: oci_spec::runtime::ContainerProcessState = serde_json::from_value(state)
+            .map_err(|e| CreateError::Seccomp(format!("the agent's state: {e}")))?;
+        crate::seccomp::send_listener_fd(&listener.path, &fd, &state)
+            .map_err(|e| CreateError::Seccomp(e.to_string()))
+    }
 }
 
 /// The device rules the container needs whatever its spec says, appended after the spec's

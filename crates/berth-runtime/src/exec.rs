@@ -77,13 +77,17 @@ pub fn exec(root: &StateRoot, id: &str, opts: &ExecOptions) -> Result<i32, Error
     }
     // The container's seccomp filter applies to every process in it, as in runc.
     let config = c.record.bundle.join("config.json");
-    let seccomp = match std::fs::read(&config) {
+    // So does its linux.personality (runc applies it to exec'd processes too).
+    let (seccomp, personality) = match std::fs::read(&config) {
         Ok(bytes) => {
             let spec = crate::spec::parse(&config, &bytes)?;
-            crate::create::compile_seccomp(root, &spec)?
+            let personality =
+                spec.linux().as_ref().and_then(|l| l.personality().as_ref()).map(|p| p.domain());
+            (crate::create::compile_seccomp(root, &spec)?, personality)
         }
-        Err(_) => None,
+        Err(_) => (None, None),
     };
+    let listener = seccomp.as_ref().and_then(crate::create::Listener::of);
     let terminal = opts.process.terminal() == Some(true);
     let console = match (&opts.console_socket, terminal) {
         (Some(path), true) => Some(
@@ -117,7 +121,8 @@ pub fn exec(root: &StateRoot, id: &str, opts: &ExecOptions) -> Result<i32, Error
         sys::Fork::Child => {
             drop(chan);
             let chan = Channel { fd: child_end };
-            let err = child_main(&chan, &joins, console, opts, setgroups_denied, seccomp.as_ref());
+            let setup = ChildSetup { setgroups_denied, seccomp: seccomp.as_ref(), personality };
+            let err = child_main(&chan, &joins, console, opts, &setup);
             let _ = chan.send(&Msg::Error(err.clone()));
             eprintln!("berth-oci exec: {err}");
             sys::exit_child(1)
@@ -130,8 +135,20 @@ pub fn exec(root: &StateRoot, id: &str, opts: &ExecOptions) -> Result<i32, Error
 
     let mut target = 0;
     loop {
-        match chan.recv().map_err(ExecError::Prepare)? {
+        let (msg, fd) = chan.recv_with_fd().map_err(ExecError::Prepare)?;
+        match msg {
             Some(Msg::Pid(p)) => target = p,
+            Some(Msg::SeccompFd) => {
+                let mut record = c.record.clone();
+                record.pid = target;
+                let state = crate::create::Listener::state(&record, c.status());
+                if let Err(e) = crate::create::Listener::hand_over(listener.as_ref(), fd, &state) {
+                    let _ = chan.send(&Msg::Error(e.to_string()));
+                    let _ = sys::waitpid(child);
+                    return Err(e.into());
+                }
+                chan.send(&Msg::Ack).map_err(ExecError::Prepare)?;
+            }
             Some(Msg::Error(e)) => {
                 let _ = sys::waitpid(child);
                 return Err(ExecError::Child(e).into());
@@ -154,14 +171,21 @@ pub fn exec(root: &StateRoot, id: &str, opts: &ExecOptions) -> Result<i32, Error
     Ok(wait_init(target))
 }
 
+/// What the joining child takes from the container's config and its user namespace.
+struct ChildSetup<'a> {
+    /// setgroups is denied in the container's user namespace.
+    setgroups_denied: bool,
+    seccomp: Option<&'a crate::seccomp::Filter>,
+    personality: Option<oci_spec::runtime::LinuxPersonalityDomain>,
+}
+
 /// The joining child: returns only an error message.
 fn child_main(
     chan: &Channel,
     joins: &[(libc::c_int, OwnedFd)],
     console: Option<OwnedFd>,
     opts: &ExecOptions,
-    setgroups_denied: bool,
-    seccomp: Option<&crate::seccomp::Filter>,
+    setup: &ChildSetup<'_>,
 ) -> String {
     let p = &opts.process;
     if let Some(adj) = p.oom_score_adj() {
@@ -209,9 +233,25 @@ fn child_main(
         Ok(e) => e,
         Err(e) => return e.to_string(),
     };
-    let method =
-        setgroups_denied.then_some(crate::namespaces::MapMethod::Direct { deny_setgroups: true });
-    match init::finish(p, opts.preserve_fds, &[chan.fd.as_raw_fd()], method, seccomp, &exe) {
+    // As in the init, the domain is set last before finish (see crate::init).
+    if let Some(domain) = setup.personality {
+        if let Err(e) = process::set_personality(domain) {
+            return e.to_string();
+        }
+    }
+    let method = setup
+        .setgroups_denied
+        .then_some(crate::namespaces::MapMethod::Direct { deny_setgroups: true });
+    // A notifying filter goes in while the runtime still listens (see crate::init).
+    let mut seccomp = setup.seccomp;
+    if let Some(f) = seccomp.filter(|f| f.notifies()) {
+        if let Err(e) = init::load_notify_filter(chan, f, p.no_new_privileges() == Some(true)) {
+            return e;
+        }
+        seccomp = None;
+    }
+    let keep = [chan.fd.as_raw_fd()];
+    match init::finish(p, opts.preserve_fds, &keep, method, seccomp, &exe) {
         Ok(n) => match n {},
         Err(e) => e.to_string(),
     }

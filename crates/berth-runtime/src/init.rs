@@ -84,6 +84,18 @@ fn stage1(args: InitArgs<'_>) -> Result<Never, String> {
     }
     process::apply_initial_affinity(process).map_err(|e| e.to_string())?;
 
+    // Id-mapped mounts are made while this process still holds the host's privileges.
+    let linux = spec.linux().clone().unwrap_or_default();
+    let idmapped = mounts::prepare_idmapped(
+        spec.mounts().as_deref().unwrap_or(&[]),
+        &args.bundle.dir,
+        (
+            linux.uid_mappings().as_deref().unwrap_or(&[]),
+            linux.gid_mappings().as_deref().unwrap_or(&[]),
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+
     let join_user = args.plan.join.iter().find(|(t, _, _)| *t == LinuxNamespaceType::User);
     if let Some((_, flag, file)) = join_user {
         sys::setns(file.as_raw_fd(), *flag)
@@ -142,7 +154,7 @@ fn stage1(args: InitArgs<'_>) -> Result<Never, String> {
         let pid = unsafe { libc::getpid() };
         args.chan.send(&Msg::Pid(pid)).map_err(|e| e.to_string())?;
     }
-    init(args, in_userns)
+    init(args, in_userns, idmapped)
 }
 
 fn write_time_offsets(bundle: &Bundle) -> Result<(), String> {
@@ -177,7 +189,11 @@ impl Placement {
     }
 }
 
-fn init(args: InitArgs<'_>, in_userns: bool) -> Result<Never, String> {
+fn init(
+    args: InitArgs<'_>,
+    in_userns: bool,
+    idmapped: Vec<Option<OwnedFd>>,
+) -> Result<Never, String> {
     let mut placed = Placement(false);
     let bundle = args.bundle;
     let spec = &bundle.spec;
@@ -215,6 +231,7 @@ fn init(args: InitArgs<'_>, in_userns: bool) -> Result<Never, String> {
             propagation: linux.rootfs_propagation().as_deref(),
             in_userns,
             cgroupns: args.plan.has(LinuxNamespaceType::Cgroup),
+            idmapped: &idmapped,
         };
         mounts::setup_rootfs(&cfg).map_err(|e| e.to_string())?;
     }
@@ -287,6 +304,14 @@ fn init(args: InitArgs<'_>, in_userns: bool) -> Result<Never, String> {
     let exe = process::find_executable(&argv[0], &env).map_err(|e| e.to_string())?;
 
     placed.ensure(&args.chan)?;
+    // A filter with SCMP_ACT_NOTIFY goes in now, while the runtime still listens, so that the
+    // agent holds the notification fd before the container makes a notified call.
+    let nnp = process.no_new_privileges() == Some(true);
+    let mut seccomp = args.seccomp.as_ref();
+    if let Some(f) = seccomp.filter(|f| f.notifies()) {
+        load_notify_filter(&args.chan, f, nnp)?;
+        seccomp = None;
+    }
     args.chan.send(&Msg::Ready).map_err(|e| e.to_string())?;
     match args.gate {
         StartGate::Fifo { fifo, proc } => wait_fifo(&fifo, &proc)?,
@@ -303,16 +328,33 @@ fn init(args: InitArgs<'_>, in_userns: bool) -> Result<Never, String> {
         process::set_personality(p.domain()).map_err(|e| e.to_string())?;
     }
 
-    finish(
-        process,
-        args.preserve_fds,
-        &[args.chan.fd.as_raw_fd()],
-        args.map_method,
-        args.seccomp.as_ref(),
-        &exe,
-    )
-    .map_err(|e| e.to_string())
-    .map(|n| match n {})
+    finish(process, args.preserve_fds, &[args.chan.fd.as_raw_fd()], args.map_method, seccomp, &exe)
+        .map_err(|e| e.to_string())
+        .map(|n| match n {})
+}
+
+/// Loads a filter with SCMP_ACT_NOTIFY rules and passes its notification fd to the runtime,
+/// which hands it to the seccomp agent (runtime spec, "Seccomp" listenerPath); returns once
+/// the runtime has done so. The kernel takes the filter with no_new_privs (set here when the
+/// process asks for it anyway) or while the process still holds CAP_SYS_ADMIN, as it does
+/// here, before the user switch.
+pub(crate) fn load_notify_filter(
+    chan: &Channel,
+    filter: &crate::seccomp::Filter,
+    nnp: bool,
+) -> Result<(), String> {
+    if nnp {
+        sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0)
+            .map_err(|e| format!("process.noNewPrivileges: {e}"))?;
+    }
+    let fd = filter
+        .load()
+        .map_err(|e| format!("linux.seccomp: {e}"))?
+        .ok_or("linux.seccomp: the kernel returned no notification fd")?;
+    chan.send_with_fd(&Msg::SeccompFd, &fd)
+        .map_err(|e| format!("passing the seccomp notification fd to the runtime: {e}"))?;
+    drop(fd);
+    chan.expect_ack()
 }
 
 /// The common tail of init and exec: close stray descriptors, switch user and capabilities,

@@ -17,7 +17,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, DirBuilderExt};
 use std::path::{Component, Path, PathBuf};
 
-use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount};
+use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, LinuxIdMapping, Mount};
 
 use crate::sys;
 
@@ -88,6 +88,19 @@ pub enum MountError {
         #[source]
         source: io::Error,
     },
+    #[error("mounts: {destination}: making a user namespace for the id map: {source}")]
+    IdmapUserns {
+        destination: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("mounts: {destination}: id-mapping the bind of {source_path}: {source}")]
+    Idmap {
+        source_path: PathBuf,
+        destination: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("masking {path}: {source}")]
     Mask {
         path: PathBuf,
@@ -118,6 +131,8 @@ pub struct MountOptions {
     pub data: Vec<String>,
     /// runc's tmpcopyup: a tmpfs starts with a copy of what it covers.
     pub tmpcopyup: bool,
+    /// `idmap` (false) or `ridmap` (true, recursive): an id-mapped bind mount.
+    pub idmap: Option<bool>,
 }
 
 const MOUNT_ATTR_RDONLY: u64 = 0x1;
@@ -151,10 +166,8 @@ impl MountOptions {
     /// Whether berth recognises `opt` at all; every option it does not know goes to the file
     /// system as data, so this only refuses the ones it knows and cannot do yet.
     pub fn known(opt: &str) -> Option<()> {
-        match opt {
-            "idmap" | "ridmap" => None,
-            _ => Some(()),
-        }
+        let _ = opt;
+        Some(())
     }
 
     /// Sorts an options list into flags, propagation, recursive attributes and data.
@@ -200,6 +213,8 @@ impl MountOptions {
                 "nosymfollow" => set(&mut o, MS_NOSYMFOLLOW),
                 "symfollow" => clear(&mut o, MS_NOSYMFOLLOW),
                 "tmpcopyup" => o.tmpcopyup = true,
+                "idmap" => o.idmap = Some(o.idmap == Some(true)),
+                "ridmap" => o.idmap = Some(true),
                 "bind" => o.flags |= libc::MS_BIND,
                 "rbind" => o.flags |= libc::MS_BIND | libc::MS_REC,
                 "rro" => o.rec_set |= MOUNT_ATTR_RDONLY,
@@ -289,6 +304,8 @@ pub struct RootfsConfig<'a> {
     pub in_userns: bool,
     /// True when a new cgroup namespace was made.
     pub cgroupns: bool,
+    /// The id-mapped trees made by [`prepare_idmapped`], by index into `mounts`.
+    pub idmapped: &'a [Option<std::os::fd::OwnedFd>],
 }
 
 /// Mounts everything below the root, before the pivot.
@@ -306,7 +323,11 @@ pub fn setup_rootfs(cfg: &RootfsConfig<'_>) -> Result<(), MountError> {
         .map_err(|source| MountError::BindRoot { path: cfg.rootfs.to_owned(), source })?;
 
     let mut dev_mounted = false;
-    for m in cfg.mounts {
+    for (i, m) in cfg.mounts.iter().enumerate() {
+        if let Some(Some(tree)) = cfg.idmapped.get(i) {
+            mount_idmapped(cfg, m, tree)?;
+            continue;
+        }
         if m.destination() == Path::new("/dev") {
             dev_mounted = m.typ().as_deref() != Some("bind")
                 && !m.options().iter().flatten().any(|o| o == "bind" || o == "rbind");
@@ -397,18 +418,25 @@ fn mount_one(cfg: &RootfsConfig<'_>, m: &Mount) -> Result<(), MountError> {
         make_mount_point(&target, source.is_dir())?;
         bind(&source, &target, opts.flags | libc::MS_BIND, &destination)?;
         remount_bind(&target, &opts, &destination)?;
-    } else if typ == "cgroup" || typ == "cgroup2" && !cfg.cgroupns {
-        // The hierarchy is the host's: bind it (read-only if asked), as runc does where no
-        // cgroup namespace gives the container its own view.
-        // TODO(cgroups seam): mount per-controller v1 hierarchies rooted at the container's
-        // cgroup once crate::cgroups says where that is.
+    } else if (typ == "cgroup" || typ == "cgroup2") && cfg.cgroupns {
         make_mount_point(&target, true)?;
-        let host = Path::new("/sys/fs/cgroup");
-        bind(host, &target, libc::MS_BIND | libc::MS_REC, &destination)?;
-        remount_bind(&target, &opts, &destination)?;
-        if opts.flags & libc::MS_RDONLY != 0 {
-            set_attr(&target, MOUNT_ATTR_RDONLY, 0, &destination)?;
+        match mount_cgroupfs(&target, &opts, &destination) {
+            Ok(()) => {}
+            // A user namespace that may not mount a hierarchy gets the host's, bound.
+            Err(MountError::Mount { source, .. })
+                if cfg.in_userns && source.raw_os_error() == Some(libc::EPERM) =>
+            {
+                bind_host_cgroup(&target, &opts, &destination)?;
+            }
+            Err(e) => return Err(e),
         }
+    } else if typ == "cgroup" || typ == "cgroup2" {
+        // Without a cgroup namespace the hierarchy is the host's: bind it (read-only if
+        // asked).
+        // TODO(cgroups seam): bind each v1 hierarchy's container directory, as runc does,
+        // once crate::cgroups hands the init its paths.
+        make_mount_point(&target, true)?;
+        bind_host_cgroup(&target, &opts, &destination)?;
     } else {
         make_mount_point(&target, true)?;
         let data = opts.data.join(",");
@@ -468,6 +496,302 @@ fn mount_one(cfg: &RootfsConfig<'_>, m: &Mount) -> Result<(), MountError> {
     }
     if opts.rec_set != 0 || opts.rec_clear != 0 {
         set_attr(&target, opts.rec_set, opts.rec_clear, &destination)?;
+    }
+    Ok(())
+}
+
+/// A user namespace holding `maps` (uid, gid) for an id-mapped mount: a child unshares one
+/// and waits while its maps are written; its /proc ns file stays open after it is gone.
+fn idmap_userns(maps: (&[LinuxIdMapping], &[LinuxIdMapping])) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::AsRawFd;
+    let (parent, child) = sys::seqpacket_pair()?;
+    let pid = match sys::fork()? {
+        sys::Fork::Child => {
+            drop(parent);
+            let ok = sys::unshare(libc::CLONE_NEWUSER).is_ok();
+            let _ = sys::write_all(&child, if ok { b"1" } else { b"0" });
+            // Wait for the parent to be done with our namespace: end of file.
+            let mut b = [0u8; 1];
+            // SAFETY: b is a valid buffer of the length passed.
+            unsafe { libc::read(child.as_raw_fd(), b.as_mut_ptr().cast(), 1) };
+            sys::exit_child(0)
+        }
+        sys::Fork::Parent(pid) => pid,
+    };
+    drop(child);
+    let res = (|| {
+        let mut b = [0u8; 1];
+        // SAFETY: b is a valid buffer of the length passed.
+        let n = unsafe { libc::read(parent.as_raw_fd(), b.as_mut_ptr().cast(), 1) };
+        if n != 1 || b[0] != b'1' {
+            return Err(io::Error::other("the helper could not unshare a user namespace"));
+        }
+        let text = |m: &[LinuxIdMapping]| {
+            m.iter()
+                .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+                .collect::<String>()
+        };
+        fs::write(format!("/proc/{pid}/uid_map"), text(maps.0))?;
+        fs::write(format!("/proc/{pid}/gid_map"), text(maps.1))?;
+        sys::open(Path::new(&format!("/proc/{pid}/ns/user")), libc::O_RDONLY | libc::O_CLOEXEC, 0)
+    })();
+    drop(parent);
+    let _ = sys::waitpid(pid);
+    res
+}
+
+/// Whether a mount asks for an id-mapped bind: option `idmap` or `ridmap`, or maps of its own.
+fn wants_idmap(m: &Mount) -> bool {
+    m.options().iter().flatten().any(|o| o == "idmap" || o == "ridmap")
+        || m.uid_mappings().is_some()
+        || m.gid_mappings().is_some()
+}
+
+/// Makes the id-mapped trees of every mount that asks for one (mount options `idmap` and
+/// `ridmap`, or the mount's own uidMappings and gidMappings), indexed like `mounts`.
+///
+/// The kernel lets only a holder of CAP_SYS_ADMIN over the file system's superblock (the
+/// host's user namespace) id-map a mount, and only while it is still detached: so this runs
+/// in the init's first stage, before it enters the container's user namespace. Each tree is
+/// a detached copy of the source (open_tree(2) OPEN_TREE_CLONE, recursive for rbind) given
+/// MOUNT_ATTR_IDMAP with a user namespace holding the maps (mount_setattr(2), recursive with
+/// `ridmap`); [`setup_rootfs`] moves it into place. An `idmap` without maps of its own maps
+/// as the container's user namespace does. A file owned by id N on disk then shows as the
+/// host id N maps to.
+pub fn prepare_idmapped(
+    mounts: &[Mount],
+    bundle: &Path,
+    container_maps: (&[LinuxIdMapping], &[LinuxIdMapping]),
+) -> Result<Vec<Option<std::os::fd::OwnedFd>>, MountError> {
+    let mut out = Vec::with_capacity(mounts.len());
+    for m in mounts {
+        if !wants_idmap(m) {
+            out.push(None);
+            continue;
+        }
+        let dest = m.destination();
+        let opts = MountOptions::parse(m.options().iter().flatten())
+            .map_err(|option| MountError::Unsupported { destination: dest.clone(), option })?;
+        let source = m.source().clone().unwrap_or_default();
+        let source = if source.is_relative() { bundle.join(&source) } else { source };
+        let maps = match (m.uid_mappings().as_deref(), m.gid_mappings().as_deref()) {
+            (Some(u), Some(g)) => (u, g),
+            _ => container_maps,
+        };
+        let tree = idmapped_tree(&source, opts.flags, opts.idmap == Some(true), maps, dest)?;
+        out.push(Some(tree));
+    }
+    Ok(out)
+}
+
+fn idmapped_tree(
+    source: &Path,
+    flags: libc::c_ulong,
+    recursive: bool,
+    maps: (&[LinuxIdMapping], &[LinuxIdMapping]),
+    dest: &Path,
+) -> Result<std::os::fd::OwnedFd, MountError> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    const AT_RECURSIVE: libc::c_uint = 0x8000;
+    const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+    let err = |source_err: io::Error| MountError::Idmap {
+        source_path: source.to_owned(),
+        destination: dest.to_owned(),
+        source: source_err,
+    };
+    if maps.0.is_empty() || maps.1.is_empty() {
+        return Err(err(io::Error::other("no uidMappings and gidMappings to map ids with")));
+    }
+    let userns = idmap_userns(maps)
+        .map_err(|source| MountError::IdmapUserns { destination: dest.to_owned(), source })?;
+    let src = sys::cstr(source).map_err(err)?;
+    let mut open_flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
+    if flags & libc::MS_REC != 0 {
+        open_flags |= AT_RECURSIVE;
+    }
+    // SAFETY: src is a NUL-terminated path alive for the call; open_tree only reads it.
+    let fd =
+        unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, src.as_ptr(), open_flags) };
+    let fd = sys::cvt(fd as libc::c_int).map_err(err)?;
+    // SAFETY: open_tree returned a new descriptor that nothing else owns.
+    let tree = unsafe { OwnedFd::from_raw_fd(fd) };
+
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_IDMAP,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns.as_raw_fd() as u64,
+    };
+    let set_flags = libc::AT_EMPTY_PATH as libc::c_uint | if recursive { AT_RECURSIVE } else { 0 };
+    // SAFETY: tree is an open mount descriptor, the empty path a NUL-terminated string and
+    // attr a mount_attr of the size passed, all alive for the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            set_flags,
+            &attr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    sys::cvt(ret as libc::c_int).map_err(err)?;
+    Ok(tree)
+}
+
+/// Moves a tree made by [`prepare_idmapped`] onto the mount's destination (move_mount(2)),
+/// then applies the mount's flags and propagation as for any bind.
+fn mount_idmapped(
+    cfg: &RootfsConfig<'_>,
+    m: &Mount,
+    tree: &std::os::fd::OwnedFd,
+) -> Result<(), MountError> {
+    use std::os::fd::AsRawFd;
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+    let destination = m.destination().clone();
+    let opts = MountOptions::parse(m.options().iter().flatten())
+        .map_err(|option| MountError::Unsupported { destination: destination.clone(), option })?;
+    let source = m.source().clone().unwrap_or_default();
+    let source = if source.is_relative() { cfg.bundle.join(&source) } else { source };
+    let target = secure_join(cfg.rootfs, &destination);
+    make_mount_point(&target, source.is_dir())?;
+    let err = |source_err: io::Error| MountError::Idmap {
+        source_path: source.clone(),
+        destination: destination.clone(),
+        source: source_err,
+    };
+    let to = sys::cstr(&target).map_err(err)?;
+    // SAFETY: tree is an open detached mount; both strings are NUL-terminated and alive.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    sys::cvt(ret as libc::c_int).map_err(err)?;
+    remount_bind(&target, &opts, &destination)?;
+    for flag in &opts.propagation {
+        sys::mount(None, &target, None, *flag, None).map_err(|source| MountError::Propagation {
+            destination: destination.clone(),
+            source,
+        })?;
+    }
+    if opts.rec_set != 0 || opts.rec_clear != 0 {
+        set_attr(&target, opts.rec_set, opts.rec_clear, &destination)?;
+    }
+    Ok(())
+}
+
+/// Binds the host's /sys/fs/cgroup (read-only, recursively, if asked).
+fn bind_host_cgroup(target: &Path, opts: &MountOptions, dest: &Path) -> Result<(), MountError> {
+    bind(Path::new("/sys/fs/cgroup"), target, libc::MS_BIND | libc::MS_REC, dest)?;
+    remount_bind(target, opts, dest)?;
+    if opts.flags & libc::MS_RDONLY != 0 {
+        set_attr(target, MOUNT_ATTR_RDONLY, 0, dest)?;
+    }
+    Ok(())
+}
+
+/// One cgroup hierarchy the host has mounted directly below /sys/fs/cgroup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Hierarchy {
+    /// The mount point's name below /sys/fs/cgroup (`cpu,cpuacct`, `systemd`, `unified`).
+    name: String,
+    /// `cgroup` or `cgroup2`.
+    fstype: String,
+    /// The mount data that names the hierarchy again: its controllers and `name=`.
+    data: String,
+}
+
+/// The hierarchies in a mountinfo text, with the controllers the kernel knows (from
+/// /proc/cgroups) picked out of each v1 mount's super options.
+fn hierarchies(mountinfo: &str, controllers: &[&str]) -> Vec<Hierarchy> {
+    let mut out = Vec::new();
+    for line in mountinfo.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let Some(sep) = fields.iter().position(|f| *f == "-") else { continue };
+        let (Some(point), Some(fstype), Some(sup)) =
+            (fields.get(4), fields.get(sep + 1), fields.get(sep + 3))
+        else {
+            continue;
+        };
+        let point = unescape_mountinfo(point);
+        if point.parent() != Some(Path::new("/sys/fs/cgroup")) {
+            continue;
+        }
+        let Some(name) = point.file_name().and_then(|n| n.to_str()) else { continue };
+        let data = match *fstype {
+            "cgroup2" => String::new(),
+            "cgroup" => sup
+                .split(',')
+                .filter(|o| controllers.contains(o) || o.starts_with("name="))
+                .collect::<Vec<_>>()
+                .join(","),
+            _ => continue,
+        };
+        out.push(Hierarchy { name: name.to_owned(), fstype: (*fstype).to_owned(), data });
+    }
+    out
+}
+
+/// The container's own cgroupfs in its cgroup namespace, where every hierarchy's root is the
+/// container's cgroup, as runc sets it up: on a unified host one cgroup2 mount; on v1 or
+/// hybrid a tmpfs holding one mount per host hierarchy, plus the host's links between them
+/// (`cpu -> cpu,cpuacct`), the tmpfs made read-only last if asked.
+fn mount_cgroupfs(target: &Path, opts: &MountOptions, dest: &Path) -> Result<(), MountError> {
+    let ro = opts.flags & libc::MS_RDONLY;
+    let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | ro;
+    let mount = |source: &str, at: &Path, fstype: &str, flags, data: &str| {
+        sys::mount(Some(Path::new(source)), at, Some(fstype), flags, Some(data)).map_err(|e| {
+            MountError::Mount {
+                typ: fstype.to_owned(),
+                source_path: PathBuf::from(source),
+                destination: dest.join(at.strip_prefix(target).unwrap_or(Path::new(""))),
+                source: e,
+            }
+        })
+    };
+    let host = Path::new("/sys/fs/cgroup");
+    if host.join("cgroup.controllers").exists() {
+        return mount("cgroup2", target, "cgroup2", flags, "");
+    }
+
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let known = fs::read_to_string("/proc/cgroups").unwrap_or_default();
+    let controllers: Vec<&str> = known
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    mount("tmpfs", target, "tmpfs", flags & !libc::MS_RDONLY, "mode=755")?;
+    for h in hierarchies(&mountinfo, &controllers) {
+        let at = target.join(&h.name);
+        make_mount_point(&at, true)?;
+        let source = if h.data == "name=systemd" { "systemd" } else { "cgroup" };
+        mount(source, &at, &h.fstype, flags, &h.data)?;
+    }
+    for entry in fs::read_dir(host).into_iter().flatten().flatten() {
+        let Ok(link) = fs::read_link(entry.path()) else { continue };
+        let at = target.join(entry.file_name());
+        symlink(&link, &at)
+            .map_err(|source| MountError::MountPoint { path: at.clone(), source })?;
+    }
+    if ro != 0 {
+        let flags = libc::MS_REMOUNT | libc::MS_BIND | flags;
+        sys::mount(None, target, None, flags, None)
+            .map_err(|source| MountError::Remount { destination: dest.to_owned(), source })?;
     }
     Ok(())
 }
@@ -723,6 +1047,26 @@ pub fn remount_readonly(path: &Path) -> Result<(), MountError> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn cgroup_hierarchies_come_from_mountinfo() {
+        let info = "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime shared:9 - cgroup cgroup rw,cpu,cpuacct
+40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,xattr,name=systemd
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw,nsdelegate
+50 23 0:40 / /var/lib/x/sys/fs/cgroup/pids rw - cgroup cgroup rw,pids";
+        let got = hierarchies(info, &["cpu", "cpuacct", "pids"]);
+        let names: Vec<(&str, &str, &str)> =
+            got.iter().map(|h| (h.name.as_str(), h.fstype.as_str(), h.data.as_str())).collect();
+        assert_eq!(
+            names,
+            [
+                ("cpu,cpuacct", "cgroup", "cpu,cpuacct"),
+                ("systemd", "cgroup", "name=systemd"),
+                ("unified", "cgroup2", ""),
+            ]
+        );
+    }
+
     fn opts(list: &[&str]) -> MountOptions {
         let owned: Vec<String> = list.iter().map(|s| s.to_string()).collect();
         MountOptions::parse(&owned).unwrap()
@@ -744,7 +1088,9 @@ mod tests {
     #[test]
     fn unsupported_options_are_named() {
         let list = vec!["idmap".to_string()];
-        assert_eq!(MountOptions::parse(&list).unwrap_err(), "idmap");
+        assert_eq!(MountOptions::parse(&list).unwrap().idmap, Some(false));
+        let list = vec!["ridmap".to_string()];
+        assert_eq!(MountOptions::parse(&list).unwrap().idmap, Some(true));
     }
 
     // A symlink inside the root cannot lead a mount outside it.

@@ -209,6 +209,30 @@ pub fn validate(dir: &Path, spec: &Spec, need_process: bool) -> Result<PathBuf, 
                 ));
             }
         }
+        // An id-mapped mount is a bind with both maps, its own or the container's.
+        let options = m.options().as_deref().unwrap_or(&[]);
+        let has = |o: &str| options.iter().any(|x| x == o);
+        let (uid, gid) = (m.uid_mappings().as_ref(), m.gid_mappings().as_ref());
+        if has("idmap") || has("ridmap") || uid.is_some() || gid.is_some() {
+            let bind = m.typ().as_deref() == Some("bind") || has("bind") || has("rbind");
+            if !bind {
+                return Err(invalid(format!("mounts[{i}]"), "an id-mapped mount must be a bind"));
+            }
+            if uid.is_some() != gid.is_some() {
+                return Err(invalid(
+                    format!("mounts[{i}]"),
+                    "uidMappings and gidMappings go together",
+                ));
+            }
+            let container_maps =
+                linux.is_some_and(|l| l.uid_mappings().is_some() && l.gid_mappings().is_some());
+            if uid.is_none() && !container_maps {
+                return Err(invalid(
+                    format!("mounts[{i}].uidMappings"),
+                    "idmap without mappings needs the container's linux.uidMappings",
+                ));
+            }
+        }
     }
 
     if let Some(hooks) = spec.hooks() {

@@ -123,6 +123,10 @@ pub struct Record {
     /// Whether the cgroup was made by the systemd driver (`--systemd-cgroup`).
     #[serde(default)]
     pub systemd_cgroup: bool,
+    /// Every directory of the container's cgroup as create made it (on v1 the controllers may
+    /// sit at different paths); absent in state files written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup_state: Option<crate::cgroups::CgroupState>,
     /// The hooks of the bundle's config, kept for start, delete and poststop.
     #[serde(default)]
     pub hooks: Option<oci_spec::runtime::Hooks>,
@@ -300,10 +304,14 @@ impl Container {
         Status::Running
     }
 
-    /// The cgroup manager of this container, rebuilt from what create resolved; None when it
-    /// runs without a cgroup.
+    /// The cgroup manager of this container, reopened from the directories create recorded
+    /// (rebuilt from the cgroupsPath for older state files); None when it runs without a
+    /// cgroup.
     pub fn cgroup_manager(&self) -> Option<crate::cgroups::Manager> {
         self.record.cgroup.as_ref()?;
+        if let Some(state) = &self.record.cgroup_state {
+            return Some(crate::cgroups::Manager::from_state(state));
+        }
         crate::cgroups::Manager::builder(&self.record.id)
             .with_cgroups_path(self.record.cgroups_path.clone())
             .with_own_cgroup(self.record.own_cgroup.clone())
@@ -348,28 +356,10 @@ impl Container {
     }
 }
 
-/// Formats a time as RFC 3339 in UTC with nanoseconds, as runc's `created`.
+/// Formats a time as RFC 3339 in UTC with nanoseconds, as runc's `created`. The calendar
+/// arithmetic is humantime's rather than a copy of our own.
 pub fn rfc3339(t: std::time::SystemTime) -> String {
-    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Howard Hinnant's days-to-civil algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        d.subsec_nanos()
-    )
+    humantime::format_rfc3339_nanos(t).to_string()
 }
 
 /// The name of the calling user, from /etc/passwd, or the uid.
@@ -429,6 +419,7 @@ mod tests {
                 cgroups_path: None,
                 own_cgroup: String::new(),
                 systemd_cgroup: false,
+                cgroup_state: None,
                 hooks: None,
                 started: true,
             },
@@ -438,5 +429,44 @@ mod tests {
         let loaded = root.load("c1").unwrap();
         assert_eq!(loaded.status(), Status::Stopped);
         assert!(matches!(root.create("c1"), Err(StateError::Exists { .. })));
+    }
+
+    // The cgroup is reopened at the directories create recorded, controller by controller
+    // (v1 controllers can sit at different paths), and a state file written before those
+    // were recorded still loads and falls back to rebuilding from the cgroupsPath.
+    #[test]
+    fn recorded_cgroup_directories_are_reopened_and_old_state_files_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = StateRoot::new(dir.path());
+        let cdir = root.create("c2").unwrap();
+        let state: crate::cgroups::CgroupState = serde_json::from_value(serde_json::json!({
+            "mode": "legacy", "root": "/sys/fs/cgroup", "inner": "/berth/c2",
+            "paths": {"memory": "/sys/fs/cgroup/memory/a/berth/c2",
+                      "pids": "/sys/fs/cgroup/pids/b/berth/c2"}
+        }))
+        .unwrap();
+        let old = serde_json::json!({
+            "id": "c2", "pid": 0, "start_time": 0, "bundle": "/b", "rootfs": "/b/rootfs",
+            "created": "", "owner": "", "annotations": {}, "cgroup": "/berth/c2"
+        });
+        fs::write(cdir.join("state.json"), old.to_string()).unwrap();
+        let mut c = root.load("c2").unwrap();
+        assert_eq!(c.record.cgroup_state, None);
+        assert!(c.cgroup_manager().is_some());
+
+        c.record.cgroup_state = Some(state.clone());
+        c.save().unwrap();
+        let c = root.load("c2").unwrap();
+        let m = c.cgroup_manager().unwrap();
+        let mut paths = m.paths();
+        paths.sort();
+        assert_eq!(
+            paths,
+            [
+                PathBuf::from("/sys/fs/cgroup/memory/a/berth/c2"),
+                PathBuf::from("/sys/fs/cgroup/pids/b/berth/c2")
+            ]
+        );
+        assert_eq!(m.state(), state);
     }
 }

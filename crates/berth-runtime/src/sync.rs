@@ -21,6 +21,9 @@ pub enum Msg {
     Hooks,
     /// Child to parent: set up, waiting to be started.
     Ready,
+    /// Child to parent: the seccomp notification fd rides along (SCM_RIGHTS); hand it to the
+    /// agent at linux.seccomp.listenerPath, then Ack.
+    SeccompFd,
     /// Either way: this step failed.
     Error(String),
 }
@@ -37,6 +40,7 @@ impl Msg {
             }
             Msg::Hooks => vec![b'H'],
             Msg::Ready => vec![b'R'],
+            Msg::SeccompFd => vec![b'S'],
             Msg::Error(m) => {
                 let mut v = vec![b'E'];
                 v.extend_from_slice(m.as_bytes());
@@ -55,6 +59,7 @@ impl Msg {
             )),
             b'H' => Msg::Hooks,
             b'R' => Msg::Ready,
+            b'S' => Msg::SeccompFd,
             b'E' => Msg::Error(String::from_utf8_lossy(&b[1..]).into_owned()),
             _ => return Err(bad()),
         })
@@ -86,12 +91,34 @@ impl Channel {
 
     /// The next message, or None when the other end is closed.
     pub fn recv(&self) -> io::Result<Option<Msg>> {
+        self.recv_with_fd().map(|(msg, _)| msg)
+    }
+
+    /// Sends `msg` with `fd` attached (SCM_RIGHTS).
+    pub fn send_with_fd(&self, msg: &Msg, fd: &OwnedFd) -> io::Result<()> {
+        crate::sys::send_fd(self.fd.as_raw_fd(), &msg.encode(), fd.as_raw_fd())
+    }
+
+    /// The next message and the descriptor that came with it, if any; None when the other
+    /// end is closed.
+    pub fn recv_with_fd(&self) -> io::Result<(Option<Msg>, Option<OwnedFd>)> {
+        use std::os::fd::FromRawFd;
         let mut buf = vec![0u8; 8192];
+        // SAFETY: CMSG_SPACE only computes a size.
+        let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<i32>() as u32) } as usize;
+        let mut cbuf = vec![0u8; space];
         loop {
-            // SAFETY: buf is valid for writes of its length for the whole call.
-            let n = unsafe {
-                libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr() as *mut libc::c_void, buf.len(), 0)
-            };
+            let mut iov =
+                libc::iovec { iov_base: buf.as_mut_ptr() as *mut libc::c_void, iov_len: buf.len() };
+            // SAFETY: msghdr is plain data; zero is a valid value for every field.
+            let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+            hdr.msg_iov = &mut iov;
+            hdr.msg_iovlen = 1;
+            hdr.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
+            hdr.msg_controllen = space;
+            // SAFETY: hdr points at buf and cbuf, valid for writes of their lengths for the
+            // whole call.
+            let n = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut hdr, libc::MSG_CMSG_CLOEXEC) };
             if n < 0 {
                 let e = io::Error::last_os_error();
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -99,10 +126,23 @@ impl Channel {
                 }
                 return Err(e);
             }
-            if n == 0 {
-                return Ok(None);
+            let mut fd = None;
+            // SAFETY: the kernel filled hdr's control buffer; CMSG_FIRSTHDR and CMSG_DATA stay
+            // inside it, and an SCM_RIGHTS header of our size holds exactly one new fd.
+            unsafe {
+                let cmsg = libc::CMSG_FIRSTHDR(&hdr);
+                if !cmsg.is_null()
+                    && (*cmsg).cmsg_level == libc::SOL_SOCKET
+                    && (*cmsg).cmsg_type == libc::SCM_RIGHTS
+                {
+                    let raw = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const i32);
+                    fd = Some(OwnedFd::from_raw_fd(raw));
+                }
             }
-            return Msg::decode(&buf[..n as usize]).map(Some);
+            if n == 0 {
+                return Ok((None, fd));
+            }
+            return Msg::decode(&buf[..n as usize]).map(|m| (Some(m), fd));
         }
     }
 
