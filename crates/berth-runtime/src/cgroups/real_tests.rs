@@ -1,8 +1,10 @@
 //! The drivers on this host's real cgroups, with plain host processes (a busybox sh) placed
 //! into the cgroup before their workload starts: each test makes a limit bite. The tests
 //! without a version in their name run on the host's main driver (v1 here, v2 on a unified
-//! host); the `v2_` ones use the hybrid host's /sys/fs/cgroup/unified, which has no
-//! controllers but does have the BPF device filter and cgroup.freeze.
+//! host); the `v2_` ones use a cgroup2 hierarchy: the hybrid host's /sys/fs/cgroup/unified,
+//! which has no controllers but does have the BPF device filter and cgroup.freeze, or the
+//! whole hierarchy of a unified host. scripts/cgroup-v2-lane runs them all in a qemu guest
+//! booted with `cgroup_no_v1=all` (BERTH_CGROUP_ROOT=/sys/fs/cgroup there).
 
 use std::io::{Read, Write};
 use std::os::unix::process::ExitStatusExt;
@@ -70,6 +72,17 @@ fn host(controller: &str, name: &str) -> Option<TestCgroup> {
         Err(_) => controller,
     };
     manager(&root, probe, name)
+}
+
+/// The cgroup2 hierarchy the `v2_` tests run on: the host's main one where it is unified (the
+/// qemu guest lane), else the hybrid host's `unified` mount beside the v1 controllers.
+fn v2_root() -> String {
+    let root = std::env::var("BERTH_CGROUP_ROOT").unwrap_or_else(|_| super::DEFAULT_ROOT.into());
+    if Path::new(&root).join("cgroup.controllers").exists() {
+        root
+    } else {
+        format!("{root}/unified")
+    }
 }
 
 /// Starts `sh -c script` held at a `read` until [`release`], so it can join the cgroup first.
@@ -179,7 +192,7 @@ fn freezer_stops_and_resumes_a_counter() {
 
 #[test]
 fn v2_cgroup_freeze_stops_and_resumes_a_counter() {
-    let Some(m) = manager("/sys/fs/cgroup/unified", "cgroup.controllers", "freeze2") else {
+    let Some(m) = manager(&v2_root(), "cgroup.controllers", "freeze2") else {
         return;
     };
     assert_eq!(m.version(), Some(2));
@@ -235,7 +248,7 @@ fn denied_device_cannot_be_opened_or_made_on_the_host_driver() {
 
 #[test]
 fn v2_bpf_device_filter_denies_like_v1() {
-    let Some(m) = manager("/sys/fs/cgroup/unified", "cgroup.controllers", "dev2") else {
+    let Some(m) = manager(&v2_root(), "cgroup.controllers", "dev2") else {
         return;
     };
     m.apply(&resources(DEVICE_RULES)).unwrap();
@@ -332,7 +345,7 @@ fn update_raises_and_lowers_memory_in_the_order_the_kernel_needs() {
 
 #[test]
 fn v2_updating_device_rules_replaces_the_filter() {
-    let Some(m) = manager("/sys/fs/cgroup/unified", "cgroup.controllers", "dev2upd") else {
+    let Some(m) = manager(&v2_root(), "cgroup.controllers", "dev2upd") else {
         return;
     };
     let deny_zero = r#"{"devices": [{"allow": false, "type": "c", "major": 1, "minor": 5,
@@ -377,7 +390,7 @@ fn hybrid_host_joins_the_unified_cgroup_and_limits_hugetlb_there() {
 fn v2_nested_filter_can_only_narrow_the_containers() {
     // Pins BPF_F_ALLOW_MULTI: a runtime inside the container may attach its own filter to a
     // child cgroup, and the container's filter still applies to it.
-    let Some(m) = manager("/sys/fs/cgroup/unified", "cgroup.controllers", "nest2") else {
+    let Some(m) = manager(&v2_root(), "cgroup.controllers", "nest2") else {
         return;
     };
     let deny_zero = r#"{"devices": [{"allow": false, "type": "c", "major": 1, "minor": 5,
@@ -612,8 +625,9 @@ fn delegated_child() {
         assert!(started.elapsed() < Duration::from_secs(10), "never moved into {inside}");
         std::thread::sleep(Duration::from_millis(10));
     }
+    let root = std::env::var("BERTH_V2_ROOT").unwrap_or_else(|_| v2_root());
     let m = ManagerBuilder::new("deleg")
-        .with_root("/sys/fs/cgroup/unified")
+        .with_root(root)
         .with_cgroups_path(Some(format!("{delegated}/c")))
         .with_rootless(true)
         .build()
@@ -627,7 +641,8 @@ fn delegated_child() {
 
 #[test]
 fn rootless_uses_a_delegated_cgroup_v2_subtree() {
-    let unified = Path::new("/sys/fs/cgroup/unified");
+    let root = v2_root();
+    let unified = Path::new(&root);
     if !rustix::process::geteuid().is_root() || !unified.join("cgroup.controllers").exists() {
         eprintln!("skipping: needs root and a cgroup2 mount at {}", unified.display());
         return;
@@ -658,6 +673,7 @@ fn rootless_uses_a_delegated_cgroup_v2_subtree() {
         .command(&exe)
         .args(["--exact", "cgroups::real_tests::delegated_child", "--ignored", "--test-threads=1"])
         .env("BERTH_DELEGATED", &name)
+        .env("BERTH_V2_ROOT", &root)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -676,7 +692,7 @@ fn rootless_uses_a_delegated_cgroup_v2_subtree() {
 
 #[test]
 fn v2_clone_into_cgroup_starts_the_child_inside() {
-    let Some(m) = manager("/sys/fs/cgroup/unified", "cgroup.controllers", "clone3") else {
+    let Some(m) = manager(&v2_root(), "cgroup.controllers", "clone3") else {
         return;
     };
     let fd = m.clone_into_fd().unwrap().expect("a v2 cgroup has a directory fd");
@@ -703,4 +719,31 @@ fn v2_clone_into_cgroup_starts_the_child_inside() {
     // SAFETY: waiting for our own child.
     unsafe { libc::waitpid(pid as i32, &mut status, 0) };
     assert!(libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL);
+}
+
+// linux.resources.unified is written through as given on a unified host, and a pids.max set
+// that way bites; a v1 or hybrid host refuses it, naming the field, since the keys are
+// cgroup v2 files.
+#[test]
+fn unified_passthrough_writes_v2_files_or_is_refused_on_v1() {
+    let Some(m) = host("pids", "unified") else { return };
+    let r = resources(r#"{"unified": {"pids.max": "4", "memory.high": "52428800"}}"#);
+    if m.version() != Some(2) {
+        let err = m.apply(&r).unwrap_err().to_string();
+        assert!(err.contains("linux.resources.unified"), "{err}");
+        return;
+    }
+    m.apply(&r).unwrap();
+    let dir = m.paths()[0].clone();
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap().trim().to_string();
+    assert_eq!((read("pids.max"), read("memory.high")), ("4".into(), "52428800".into()));
+    let mut child = held_shell(&format!(
+        "for i in 1 2 3 4 5 6 7 8; do {BUSYBOX} sleep 60 </dev/null >/dev/null 2>&1 & done; \
+         echo all-forked"
+    ));
+    m.add_pid(child.id() as i32).unwrap();
+    release(&mut child);
+    let (_, out, err) = output(child);
+    assert_eq!(out.trim(), "", "the loop ran past pids.max: {err}");
+    m.destroy().unwrap();
 }
