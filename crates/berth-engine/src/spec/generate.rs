@@ -101,15 +101,8 @@ impl HostInfo {
         let cgroup_v2 = rustix::fs::statfs("/sys/fs/cgroup")
             .map(|s| s.f_type as i64 == libc::CGROUP2_SUPER_MAGIC as i64)
             .unwrap_or(false);
-        let uid = rustix::process::geteuid();
-        let rootless = !uid.is_root();
-        let (uid_map, gid_map) = if rootless {
-            let gid = rustix::process::getegid().as_raw();
-            let name = host_user_name(uid.as_raw())?;
-            super::idmap::rootless_maps(&name, uid.as_raw(), gid)?
-        } else {
-            (Vec::new(), Vec::new())
-        };
+        // Rootless inside berth's per-user namespace the maps are empty (rootless engineer's edit).
+        let (rootless, uid_map, gid_map) = super::idmap::host_maps(host_user_name)?;
         Ok(Self {
             rootless,
             uid_map,
@@ -267,8 +260,8 @@ pub fn generate(input: &SpecInput<'_>) -> Result<GeneratedSpec, SpecError> {
 
     let etc_files =
         EtcFiles { dir: input.userdata_dir.to_owned(), hostname: hostname.clone(), network };
-    let tty_gid_mapped =
-        !input.host.rootless || input.host.gid_map.iter().any(|m| m.contains_container_id(5));
+    let tty_gid_mapped = input.host.gid_map.is_empty()
+        || input.host.gid_map.iter().any(|m| m.contains_container_id(5));
     let ctx = MountContext {
         privileged: opts.privileged,
         read_only: opts.read_only,
@@ -287,7 +280,8 @@ pub fn generate(input: &SpecInput<'_>) -> Result<GeneratedSpec, SpecError> {
     if input.host.cgroup_v2 {
         namespaces.push(json!({"type": "cgroup"}));
     }
-    if input.host.rootless {
+    // No maps: rootful, or rootless inside berth's per-user namespace, which the container shares.
+    if !input.host.uid_map.is_empty() {
         namespaces.push(json!({"type": "user"}));
     }
 
@@ -295,7 +289,7 @@ pub fn generate(input: &SpecInput<'_>) -> Result<GeneratedSpec, SpecError> {
     if network != NetworkMode::Host {
         linux["sysctl"] = json!({"net.ipv4.ping_group_range": "0 0"});
     }
-    if input.host.rootless {
+    if !input.host.uid_map.is_empty() {
         let maps = |maps: &[IdMap]| -> Value {
             maps.iter()
                 .map(

@@ -26,7 +26,9 @@ pub const SUBGID_OVERRIDE: &str = "_BERTH_SUBGID_FILE";
 /// The subordinate uid and gid files in use: the real ones unless overridden.
 pub fn subid_files() -> (PathBuf, PathBuf) {
     let pick = |var: &str, default: &str| {
-        std::env::var_os(var).filter(|v| !v.is_empty()).map_or_else(|| default.into(), PathBuf::from)
+        std::env::var_os(var)
+            .filter(|v| !v.is_empty())
+            .map_or_else(|| default.into(), PathBuf::from)
     };
     (pick(SUBUID_OVERRIDE, SUBUID), pick(SUBGID_OVERRIDE, SUBGID))
 }
@@ -78,6 +80,23 @@ pub fn rootless_maps(
     let uids = maps(&read(&subuid)?, &subuid, name, uid)?;
     let gids = maps(&read(&subgid)?, &subgid, name, gid)?;
     Ok((uids, gids))
+}
+
+/// Whether berth is rootless, and the uid and gid maps of a container's own user namespace.
+/// Real root has none. Inside berth's per-user namespace there are none either: the container
+/// shares that namespace, as Podman's rootless containers share theirs, so container root is
+/// the user's own uid and ids 1 and up are the subordinate ranges already. Outside it (an
+/// unprivileged caller that has not joined) the maps come from the subordinate-id files, for
+/// user `name_of(uid)`.
+pub fn host_maps(
+    name_of: impl FnOnce(u32) -> Result<String, SpecError>,
+) -> Result<(bool, Vec<IdMap>, Vec<IdMap>), SpecError> {
+    let ids = crate::userns::host_ids();
+    if !ids.rootless() || ids.in_user_namespace {
+        return Ok((ids.rootless(), Vec::new(), Vec::new()));
+    }
+    let (uids, gids) = rootless_maps(&name_of(ids.uid)?, ids.uid, ids.gid)?;
+    Ok((true, uids, gids))
 }
 
 #[cfg(test)]

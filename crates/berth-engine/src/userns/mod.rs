@@ -100,10 +100,7 @@ impl UsernsError {
     /// Whether the failure is the user's missing /etc/subuid or /etc/subgid ranges, for which
     /// the message already carries the fix.
     pub fn is_missing_ranges(&self) -> bool {
-        matches!(
-            self,
-            Self::IdMaps { source: crate::spec::SpecError::NoSubordinateIds { .. }, .. }
-        )
+        matches!(self, Self::IdMaps { source: crate::spec::SpecError::NoSubordinateIds { .. }, .. })
     }
 }
 
@@ -247,8 +244,7 @@ pub fn stop() -> Result<Option<i32>, UsernsError> {
                 pid: pause.pid,
                 source: source.into(),
             };
-            match rustix::process::pidfd_send_signal(&pause.pidfd, rustix::process::Signal::KILL)
-            {
+            match rustix::process::pidfd_send_signal(&pause.pidfd, rustix::process::Signal::KILL) {
                 Ok(()) | Err(rustix::io::Errno::SRCH) => {}
                 Err(e) => return Err(kill(e)),
             }
@@ -340,11 +336,7 @@ fn ensure_dir(dir: &Path, uid: u32) -> Result<(), UsernsError> {
     let meta = fs::symlink_metadata(dir)
         .map_err(|source| UsernsError::RuntimeDir { path: dir.to_owned(), source })?;
     if meta.uid() != uid {
-        return Err(UsernsError::RuntimeDirOwner {
-            path: dir.to_owned(),
-            owner: meta.uid(),
-            uid,
-        });
+        return Err(UsernsError::RuntimeDirOwner { path: dir.to_owned(), owner: meta.uid(), uid });
     }
     Ok(())
 }

@@ -50,9 +50,9 @@ pub(super) fn start(uid_map: &[IdMap], gid_map: &[IdMap]) -> Result<Pause, Usern
     // The grandchild writes its pid and the errno of unshare (0 when it worked).
     let mut from_child = std::fs::File::from(from_child);
     let mut report = [0u8; 8];
-    from_child.read_exact(&mut report).map_err(|e| {
-        start_err("reading the pause process's report (did it die?)")(e)
-    })?;
+    from_child
+        .read_exact(&mut report)
+        .map_err(|e| start_err("reading the pause process's report (did it die?)")(e))?;
     let pid = i32::from_ne_bytes([report[0], report[1], report[2], report[3]]);
     let errno = i32::from_ne_bytes([report[4], report[5], report[6], report[7]]);
     if errno != 0 {
