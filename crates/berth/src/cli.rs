@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::containers;
 use crate::images;
 use crate::rootless;
 
@@ -74,6 +75,8 @@ pub enum Command {
     /// Inspect manifests and indexes in registries.
     #[command(subcommand)]
     Manifest(images::ManifestCommand),
+    #[command(flatten)]
+    Containers(containers::ContainerCommand),
     /// Run a command inside the rootless user namespace (as `podman unshare`).
     Unshare(rootless::UnshareArgs),
     /// Manage berth itself.
@@ -103,6 +106,7 @@ impl Cli {
             Command::Logout(args) => images::logout(&self.global, args),
             Command::Image(command) => images::image(&self.global, command),
             Command::Manifest(command) => images::manifest(&self.global, command),
+            Command::Containers(command) => containers::dispatch(&self.global, command),
             Command::Unshare(args) => rootless::unshare(&self.global, args),
             Command::System(command) => rootless::system(&self.global, command),
         }

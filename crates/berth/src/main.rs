@@ -3,6 +3,7 @@
 //! resolves the options into one configuration, calls the engine and reports.
 
 mod cli;
+mod containers;
 mod format;
 mod images;
 mod report;
@@ -13,6 +14,10 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // A container's monitor: berth re-executed by `run`/`start`, before anything else.
+    if let Some(code) = berth_engine::monitor::run_if_requested() {
+        return ExitCode::from(code.clamp(0, 255) as u8);
+    }
     // Rootless: join the per-user user namespace while this process is still single-threaded.
     if let Some(code) = rootless::enter() {
         return code;

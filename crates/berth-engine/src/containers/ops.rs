@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use berth_runtime::state::StateRoot;
 use berth_storage::ContainerLayers;
-use oci_spec::runtime::Process;
+pub use oci_spec::runtime::Process;
 use tracing::{debug, warn};
 
 use super::lifecycle::{self, StopOutcome, StopTarget};
