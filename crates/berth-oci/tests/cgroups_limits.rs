@@ -124,9 +124,15 @@ fn denied_device_cannot_be_opened() {
     }
     let denied = "cat: can't open '/tun': Operation not permitted\n\
                   cat: can't open '/tmp/tun': Operation not permitted\nnull-ok\n";
-    let allowed = "cat: read error: File descriptor in bad state\n\
-                   cat: read error: File descriptor in bad state\nnull-ok\n";
-    assert_eq!(outputs, [denied, allowed]);
+    assert_eq!(outputs[0], denied);
+    // Allowed, the driver answers: EBADFD from an unattached tun device, or ENODEV where the
+    // kernel has no tun driver loaded (the qemu lane's guest).
+    let allowed = &outputs[1];
+    let driver = allowed
+        .lines()
+        .filter(|l| l.ends_with("File descriptor in bad state") || l.ends_with("No such device"))
+        .count();
+    assert!(driver == 2 && allowed.ends_with("null-ok\n"), "{allowed}");
 }
 
 // pause freezes a counting loop and resume lets it count on.
