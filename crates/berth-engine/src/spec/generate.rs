@@ -299,7 +299,8 @@ pub fn generate(input: &SpecInput<'_>) -> Result<GeneratedSpec, SpecError> {
         };
         linux["uidMappings"] = maps(&input.host.uid_map);
         linux["gidMappings"] = maps(&input.host.gid_map);
-    } else {
+    }
+    if !input.host.rootless {
         // Rootless on cgroup v1 has no delegated cgroups to limit anything with.
         linux["resources"] = json!({
             "devices": [{"allow": opts.privileged, "access": "rwm"}],

@@ -20,7 +20,6 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use rustix::process::{pidfd_open, Pid, PidfdFlags};
@@ -120,21 +119,19 @@ impl HostIds {
     }
 }
 
-/// The host uid and gid of this process, read once from /proc/self/uid_map and gid_map: inside
-/// the per-user namespace the effective uid is 0 but the host uid is the user's.
+/// The host uid and gid of this process, from /proc/self/uid_map and gid_map: inside the
+/// per-user namespace the effective uid is 0 but the host uid is the user's. Read on every
+/// call (two small reads), since joining the namespace changes the answer.
 pub fn host_ids() -> HostIds {
-    static IDS: OnceLock<HostIds> = OnceLock::new();
-    *IDS.get_or_init(|| {
-        let euid = rustix::process::geteuid().as_raw();
-        let egid = rustix::process::getegid().as_raw();
-        let uid_map = fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
-        let gid_map = fs::read_to_string("/proc/self/gid_map").unwrap_or_default();
-        HostIds {
-            uid: map_to_host(&uid_map, euid).unwrap_or(euid),
-            gid: map_to_host(&gid_map, egid).unwrap_or(egid),
-            in_user_namespace: !is_initial_map(&uid_map),
-        }
-    })
+    let euid = rustix::process::geteuid().as_raw();
+    let egid = rustix::process::getegid().as_raw();
+    let uid_map = fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
+    let gid_map = fs::read_to_string("/proc/self/gid_map").unwrap_or_default();
+    HostIds {
+        uid: map_to_host(&uid_map, euid).unwrap_or(euid),
+        gid: map_to_host(&gid_map, egid).unwrap_or(egid),
+        in_user_namespace: !is_initial_map(&uid_map),
+    }
 }
 
 /// The initial user namespace maps every id to itself in one line.
