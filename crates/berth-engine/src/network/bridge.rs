@@ -92,6 +92,18 @@ pub fn host_veth_name(container_id: &str, network: &str) -> String {
     format!("veth{:011x}", hash >> 20)
 }
 
+/// The fixed MAC address of bridge `name`: locally administered, unicast, and derived from
+/// the name so that a bridge made again keeps the address the containers have cached.
+pub fn bridge_mac(name: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in name.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let b = hash.to_be_bytes();
+    format!("02:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[3], b[4], b[5], b[6], b[7])
+}
+
 /// Runs `ip -batch -` with `script` on stdin; `step` and `where_` go into the error.
 fn run_batch(
     mut cmd: Command,
@@ -228,7 +240,13 @@ pub fn ensure_bridge(
     if exists(name)? {
         return Ok(false);
     }
-    let mut script = format!("link add {name} type bridge\n");
+    // A fixed address: without one, a Linux bridge takes the lowest address of its ports and
+    // changes it whenever a port with a lower one joins (about one container in three on a
+    // network of two). The containers' neighbour caches then hold a gateway address the bridge
+    // no longer answers to, and their packets to the gateway — DNS above all — are dropped
+    // until the entry goes stale, tens of seconds later.
+    let mac = bridge_mac(name);
+    let mut script = format!("link add {name} address {mac} type bridge\n");
     if let Some(mtu) = mtu {
         script.push_str(&format!("link set dev {name} mtu {mtu}\n"));
     }

@@ -220,6 +220,10 @@ impl Held {
         Ok(Self { program, pid, pidfd })
     }
 
+    pub(super) fn pid(&self) -> u32 {
+        self.pid
+    }
+
     /// Sends `signal` (0 probes); Ok(false) means the process is gone.
     pub(super) fn signal(&self, signal: i32) -> Result<bool, RootlessError> {
         // SAFETY: pidfd_send_signal(2) with a pidfd this value owns, a null siginfo (the
