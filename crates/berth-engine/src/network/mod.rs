@@ -15,6 +15,7 @@
 //! - [`rootless`]: pasta (and slirp4netns as the fallback) for rootless containers.
 //! - [`dns`]: names between containers of a network, served by aardvark-dns.
 //! - [`files`]: the container's /etc/hosts and /etc/resolv.conf.
+//! - [`store`]: networks, address allocations and attachments in the state database.
 //!
 //! The rootful plumbing execs iproute2's `ip` and nftables' `nft` rather than speaking netlink
 //! itself: one `ip -batch` exec per side of a container and one `nft -j -f -` transaction
@@ -32,3 +33,4 @@ pub mod netns;
 pub mod ports;
 pub mod rootful;
 pub mod rootless;
+pub mod store;
