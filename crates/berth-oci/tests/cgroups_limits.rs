@@ -178,3 +178,51 @@ fn unified_passthrough_on_v2_and_refused_on_v1() {
         assert!(fs::read_dir(&b.root).map(|d| d.count() == 0).unwrap_or(true), "state left");
     }
 }
+
+// A relative cgroupsPath on v1 lands under the runtime's own cgroup of each controller, which
+// differ here (this host's memory cgroup is not its pids one): pause, the stats of a later
+// command and delete reopen exactly the directories create made, from the container's state,
+// and delete removes every one of them.
+#[test]
+fn relative_cgroups_path_is_found_again_per_controller() {
+    let mut b = Bundle::new(&["sleep", "100"]);
+    let rel = format!("berth-test-rel-{}/c", std::process::id());
+    b.config["linux"]["cgroupsPath"] = json!(rel);
+    b.config["linux"]["resources"] = json!({"pids": {"limit": 20}});
+    b.create("rel");
+    assert!(b.oci(&["start", "rel"]).status.success());
+    let pid = b.state("rel")["pid"].as_i64().unwrap();
+    // Where the kernel put the init, hierarchy by hierarchy.
+    let dirs: Vec<std::path::PathBuf> = fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, controllers, path) = (f.next()?, f.next()?, f.next()?);
+            let dir = if controllers.is_empty() {
+                if unified_host() {
+                    "".to_owned()
+                } else {
+                    "unified".to_owned()
+                }
+            } else {
+                controllers.split(',').next()?.to_owned()
+            };
+            path.ends_with(&rel).then(|| Path::new("/sys/fs/cgroup").join(dir).join(&path[1..]))
+        })
+        .collect();
+    assert!(!dirs.is_empty(), "the init is in no cgroup named {rel}");
+    for d in &dirs {
+        assert!(d.is_dir(), "{} missing", d.display());
+    }
+    let out = b.oci(&["pause", "rel"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(b.oci(&["resume", "rel"]).status.success());
+    let out = b.oci(&["delete", "--force", "rel"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for d in &dirs {
+        assert!(!d.exists(), "{} left behind", d.display());
+        // The parent made for the relative path: removed too where berth made it.
+        let _ = fs::remove_dir(d.parent().unwrap());
+    }
+}

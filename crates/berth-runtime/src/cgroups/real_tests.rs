@@ -650,7 +650,17 @@ fn rootless_uses_a_delegated_cgroup_v2_subtree() {
     let user = berth_testkit::user::TestUser::get();
     let name = format!("/berth-test-deleg-{}", std::process::id());
     let delegated = unified.join(name.trim_start_matches('/'));
+    /// Removes the delegated subtree when the test ends, also when it fails.
+    struct Subtree(std::path::PathBuf);
+    impl Drop for Subtree {
+        fn drop(&mut self) {
+            for dir in [self.0.join("runtime"), self.0.join("c"), self.0.clone()] {
+                let _ = std::fs::remove_dir(dir);
+            }
+        }
+    }
     std::fs::create_dir(&delegated).unwrap();
+    let subtree = Subtree(delegated.clone());
     std::fs::create_dir(delegated.join("runtime")).unwrap();
     // Delegation as systemd does it: the directory and its procs, threads and
     // subtree_control files, handed to the user (cgroup-v2.rst, "Delegation").
@@ -680,9 +690,7 @@ fn rootless_uses_a_delegated_cgroup_v2_subtree() {
         .unwrap();
     std::fs::write(delegated.join("runtime/cgroup.procs"), child.id().to_string()).unwrap();
     let out = child.wait_with_output().unwrap();
-    let _ = std::fs::remove_dir(delegated.join("runtime"));
-    let _ = std::fs::remove_dir(delegated.join("c"));
-    let _ = std::fs::remove_dir(&delegated);
+    drop(subtree);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
