@@ -72,6 +72,9 @@ pub(super) fn start(uid_map: &[IdMap], gid_map: &[IdMap]) -> Result<Pause, Usern
     map_ids("newgidmap", pid, gid_map)?;
     let mut to_child = std::fs::File::from(to_child);
     to_child.write_all(b"g").map_err(start_err("releasing the pause process"))?;
+    // It closes its end last, once it has its own session and name: end of file means ready.
+    let mut rest = Vec::new();
+    from_child.read_to_end(&mut rest).map_err(start_err("waiting for the pause process"))?;
     Ok(Pause { pid, start_time, pidfd })
 }
 
