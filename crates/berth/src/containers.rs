@@ -368,12 +368,14 @@ pub fn dispatch(global: &GlobalOptions, command: ContainerCommand) -> Result<Exi
 /// The engine context of this process: its roots and whether it is rootless.
 pub fn context(global: &GlobalOptions) -> Result<EngineContext> {
     let root = crate::images::root_dir(global)?;
+    // The host uid: inside rootless berth's user namespace the effective uid is 0.
+    let uid = berth_engine::userns::host_ids().uid;
     let runroot = match &global.runroot {
         Some(dir) => dir.clone(),
-        None if rustix::process::geteuid().is_root() => PathBuf::from("/run/berth"),
+        None if uid == 0 => PathBuf::from("/run/berth"),
         None => match std::env::var_os("XDG_RUNTIME_DIR") {
             Some(dir) => PathBuf::from(dir).join("berth"),
-            None => PathBuf::from(format!("/tmp/berth-{}", rustix::process::geteuid().as_raw())),
+            None => PathBuf::from(format!("/tmp/berth-{uid}")),
         },
     };
     Ok(EngineContext::detect(&root, &runroot))
