@@ -559,6 +559,18 @@ fn cgroup_namespace_shows_the_container_cgroup_as_root() {
     assert_eq!(out, "/\n42\n1\n0\nread-only\n", "{out}");
 }
 
+// An exec'd process joins the container's cgroups, as with runc: in the container's cgroup
+// namespace its cgroup is "/" everywhere (it would be "/.." or longer from outside).
+#[test]
+fn exec_joins_the_container_cgroup() {
+    let b = Bundle::new(&["sleep", "100"]);
+    b.create("excg");
+    assert!(b.oci(&["start", "excg"]).status.success());
+    let out = b.oci(&["exec", "excg", "sh", "-c", "cut -d: -f3 /proc/self/cgroup | sort -u"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "/\n");
+}
+
 // An id-mapped bind (`idmap` with the mount's own maps) shows a file the host's root owns as
 // the host ids 0 maps to, while a plain bind of the same directory shows root; in a container
 // with a user namespace, `idmap` without maps of its own maps as the container does, so the

@@ -76,6 +76,80 @@ pub enum CreateError {
     Cgroup(#[from] crate::cgroups::Error),
     #[error("the init's process {pid} vanished")]
     NoInit { pid: i32 },
+    #[error("moving {pid} into the cgroup {path}: {source}")]
+    JoinCgroup {
+        pid: i32,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// How the init gets into its cgroups without the cgroup attach lock: writing a pid to
+/// cgroup.procs takes a global lock whose first writer waits for an RCU grace period (several
+/// milliseconds here, tens under load), while a process writing "0" to a v1 `tasks` file moves
+/// just itself and skips it (kernel/cgroup/cgroup.c, cgroup_procs_write_start), and a child
+/// made with clone3's CLONE_INTO_CGROUP starts in its cgroup2 directory. Single-threaded
+/// processes only, as the runtime is: moving the one thread moves the process.
+pub(crate) struct SelfPlacement {
+    /// The `tasks` files of the v1 hierarchies.
+    pub(crate) tasks: Vec<PathBuf>,
+    /// The cgroup2 directory (a hybrid host's unified one, or a v2 host's), opened.
+    pub(crate) v2: Option<(PathBuf, OwnedFd)>,
+}
+
+impl SelfPlacement {
+    pub(crate) fn of(cgroup: &crate::cgroups::Manager) -> SelfPlacement {
+        let mut tasks = Vec::new();
+        let mut v2 = None;
+        for dir in cgroup.paths() {
+            let t = dir.join("tasks");
+            if t.exists() {
+                tasks.push(t);
+            } else if v2.is_none() {
+                let fd = sys::open(&dir, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC, 0);
+                v2 = fd.ok().map(|fd| (dir, fd));
+            }
+        }
+        SelfPlacement { tasks, v2 }
+    }
+
+    /// Forks, into the cgroup2 directory where there is one and the kernel allows it; the
+    /// flag says whether the child started there.
+    pub(crate) fn fork(&self) -> io::Result<(sys::Fork, bool)> {
+        if let Some((_, fd)) = &self.v2 {
+            if let Ok(f) = sys::fork_into_cgroup(fd.as_raw_fd()) {
+                return Ok((f, true));
+            }
+        }
+        Ok((sys::fork()?, false))
+    }
+
+    /// Completes the placement of `pid` from the runtime's side: everything through the
+    /// manager unless the child joined its v1 cgroups itself, else the cgroup2 directory
+    /// unless the fork started it there.
+    pub(crate) fn finish(
+        &self,
+        cgroup: &crate::cgroups::Manager,
+        pid: i32,
+        v1_done: bool,
+        v2_done: bool,
+    ) -> Result<(), CreateError> {
+        if !v1_done && !self.tasks.is_empty() {
+            return cgroup.add_pid(pid).map_err(CreateError::from);
+        }
+        match &self.v2 {
+            Some((dir, _)) if !v2_done => {
+                let path = dir.join("cgroup.procs");
+                fs::write(&path, pid.to_string()).map_err(|source| CreateError::JoinCgroup {
+                    pid,
+                    path,
+                    source,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// How far `launch` goes.
@@ -208,8 +282,10 @@ pub fn launch(root: &StateRoot, opts: &CreateOptions, mode: Mode) -> Result<Cont
         sys::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0).map_err(CreateError::Prepare)?;
     }
 
+    let placement = SelfPlacement::of(cgroup);
     tracing::debug!(id = %opts.id, bundle = %bundle.dir.display(), "forking the init");
-    let stage1 = match sys::fork().map_err(CreateError::Fork)? {
+    let (fork, v2_placed) = placement.fork().map_err(CreateError::Fork)?;
+    let stage1 = match fork {
         sys::Fork::Child => {
             drop(chan);
             init::run(InitArgs {
@@ -224,10 +300,12 @@ pub fn launch(root: &StateRoot, opts: &CreateOptions, mode: Mode) -> Result<Cont
                 preserve_fds: opts.preserve_fds,
                 map_method,
                 seccomp,
+                cgroup_tasks: placement.tasks.clone(),
             })
         }
         sys::Fork::Parent(pid) => pid,
     };
+    let mut v1_placed = false;
     undo.pids.push(stage1);
     drop(child_chan);
     drop(gate);
@@ -266,7 +344,7 @@ pub fn launch(root: &StateRoot, opts: &CreateOptions, mode: Mode) -> Result<Cont
                 // Into the cgroup while the init sets up its root; it waits for this Ack
                 // before its cgroup namespace, hooks or ready (see init::Placement).
                 if let Some(cg) = &undo.cgroup {
-                    cg.add_pid(pid).map_err(CreateError::from)?;
+                    placement.finish(cg, pid, v1_placed, v2_placed)?;
                 }
                 ack(&chan)?;
                 if pid != stage1 {
@@ -300,6 +378,7 @@ pub fn launch(root: &StateRoot, opts: &CreateOptions, mode: Mode) -> Result<Cont
                 }
                 ack(&chan)?;
             }
+            Msg::Placed => v1_placed = true,
             Msg::Ready => break,
             Msg::Error(e) => return Err(CreateError::Init(e).into()),
             Msg::Ack => {}

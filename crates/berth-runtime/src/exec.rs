@@ -117,11 +117,31 @@ pub fn exec(root: &StateRoot, id: &str, opts: &ExecOptions) -> Result<i32, Error
         sys::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0).map_err(ExecError::Prepare)?;
     }
 
-    let child = match sys::fork().map_err(ExecError::Prepare)? {
+    // The process joins the container's cgroups, as runc's exec does, so that limits hold
+    // for it and kill --all finds it (see create::SelfPlacement).
+    let placement = c.cgroup_manager().map(|m| crate::create::SelfPlacement::of(&m));
+    let (fork, v2_placed) = match &placement {
+        Some(p) => p.fork(),
+        None => sys::fork().map(|f| (f, false)),
+    }
+    .map_err(ExecError::Prepare)?;
+    let child = match fork {
         sys::Fork::Child => {
             drop(chan);
             let chan = Channel { fd: child_end };
-            let setup = ChildSetup { setgroups_denied, seccomp: seccomp.as_ref(), personality };
+            let mut cgroup_files = Vec::new();
+            if let Some(p) = &placement {
+                cgroup_files.extend(p.tasks.iter().cloned());
+                if !v2_placed {
+                    cgroup_files.extend(p.v2.as_ref().map(|(dir, _)| dir.join("cgroup.procs")));
+                }
+            }
+            let setup = ChildSetup {
+                setgroups_denied,
+                seccomp: seccomp.as_ref(),
+                personality,
+                cgroup_files,
+            };
             let err = child_main(&chan, &joins, console, opts, &setup);
             let _ = chan.send(&Msg::Error(err.clone()));
             eprintln!("berth-oci exec: {err}");
@@ -177,6 +197,9 @@ struct ChildSetup<'a> {
     setgroups_denied: bool,
     seccomp: Option<&'a crate::seccomp::Filter>,
     personality: Option<oci_spec::runtime::LinuxPersonalityDomain>,
+    /// The container's cgroup files to write "0" to (v1 `tasks`, or cgroup.procs of a cgroup2
+    /// directory the fork did not start in).
+    cgroup_files: Vec<PathBuf>,
 }
 
 /// The joining child: returns only an error message.
@@ -188,6 +211,11 @@ fn child_main(
     setup: &ChildSetup<'_>,
 ) -> String {
     let p = &opts.process;
+    for file in &setup.cgroup_files {
+        if let Err(e) = std::fs::write(file, "0") {
+            return format!("joining the container's cgroup {}: {e}", file.display());
+        }
+    }
     if let Some(adj) = p.oom_score_adj() {
         if let Err(e) = process::set_oom_score_adj(adj) {
             return e.to_string();

@@ -54,6 +54,9 @@ pub struct InitArgs<'a> {
     pub map_method: Option<MapMethod>,
     /// linux.seccomp, compiled by the runtime before the fork.
     pub seccomp: Option<crate::seccomp::Filter>,
+    /// The `tasks` files of the container's v1 cgroups, which the first stage joins itself
+    /// (see crate::create::SelfPlacement).
+    pub cgroup_tasks: Vec<PathBuf>,
 }
 
 /// The child's entry point; never returns.
@@ -78,6 +81,14 @@ enum Never {}
 fn stage1(args: InitArgs<'_>) -> Result<Never, String> {
     let spec = &args.bundle.spec;
     let process = spec.process().as_ref().ok_or("process: missing")?;
+
+    // Join the v1 cgroups first, while this process is still the host's: "0" in `tasks` moves
+    // just the caller, which the kernel does without the attach lock. Where that fails the
+    // runtime moves us the usual way when it gets our pid.
+    if !args.cgroup_tasks.is_empty() && args.cgroup_tasks.iter().all(|t| fs::write(t, "0").is_ok())
+    {
+        args.chan.send(&Msg::Placed).map_err(|e| e.to_string())?;
+    }
 
     if let Some(adj) = process.oom_score_adj() {
         process::set_oom_score_adj(adj).map_err(|e| e.to_string())?;

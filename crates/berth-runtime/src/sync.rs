@@ -15,6 +15,8 @@ pub enum Msg {
     Ack,
     /// Child to parent: I made a user namespace, write my id maps.
     MapIds,
+    /// Child to parent: the first stage joined the container's v1 cgroups itself.
+    Placed,
     /// Child to parent: this is the init's pid on the host.
     Pid(i32),
     /// Child to parent: namespaces are made, run prestart and createRuntime hooks.
@@ -33,6 +35,7 @@ impl Msg {
         match self {
             Msg::Ack => vec![b'A'],
             Msg::MapIds => vec![b'M'],
+            Msg::Placed => vec![b'C'],
             Msg::Pid(p) => {
                 let mut v = vec![b'P'];
                 v.extend_from_slice(&p.to_le_bytes());
@@ -54,6 +57,7 @@ impl Msg {
         Ok(match b.first().ok_or_else(bad)? {
             b'A' => Msg::Ack,
             b'M' => Msg::MapIds,
+            b'C' => Msg::Placed,
             b'P' => Msg::Pid(i32::from_le_bytes(
                 b.get(1..5).ok_or_else(bad)?.try_into().map_err(|_| bad())?,
             )),
