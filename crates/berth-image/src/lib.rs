@@ -9,6 +9,7 @@
 pub mod archive;
 pub mod config;
 pub mod digest;
+pub mod host;
 pub mod manifest;
 pub mod platform;
 pub mod reference;

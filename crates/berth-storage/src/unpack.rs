@@ -61,6 +61,10 @@ pub enum Whiteouts {
     /// Files with `user.overlay.whiteout` and `user.overlay.opaque`, for overlayfs mounted
     /// with `userxattr` inside a user namespace.
     UserXattr,
+    /// 0/0 character devices (which Linux 5.8 and later let a user namespace's root make) and
+    /// `user.overlay.opaque`: what both overlayfs with `userxattr` and fuse-overlayfs read
+    /// inside a user namespace. (Rootless berth: layers unpacked in its per-user namespace.)
+    DevicesUserOpaque,
 }
 
 /// What applying a layer may do besides creating files.
@@ -75,14 +79,36 @@ pub struct UnpackOptions {
 }
 
 impl UnpackOptions {
-    /// The options for the current process: rootful when the effective uid is 0.
+    /// The options for the current process: rootful when the effective uid is 0 in the
+    /// initial user namespace. Root inside a user namespace (rootless berth after joining
+    /// its per-user namespace) sets the owners the namespace maps and writes 0/0 whiteouts,
+    /// but marks opaque directories with user.overlay.opaque (trusted.* xattrs need the
+    /// initial namespace) and creates no other device nodes (mknod is refused there).
     pub fn for_current_user() -> Self {
         let root = rustix::process::geteuid().is_root();
+        let namespaced = root && in_user_namespace();
         Self {
-            whiteouts: if root { Whiteouts::Overlay } else { Whiteouts::UserXattr },
+            whiteouts: match (root, namespaced) {
+                (true, false) => Whiteouts::Overlay,
+                // Rootless berth's per-user namespace (marked edit of the rootless engineer).
+                (true, true) => Whiteouts::DevicesUserOpaque,
+                (false, _) => Whiteouts::UserXattr,
+            },
             chown: root,
-            devices: root,
+            devices: root && !namespaced,
         }
+    }
+}
+
+/// Whether this process runs in a user namespace other than the initial one: the initial
+/// namespace's uid_map is the identity over the whole range (user_namespaces(7)).
+pub fn in_user_namespace() -> bool {
+    match std::fs::read_to_string("/proc/self/uid_map") {
+        Ok(map) => {
+            let fields: Vec<&str> = map.split_whitespace().collect();
+            fields != ["0", "0", "4294967295"]
+        }
+        Err(_) => false,
     }
 }
 
@@ -522,7 +548,7 @@ impl Unpacker {
             move |e: Errno| UnpackError::Entry { name: display.to_owned(), step, source: e.into() }
         };
         match self.options.whiteouts {
-            Whiteouts::Overlay => {
+            Whiteouts::Overlay | Whiteouts::DevicesUserOpaque => {
                 rustix::fs::mknodat(
                     parent,
                     hidden,
@@ -581,7 +607,7 @@ impl Unpacker {
         let dir = reopen_dir(parent).map_err(fail("opening opaque directory"))?;
         let name = match self.options.whiteouts {
             Whiteouts::Overlay => "trusted.overlay.opaque",
-            Whiteouts::UserXattr => "user.overlay.opaque",
+            Whiteouts::UserXattr | Whiteouts::DevicesUserOpaque => "user.overlay.opaque",
         };
         rustix::fs::fsetxattr(&dir, name, value, rustix::fs::XattrFlags::empty())
             .map_err(fail("marking directory opaque"))

@@ -20,20 +20,11 @@ use serde::Serialize;
 use crate::cli::GlobalOptions;
 use crate::format::{write_table, Format};
 
-/// Where images live: `--root`, else /var/lib/berth for root and
-/// `$XDG_DATA_HOME/berth` (~/.local/share/berth) for other users.
+/// Where images live: `--root`, else CONTAINERS_STORAGE_CONF's graphroot (see paths.rs),
+/// else /var/lib/berth for root and `$XDG_DATA_HOME/berth` (~/.local/share/berth) for
+/// other users.
 pub fn root_dir(global: &GlobalOptions) -> Result<PathBuf> {
-    if let Some(root) = &global.root {
-        return Ok(root.clone());
-    }
-    if rustix::process::geteuid().is_root() {
-        return Ok(PathBuf::from("/var/lib/berth"));
-    }
-    let data = std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-        .context("neither XDG_DATA_HOME nor HOME is set: use --root")?;
-    Ok(data.join("berth"))
+    Ok(crate::paths::dirs(global.root.as_deref(), global.runroot.as_deref())?.root)
 }
 
 fn open(global: &GlobalOptions) -> Result<Images> {
@@ -93,6 +84,7 @@ impl RegistryFlags {
             credentials,
             platform,
             extra_ca,
+            chooser: None,
         })
     }
 }
@@ -106,46 +98,138 @@ fn read_password_prompt() -> Result<String> {
     bail!("reading a password from the terminal is not supported yet: use --password-stdin")
 }
 
-/// Prints pull and push progress as Podman's quiet lines, with a redrawn byte counter on a
-/// terminal.
-fn progress(quiet: bool) -> impl Fn(Event) + Sync {
-    let terminal = io::stderr().is_terminal();
-    move |event| {
-        if quiet {
-            return;
-        }
-        let mut err = io::stderr().lock();
-        if let Event::Progress { done, total } = event {
-            if terminal && total > 0 {
-                let _ = write!(
-                    err,
-                    "\rCopying layers: {} / {}\x1b[K",
-                    human_size(done),
-                    human_size(total)
-                );
-                let _ = err.flush();
-            }
-            return;
-        }
-        if terminal {
-            let _ = write!(err, "\r\x1b[K");
-        }
-        let _ = match event {
-            Event::Progress { .. } => Ok(()),
-            Event::Trying(name) => {
-                writeln!(err, "Trying to pull {name}...\nGetting image source signatures")
-            }
-            Event::Blob { digest, skipped: true } => {
-                writeln!(err, "Copying blob {} skipped: already exists", digest.short())
-            }
-            Event::Blob { digest, skipped: false } => {
-                writeln!(err, "Copying blob {} done", digest.short())
-            }
-            Event::Config(digest) => writeln!(err, "Copying config {} done", digest.short()),
-            Event::WritingManifest => writeln!(err, "Writing manifest to image destination"),
-            Event::Resolved { reference, digest } => writeln!(err, "{reference}: digest: {digest}"),
-        };
+/// Pull and push progress on standard error: on a terminal, a bar per layer (indicatif)
+/// with the quiet lines printed above the bars; otherwise Podman's quiet lines only
+/// ("Copying blob sha256:… done", "Writing manifest to image destination", the digest).
+struct Progress {
+    quiet: bool,
+    bars: Option<Bars>,
+}
+
+struct Bars {
+    multi: indicatif::MultiProgress,
+    /// Each layer's bar, by digest, created when its download starts.
+    layers: std::sync::Mutex<BTreeMap<String, indicatif::ProgressBar>>,
+}
+
+impl Progress {
+    fn new(quiet: bool) -> Self {
+        let bars = (!quiet && io::stderr().is_terminal()).then(|| Bars {
+            multi: indicatif::MultiProgress::with_draw_target(
+                indicatif::ProgressDrawTarget::stderr_with_hz(10),
+            ),
+            layers: Default::default(),
+        });
+        Self { quiet, bars }
     }
+
+    /// Leaves the terminal clean: bars of layers that never finished (a failed pull) go.
+    fn finish(&self) {
+        if let Some(bars) = &self.bars {
+            let mut layers = bars.layers.lock().expect("not poisoned");
+            for (_, bar) in std::mem::take(&mut *layers) {
+                bar.finish_and_clear();
+                bars.multi.remove(&bar);
+            }
+        }
+    }
+
+    /// Prints a line: above the layer bars while some are drawn, else plainly.
+    fn line(&self, text: &str) {
+        if let Some(bars) = &self.bars {
+            if !bars.layers.lock().expect("not poisoned").is_empty()
+                && bars.multi.println(text).is_ok()
+            {
+                return;
+            }
+        }
+        let _ = writeln!(io::stderr().lock(), "{text}");
+    }
+
+    fn event(&self, event: Event) {
+        if self.quiet {
+            return;
+        }
+        match event {
+            // The total is for callers without per-layer bars; the bars show it here.
+            Event::Progress { .. } => {}
+            Event::LayerProgress { digest, done, total } => {
+                let Some(bars) = &self.bars else { return };
+                let mut layers = bars.layers.lock().expect("not poisoned");
+                let bar = layers.entry(digest.to_string()).or_insert_with(|| {
+                    let bar = bars.multi.add(indicatif::ProgressBar::new(total));
+                    bar.set_style(
+                        indicatif::ProgressStyle::with_template(
+                            "Copying blob {prefix} [{bar:30}] {bytes} / {total_bytes}",
+                        )
+                        .expect("a valid template")
+                        .progress_chars("=> "),
+                    );
+                    bar.set_prefix(digest.short().to_owned());
+                    bar
+                });
+                if !bar.is_finished() {
+                    bar.set_position(done);
+                }
+            }
+            Event::Blob { digest, skipped } => {
+                let text = if skipped {
+                    format!("Copying blob {digest} skipped: already exists")
+                } else {
+                    format!("Copying blob {digest} done")
+                };
+                // A finished layer's bar gives way to its quiet line, printed above the
+                // bars still running, so the screen reads in order when all are done.
+                if let Some(bars) = &self.bars {
+                    let bar = bars.layers.lock().expect("not poisoned").remove(digest.as_str());
+                    if let Some(bar) = bar {
+                        bar.finish_and_clear();
+                        bars.multi.remove(&bar);
+                    }
+                }
+                self.line(&text);
+            }
+            Event::Trying(name) => {
+                self.line(&format!("Trying to pull {name}..."));
+                self.line("Getting image source signatures");
+            }
+            Event::Config(digest) => self.line(&format!("Copying config {digest} done")),
+            Event::WritingManifest => self.line("Writing manifest to image destination"),
+            Event::Resolved { reference, digest } => {
+                self.line(&format!("{reference}: digest: {digest}"))
+            }
+            Event::AliasRecorded { short, name, path } => self.line(&format!(
+                "Recorded the short-name alias {short:?} = {name:?} in {}",
+                path.display()
+            )),
+        }
+    }
+}
+
+/// Asks on the terminal which full name a short name means (short-name-mode), when both
+/// standard input and output are a terminal, as Podman does.
+fn chooser() -> Option<pull::Chooser> {
+    if !(io::stdin().is_terminal() && io::stdout().is_terminal()) {
+        return None;
+    }
+    Some(pull::Chooser(std::sync::Arc::new(|short: &str, names: &[String]| {
+        let mut out = io::stdout().lock();
+        writeln!(out, "? Please select an image for {short:?}:")?;
+        for (i, name) in names.iter().enumerate() {
+            writeln!(out, "  {}) {name}", i + 1)?;
+        }
+        write!(out, "Enter a number (1-{}): ", names.len())?;
+        out.flush()?;
+        let mut answer = String::new();
+        io::stdin().read_line(&mut answer)?;
+        match answer.trim().parse::<usize>() {
+            Ok(n) if (1..=names.len()).contains(&n) => Ok(n - 1),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{:?} is not a number from 1 to {}", answer.trim(), names.len()),
+            )),
+        }
+    })))
 }
 
 #[derive(Debug, Args)]
@@ -170,10 +254,13 @@ pub fn pull(global: &GlobalOptions, args: PullArgs) -> Result<ExitCode> {
         bail!("pull --all-tags is not supported yet");
     }
     let images = open(global)?;
-    let options = args.registry.options(args.platform.as_deref())?;
+    let mut options = args.registry.options(args.platform.as_deref())?;
+    options.chooser = chooser();
     // The engine's error names the reference it tried (a short name may try several).
-    let image = images.pull(&args.image, &options, &progress(args.quiet))?;
-    println!("{}", image.id().hex());
+    let progress = Progress::new(args.quiet);
+    let pulled = images.pull(&args.image, &options, &|event| progress.event(event));
+    progress.finish();
+    println!("{}", pulled?.id().hex());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -195,8 +282,11 @@ pub struct PushArgs {
 pub fn push(global: &GlobalOptions, args: PushArgs) -> Result<ExitCode> {
     let images = open(global)?;
     let options = args.registry.options(None)?;
-    let digest =
-        images.push(&args.image, args.destination.as_deref(), &options, &progress(args.quiet))?;
+    let progress = Progress::new(args.quiet);
+    let pushed =
+        images.push(&args.image, args.destination.as_deref(), &options, &|e| progress.event(e));
+    progress.finish();
+    let digest = pushed?;
     if let Some(path) = &args.digestfile {
         std::fs::write(path, digest.as_str())
             .with_context(|| format!("writing {}", path.display()))?;
@@ -822,6 +912,8 @@ pub fn logout(_global: &GlobalOptions, args: LogoutArgs) -> Result<ExitCode> {
 
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
+    /// Build an image from a Containerfile or Dockerfile.
+    Build(crate::build::BuildArgsCli),
     /// List images.
     #[command(visible_alias = "list")]
     Ls(ImagesArgs),
@@ -851,6 +943,7 @@ pub enum ImageCommand {
 
 pub fn image(global: &GlobalOptions, command: ImageCommand) -> Result<ExitCode> {
     match command {
+        ImageCommand::Build(a) => crate::build::build(global, a),
         ImageCommand::Ls(a) => images(global, a),
         ImageCommand::Inspect(a) => inspect(global, a),
         ImageCommand::Rm(a) => rmi(global, a),

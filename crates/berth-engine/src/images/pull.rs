@@ -20,7 +20,7 @@ use berth_image::digest::Digest;
 use berth_image::manifest::{Compression, Descriptor, Manifest, ManifestError};
 use berth_image::platform::{self, Platform, PlatformError};
 use berth_image::reference::Reference;
-use berth_image::registries_conf::{Registries, RegistriesError};
+use berth_image::registries_conf::{Registries, RegistriesError, ShortNameMode};
 use berth_image::registry::auth::{AuthError, AuthFiles, Credentials};
 use berth_image::registry::{download, ClientOptions, FetchedManifest, Registry, RegistryError};
 use berth_image::store::{BlobWriter, StoreError};
@@ -112,6 +112,30 @@ pub enum Event {
         done: u64,
         total: u64,
     },
+    /// Bytes of one layer downloaded so far, of its compressed size; sent for every layer
+    /// being fetched when its download starts, a few times a second, and when it ends.
+    LayerProgress {
+        digest: Digest,
+        done: u64,
+        total: u64,
+    },
+    /// A short name was recorded as an alias after the user chose it.
+    AliasRecorded {
+        short: String,
+        name: String,
+        path: PathBuf,
+    },
+}
+
+/// Asks the user which of several full names a short name means (short-name-mode on a
+/// terminal); returns the index chosen.
+#[derive(Clone)]
+pub struct Chooser(pub Arc<dyn Fn(&str, &[String]) -> io::Result<usize> + Send + Sync>);
+
+impl std::fmt::Debug for Chooser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Chooser")
+    }
 }
 
 /// Registry access settings (`--tls-verify`, `--authfile`, `--creds`, `--platform`).
@@ -123,6 +147,9 @@ pub struct RegistryOptions {
     pub platform: Option<Platform>,
     /// Extra CA files trusted for every registry (`--cert-dir`'s `*.crt`).
     pub extra_ca: Vec<PathBuf>,
+    /// Set when a user can be asked (standard input and output are a terminal): an
+    /// ambiguous short name is then resolved by asking, as short-name-mode says.
+    pub chooser: Option<Chooser>,
 }
 
 impl RegistryOptions {
@@ -184,7 +211,41 @@ impl Images {
     ) -> Result<super::Image, ImageError> {
         let reference = Reference::parse(input)?;
         let client = options.client()?;
-        let candidates = client.registries.candidates(&reference).map_err(PullError::from)?;
+        let (mut candidates, settled) =
+            client.registries.resolve(&reference).map_err(PullError::from)?;
+        // An ambiguous short name: short-name-mode decides whether to ask, fail or try all.
+        let mut record = None;
+        if !settled {
+            let mode = client.registries.mode();
+            match (&options.chooser, mode) {
+                (Some(chooser), ShortNameMode::Enforcing | ShortNameMode::Permissive) => {
+                    let names: Vec<String> = candidates
+                        .iter()
+                        .map(|c| c.clone().without_tag().without_digest().to_string())
+                        .collect();
+                    let chosen = (chooser.0)(reference.short_path(), &names)
+                        .map_err(|e| PullError::Failed(format!("choosing an image: {e}")))?;
+                    let Some(name) = names.get(chosen) else {
+                        return Err(ImageError::Pull(PullError::Failed(format!(
+                            "choosing an image: {} is not one of 1 to {}",
+                            chosen + 1,
+                            names.len()
+                        ))));
+                    };
+                    record = Some((reference.short_path().to_owned(), name.clone()));
+                    candidates = vec![candidates.swap_remove(chosen)];
+                }
+                (None, ShortNameMode::Enforcing) => {
+                    return Err(ImageError::Pull(PullError::Registries(
+                        RegistriesError::Ambiguous {
+                            name: reference.short_path().to_owned(),
+                            candidates: candidates.iter().map(ToString::to_string).collect(),
+                        },
+                    )));
+                }
+                _ => {}
+            }
+        }
         let rt = runtime()?;
         let mut last = None;
         for (i, candidate) in candidates.iter().enumerate() {
@@ -194,8 +255,16 @@ impl Images {
                 candidate.clone()
             };
             progress(Event::Trying(candidate.to_string()));
-            match self.pull_one(&rt, &candidate, &client, options, progress) {
-                Ok(image) => return Ok(image),
+            match self.pull_from_sources(&rt, &candidate, &client, options, progress) {
+                Ok(image) => {
+                    if let Some((short, name)) = record {
+                        let path =
+                            Registries::record_alias(&short, &name).map_err(PullError::from)?;
+                        info!(%short, %name, ?path, "recorded a short-name alias");
+                        progress(Event::AliasRecorded { short, name, path });
+                    }
+                    return Ok(image);
+                }
                 Err(ImageError::Pull(PullError::Registry { action, reference, source }))
                     if i + 1 < candidates.len()
                         && (is_not_found(&source)
@@ -210,7 +279,10 @@ impl Images {
         Err(last.map(ImageError::Pull).unwrap_or_else(|| ImageError::NotFound(input.to_owned())))
     }
 
-    fn pull_one(
+    /// Pulls `reference` from its mirrors in order, then from its primary location
+    /// (registries.conf `[[registry]]`); a registry failure at a mirror falls through to the
+    /// next source. The image is named `reference` wherever it came from.
+    fn pull_from_sources(
         &self,
         rt: &tokio::runtime::Runtime,
         reference: &Reference,
@@ -218,8 +290,34 @@ impl Images {
         options: &RegistryOptions,
         progress: &(dyn Fn(Event) + Sync),
     ) -> Result<super::Image, ImageError> {
+        let sources = client.registries.pull_sources(reference).map_err(PullError::from)?;
+        let count = sources.len();
+        for (i, source) in sources.into_iter().enumerate() {
+            let result = self.pull_one(rt, reference, &source.reference, client, options, progress);
+            match result {
+                Err(ImageError::Pull(PullError::Registry {
+                    reference: from, source: err, ..
+                })) if source.mirror && i + 1 < count => {
+                    info!(mirror = %from, error = %err, "mirror failed; trying the next source");
+                }
+                other => return other,
+            }
+        }
+        unreachable!("pull_sources always ends with the primary")
+    }
+
+    fn pull_one(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        reference: &Reference,
+        source: &Reference,
+        client: &ClientOptions,
+        options: &RegistryOptions,
+        progress: &(dyn Fn(Event) + Sync),
+    ) -> Result<super::Image, ImageError> {
         let _gc = self.shared_gc_lock()?;
-        let name = reference.to_string();
+        // Errors name where the bytes came from (a mirror, or a rewritten location).
+        let name = source.to_string();
         let registry_err = |source| {
             ImageError::Pull(PullError::Registry {
                 action: "pulling",
@@ -227,13 +325,15 @@ impl Images {
                 source,
             })
         };
-        let repo = reference.repository().to_owned();
+        if source != reference {
+            debug!(%reference, from = %source, "pulling from a mirror or rewritten location");
+        }
+        let repo = source.repository().to_owned();
         let registry =
-            rt.block_on(Registry::connect(reference.registry(), client)).map_err(registry_err)?;
+            rt.block_on(Registry::connect(source.registry(), client)).map_err(registry_err)?;
 
         // The manifest, through an index when the tag names one.
-        let top =
-            rt.block_on(registry.manifest(&repo, &reference.target())).map_err(registry_err)?;
+        let top = rt.block_on(registry.manifest(&repo, &source.target())).map_err(registry_err)?;
         let (wanted, explicit) = match &options.platform {
             Some(p) => (p.clone(), p.variant.is_some()),
             None => (Platform::host(), false),
@@ -263,7 +363,6 @@ impl Images {
             }
             Manifest::Image { manifest, .. } => (top.clone(), manifest),
         };
-        progress(Event::Resolved { reference: name.clone(), digest: top.digest.clone() });
 
         // The config: small, fetched whole and verified.
         let config_digest = manifest.config.digest.clone();
@@ -288,12 +387,23 @@ impl Images {
         // The layers, in parallel, each streamed, verified and unpacked in one pass.
         let chains = chain_ids(&config.rootfs.diff_ids);
         let downloaded = Arc::new(AtomicU64::new(0));
-        let total: u64 = manifest
+        // One counter per layer to fetch, for per-layer progress.
+        let fetching: Vec<(Digest, u64, Arc<AtomicU64>)> = manifest
             .layers
             .iter()
             .filter(|l| !self.blobs().contains(&l.digest))
-            .map(|l| l.size)
-            .sum();
+            .map(|l| (l.digest.clone(), l.size, Arc::new(AtomicU64::new(0))))
+            .collect();
+        let total: u64 = fetching.iter().map(|(_, size, _)| size).sum();
+        let report_layers = || {
+            for (digest, size, done) in &fetching {
+                progress(Event::LayerProgress {
+                    digest: digest.clone(),
+                    done: done.load(Ordering::Relaxed).min(*size),
+                    total: *size,
+                });
+            }
+        };
         let jobs: Vec<_> = manifest
             .layers
             .iter()
@@ -308,6 +418,11 @@ impl Images {
                 let diff_id = config.rootfs.diff_ids[i].clone();
                 let handle = rt.handle().clone();
                 let counter = downloaded.clone();
+                let layer_counter = fetching
+                    .iter()
+                    .find(|(d, _, _)| *d == layer.digest)
+                    .map(|(_, _, c)| c.clone())
+                    .unwrap_or_default();
                 async move {
                     let digest = layer.digest.clone();
                     let result = tokio::task::spawn_blocking(move || {
@@ -320,6 +435,7 @@ impl Images {
                             parent.as_ref(),
                             &diff_id,
                             counter,
+                            layer_counter,
                         )
                     })
                     .await
@@ -330,6 +446,7 @@ impl Images {
                 }
             })
             .collect();
+        report_layers();
         let results: Vec<(Digest, Result<bool, ImageError>)> = rt.block_on(async {
             let all = futures_util::stream::iter(jobs).buffer_unordered(PARALLEL_LAYERS).collect();
             tokio::pin!(all);
@@ -340,10 +457,12 @@ impl Images {
                     results = &mut all => break results,
                     _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {
                         progress(Event::Progress { done: downloaded.load(Ordering::Relaxed), total });
+                        report_layers();
                     }
                 }
             }
         });
+        report_layers();
         let mut first_error = None;
         for (digest, result) in results {
             match result {
@@ -370,7 +489,9 @@ impl Images {
             None => Vec::new(),
         };
         info!(reference = %name, digest = %top.digest, "pulled");
-        self.commit_image(&descriptor, &names, &repo_digests)
+        let image = self.commit_image(&descriptor, &names, &repo_digests)?;
+        progress(Event::Resolved { reference: reference.to_string(), digest: top.digest.clone() });
+        Ok(image)
     }
 
     /// Makes sure layer `layer` is both in the content store and unpacked. Returns true when
@@ -386,6 +507,7 @@ impl Images {
         parent: Option<&Digest>,
         diff_id: &Digest,
         downloaded: Arc<AtomicU64>,
+        layer_downloaded: Arc<AtomicU64>,
     ) -> Result<bool, ImageError> {
         let digest = &layer.digest;
         let need_blob = !self.blobs().contains(digest);
@@ -412,6 +534,7 @@ impl Images {
             self.blobs().resumable_writer(digest, Some(layer.size)).map_err(blob_err)?;
         let partial: Box<dyn Read + Send> = if have > 0 {
             debug!(%digest, have, "resuming an interrupted download");
+            layer_downloaded.fetch_add(have, Ordering::Relaxed);
             let mut file = File::open(writer.temp_path()).map_err(|source| {
                 ImageError::Pull(PullError::Download { digest: digest.clone(), source })
             })?;
@@ -431,6 +554,7 @@ impl Images {
             have,
             Some(Arc::new(move |n| {
                 downloaded.fetch_add(n, Ordering::Relaxed);
+                layer_downloaded.fetch_add(n, Ordering::Relaxed);
             })),
         );
         let mut tee = Tee { inner: partial.chain(network), writer, skip: have };

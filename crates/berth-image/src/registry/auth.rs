@@ -120,7 +120,7 @@ impl AuthFiles {
         let runtime = std::env::var_os("XDG_RUNTIME_DIR")
             .map(PathBuf::from)
             .or_else(|| {
-                let uid = rustix::process::getuid().as_raw();
+                let uid = crate::host::uid();
                 let dir = PathBuf::from(format!("/run/user/{uid}"));
                 dir.is_dir().then_some(dir)
             })

@@ -2,6 +2,12 @@
 //! on a blocking thread while an async task fetches it. The task resumes an interrupted
 //! transfer with a Range request from the byte the reader has reached (or, when the
 //! registry ignores the range, skips the bytes already delivered), up to a few times.
+//!
+//! Between the two sides sits a queue bounded by bytes, not chunks: the HTTP stack hands
+//! over chunks of very different sizes (a few KiB to a few hundred), so a queue of N chunks
+//! could hold anything from a few hundred KiB to N times 400 KiB while the unpacker lags
+//! behind the network. [`BUFFER_BYTES`] per download keeps the connection busy when the
+//! unpacker is descheduled for a moment, and the pull's peak memory flat.
 
 use std::io::{self, Read};
 use std::sync::Arc;
@@ -9,7 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tracing::warn;
 
 use super::Registry;
@@ -17,9 +23,21 @@ use crate::digest::Digest;
 
 const ATTEMPTS: u32 = 5;
 
+/// Bytes a download may have fetched ahead of its reader.
+pub const BUFFER_BYTES: usize = 4 << 20;
+
+/// The queue's permits a chunk of `len` bytes holds (a chunk larger than the whole budget
+/// holds all of it, so it can still pass).
+fn permits(len: usize) -> u32 {
+    len.min(BUFFER_BYTES) as u32
+}
+
 /// The reading end of a download.
 pub struct BlobReader {
     rx: mpsc::Receiver<io::Result<Bytes>>,
+    /// Bytes of budget left for the fetching task; the reader gives back a chunk's share
+    /// when it takes the chunk off the queue.
+    budget: Arc<Semaphore>,
     current: Bytes,
     task: tokio::task::JoinHandle<()>,
 }
@@ -34,7 +52,10 @@ impl Read for BlobReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.current.is_empty() {
             match self.rx.blocking_recv() {
-                Some(Ok(chunk)) => self.current = chunk,
+                Some(Ok(chunk)) => {
+                    self.budget.add_permits(permits(chunk.len()) as usize);
+                    self.current = chunk;
+                }
                 Some(Err(e)) => return Err(e),
                 None => return Ok(0),
             }
@@ -56,9 +77,11 @@ pub fn start(
     offset: u64,
     progress: Option<Arc<dyn Fn(u64) + Send + Sync>>,
 ) -> BlobReader {
-    // Deep enough (a few MiB of chunks) that a descheduled unpacker does not stall the
-    // connection on a busy machine.
-    let (tx, rx) = mpsc::channel(512);
+    // The byte budget bounds the queue; the channel's own depth only has to exceed the
+    // number of chunks that fit in it.
+    let (tx, rx) = mpsc::channel(1024);
+    let budget = Arc::new(Semaphore::new(BUFFER_BYTES));
+    let task_budget = budget.clone();
     let task = runtime.spawn(async move {
         let mut position = offset;
         let mut attempt = 0;
@@ -70,6 +93,7 @@ pub fn start(
                 size,
                 &mut position,
                 &tx,
+                &task_budget,
                 progress.as_deref(),
             )
             .await;
@@ -87,7 +111,7 @@ pub fn start(
             }
         }
     });
-    BlobReader { rx, current: Bytes::new(), task }
+    BlobReader { rx, budget, current: Bytes::new(), task }
 }
 
 async fn fetch(
@@ -97,6 +121,7 @@ async fn fetch(
     size: u64,
     position: &mut u64,
     tx: &mpsc::Sender<io::Result<Bytes>>,
+    budget: &Semaphore,
     progress: Option<&(dyn Fn(u64) + Send + Sync)>,
 ) -> io::Result<()> {
     let (response, ranged) =
@@ -116,6 +141,11 @@ async fn fetch(
         *position += chunk.len() as u64;
         if let Some(progress) = progress {
             progress(chunk.len() as u64);
+        }
+        // Wait for room; the semaphore is never closed, so this only fails if it were.
+        match budget.acquire_many(permits(chunk.len())).await {
+            Ok(permit) => permit.forget(),
+            Err(_) => return Ok(()),
         }
         if tx.send(Ok(chunk)).await.is_err() {
             // The reader is gone (it failed or finished): nothing more to do.

@@ -23,7 +23,7 @@ pub struct CertDirs(pub Vec<PathBuf>);
 impl Default for CertDirs {
     fn default() -> Self {
         let mut dirs = Vec::new();
-        if !rustix::process::geteuid().is_root() {
+        if crate::host::rootless() {
             if let Some(config) = std::env::var_os("XDG_CONFIG_HOME")
                 .map(PathBuf::from)
                 .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
