@@ -59,10 +59,7 @@ pub struct ContainerLayer {
 impl ContainerLayers {
     /// The container layers under data root `root` and runtime root `runroot`.
     pub fn new(root: &Path, runroot: &Path) -> Self {
-        Self {
-            root: root.join("overlay-containers"),
-            runroot: runroot.join("overlay-containers"),
-        }
+        Self { root: root.join("overlay-containers"), runroot: runroot.join("overlay-containers") }
     }
 
     /// The directories of container `id` (nothing is created).

@@ -540,7 +540,8 @@ fn foreground(
         stdout: stdout.as_fd(),
         stderr: if tty { stdout.as_fd() } else { stderr.as_fd() },
     };
-    let raw = (tty && interactive && stdin.is_terminal()).then(|| RawTerminal::enter(stdin.as_fd()));
+    let raw =
+        (tty && interactive && stdin.is_terminal()).then(|| RawTerminal::enter(stdin.as_fd()));
     let (_, started) = match containers.start(id, Some(io)) {
         Ok(s) => s,
         Err(e) => {
@@ -609,7 +610,10 @@ fn stop(global: &GlobalOptions, args: StopArgs, restart: bool) -> Result<ExitCod
     let queries = if args.all {
         containers.list()?.into_iter().filter(|r| r.state.has_process()).map(|r| r.id).collect()
     } else if args.containers.is_empty() {
-        bail!("{} needs at least one container (or --all)", if restart { "restart" } else { "stop" });
+        bail!(
+            "{} needs at least one container (or --all)",
+            if restart { "restart" } else { "stop" }
+        );
     } else {
         args.containers.clone()
     };
@@ -751,9 +755,10 @@ fn ps(global: &GlobalOptions, args: PsArgs) -> Result<ExitCode> {
         Format::parse(source)?.print_all(&rows, &mut out)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let mut table = vec![["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
-        .map(str::to_owned)
-        .to_vec()];
+    let mut table =
+        vec![["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
+            .map(str::to_owned)
+            .to_vec()];
     for r in rows {
         table.push(vec![r.id, r.image, r.command, r.running_for, r.status, r.ports, r.names]);
     }
@@ -806,7 +811,8 @@ fn logs(global: &GlobalOptions, args: LogsArgs) -> Result<ExitCode> {
     let follow_opts = LogOptions { tail: None, ..opts.clone() };
     loop {
         let still = live(&mut containers).unwrap_or(false);
-        let lines: Vec<_> = reader.read_new(!still)?.into_iter().filter(|l| follow_opts.wants(l)).collect();
+        let lines: Vec<_> =
+            reader.read_new(!still)?.into_iter().filter(|l| follow_opts.wants(l)).collect();
         emit(lines, &mut out, &mut err)?;
         if !still {
             return Ok(ExitCode::SUCCESS);
@@ -893,9 +899,7 @@ fn exec_tty(
         Some(master) => {
             let stdin = io::stdin();
             let raw = stdin.is_terminal().then(|| RawTerminal::enter(stdin.as_fd()));
-            if let Some((rows, cols)) =
-                berth_engine::monitor::client::window_size(stdin.as_fd())
-            {
+            if let Some((rows, cols)) = berth_engine::monitor::client::window_size(stdin.as_fd()) {
                 let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
                 // SAFETY: TIOCSWINSZ reads one winsize, valid for the call.
                 unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
@@ -922,7 +926,8 @@ fn receive_master(listener: &std::os::unix::net::UnixListener, child: i32) -> Op
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 let mut status = 0;
                 // SAFETY: WNOHANG waitpid on our own child; the status is only peeked.
-                let done = unsafe { libc::waitpid(child, &mut status, libc::WNOHANG | libc::WNOWAIT) };
+                let done =
+                    unsafe { libc::waitpid(child, &mut status, libc::WNOHANG | libc::WNOWAIT) };
                 if done == child {
                     return None;
                 }
@@ -938,7 +943,8 @@ fn pump_pty(master: &OwnedFd, stdin: Option<BorrowedFd<'_>>, stdout: BorrowedFd<
     let mut buf = vec![0u8; 16 * 1024];
     let mut stdin = stdin;
     loop {
-        let mut pfds = vec![libc::pollfd { fd: master.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
+        let mut pfds =
+            vec![libc::pollfd { fd: master.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
         if let Some(fd) = stdin {
             pfds.push(libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 });
         }
@@ -999,7 +1005,11 @@ fn attach(global: &GlobalOptions, args: AttachArgs) -> Result<ExitCode> {
     let terminal = (tty && stdin.is_terminal()).then(|| stdin.as_fd());
     let end = session(
         &sock,
-        SessionOptions { pid: record.pid.unwrap_or(0), terminal, sig_proxy: args.sig_proxy && !tty },
+        SessionOptions {
+            pid: record.pid.unwrap_or(0),
+            terminal,
+            sig_proxy: args.sig_proxy && !tty,
+        },
     )?;
     drop(raw);
     Ok(match end {

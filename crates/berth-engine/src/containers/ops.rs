@@ -23,8 +23,8 @@ use crate::images::{Image, Images};
 use crate::monitor::{self, AttachIo, MonitorConfig, MonitorError, Started};
 use crate::spec::{HostInfo, RunOptions};
 use crate::state::{
-    generate_id, ContainerRecord, ContainerState, ProcProbe, ProcessProbe, StateChange,
-    StateError, Timestamp,
+    generate_id, ContainerRecord, ContainerState, ProcProbe, ProcessProbe, StateChange, StateError,
+    Timestamp,
 };
 
 /// Errors of the container operations.
@@ -196,9 +196,18 @@ impl Containers {
     /// Marks containers whose process is gone as exited and cleans up after them (their
     /// monitor was killed, or the machine rebooted); returns their ids.
     pub fn reconcile(&mut self) -> Result<Vec<String>, OpsError> {
-        // A monitor that reaps the process after this still records its code (see
-        // StateDb::update_state).
-        let ids = self.store.reconcile(&ProcProbe)?;
+        // A container whose monitor lives is the monitor's to record, with the real exit
+        // code: it counts as alive here until the monitor has written it.
+        let mut watched = std::collections::HashMap::new();
+        for record in self.store.db().list()? {
+            if let (true, Some(pid)) = (record.state.has_process(), record.pid) {
+                let userdata = CreateOptions::of(&record)?.userdata_dir;
+                if monitor::monitor_alive(&userdata, &record.id) {
+                    watched.insert(pid, record.pid_start_time.unwrap_or(0));
+                }
+            }
+        }
+        let ids = self.store.reconcile(&WatchedProbe { watched })?;
         for id in &ids {
             self.cleanup(id);
         }
@@ -257,7 +266,12 @@ impl Containers {
         }
         let images = Images::open(&self.ctx.root)?;
         let image = images.find(&record.image_id)?;
-        self.layers.mount(&record.id, self.ctx.storage_driver, &lower_dirs(&images, &image))?;
+        let layer =
+            self.layers.mount(&record.id, self.ctx.storage_driver, &lower_dirs(&images, &image))?;
+        if let Err(e) = check_command_path(&record, &layer.merged) {
+            let _ = self.layers.unmount(&record.id);
+            return Err(e);
+        }
         let userdata = options.userdata_dir.clone();
         let _ = fs::remove_file(monitor::exit_file(&userdata));
         let config = MonitorConfig {
@@ -445,8 +459,10 @@ impl Containers {
                 what: "only running containers can be paused",
             });
         }
-        berth_runtime::pause::pause(&self.runtime, &record.id).map_err(|e| {
-            OpsError::Runtime { name: record.name.clone(), step: "pausing", message: e.to_string() }
+        berth_runtime::pause::pause(&self.runtime, &record.id).map_err(|e| OpsError::Runtime {
+            name: record.name.clone(),
+            step: "pausing",
+            message: e.to_string(),
         })?;
         Ok(self.store.db().update_state(&record.id, &StateChange::Paused)?)
     }
@@ -462,12 +478,10 @@ impl Containers {
                 what: "only paused containers can be unpaused",
             });
         }
-        berth_runtime::pause::resume(&self.runtime, &record.id).map_err(|e| {
-            OpsError::Runtime {
-                name: record.name.clone(),
-                step: "unpausing",
-                message: e.to_string(),
-            }
+        berth_runtime::pause::resume(&self.runtime, &record.id).map_err(|e| OpsError::Runtime {
+            name: record.name.clone(),
+            step: "unpausing",
+            message: e.to_string(),
         })?;
         Ok(self.store.db().update_state(&record.id, &StateChange::Unpaused)?)
     }
@@ -519,8 +533,9 @@ impl Containers {
             let mut spec_user = process.user().clone();
             spec_user.set_uid(resolved.uid);
             spec_user.set_gid(resolved.gid);
-            spec_user
-                .set_additional_gids(Some(resolved.additional_gids.clone()).filter(|g| !g.is_empty()));
+            spec_user.set_additional_gids(
+                Some(resolved.additional_gids.clone()).filter(|g| !g.is_empty()),
+            );
             process.set_user(spec_user);
             env.retain(|e| !e.starts_with("HOME="));
             env.push(format!("HOME={}", resolved.home));
@@ -571,6 +586,25 @@ impl Containers {
             OpsError::Exec { code: monitor::launch_failure_code(&message, &rootfs), message }
         })
     }
+}
+
+/// A command given by path that does not exist in the root is "not found" (127) before any
+/// process is made, as the runtime's own check would say for a name looked up in PATH.
+fn check_command_path(record: &ContainerRecord, rootfs: &std::path::Path) -> Result<(), OpsError> {
+    let spec: serde_json::Value = serde_json::from_str(&record.spec_json)
+        .map_err(|source| ContainerError::DecodeSpec { id: record.id.clone(), source })?;
+    let Some(command) = spec["process"]["args"][0].as_str() else { return Ok(()) };
+    if !command.starts_with('/') {
+        return Ok(());
+    }
+    let inside = rootfs.join(command.trim_start_matches('/'));
+    if fs::symlink_metadata(&inside).is_err() {
+        return Err(OpsError::Exec {
+            code: lifecycle::NOT_FOUND,
+            message: format!("executable file {command:?} not found: no such file or directory"),
+        });
+    }
+    Ok(())
 }
 
 /// The image's layer directories, top-most first, as overlay's lowerdir wants them.
@@ -642,6 +676,20 @@ impl InitTarget<'_> {
             (None, _) => false,
             (Some(now), Some(recorded)) => now == recorded,
             (Some(_), None) => true,
+        }
+    }
+}
+
+/// /proc, except that the processes of containers with a live monitor count as alive.
+struct WatchedProbe {
+    watched: std::collections::HashMap<i32, u64>,
+}
+
+impl ProcessProbe for WatchedProbe {
+    fn start_time(&self, pid: i32) -> Option<u64> {
+        match self.watched.get(&pid) {
+            Some(start) => Some(*start),
+            None => ProcProbe.start_time(pid),
         }
     }
 }

@@ -140,6 +140,29 @@ pub fn dup_onto(fd: impl AsFd, target: RawFd) -> io::Result<()> {
     Ok(())
 }
 
+/// The most bytes of a unix socket path (sun_path, with its terminating NUL).
+const SUN_PATH_MAX: usize = 107;
+
+/// A path that names `dir/name` and fits in a socket address: `dir/name` itself when short
+/// enough, else `/proc/self/fd/N/name` through a descriptor of `dir` that the returned
+/// `OwnedFd` keeps open (a deep --runroot must not break attach).
+pub fn socket_path(
+    dir: &std::path::Path,
+    name: &str,
+) -> io::Result<(Option<OwnedFd>, std::path::PathBuf)> {
+    let direct = dir.join(name);
+    if direct.as_os_str().len() <= SUN_PATH_MAX {
+        return Ok((None, direct));
+    }
+    let fd = rustix::fs::open(
+        dir,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
+    let path = std::path::PathBuf::from(format!("/proc/self/fd/{}/{name}", fd.as_raw_fd()));
+    Ok((Some(fd), path))
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::net::UnixStream;
@@ -161,6 +184,20 @@ mod tests {
         let mut out = [0u8; 16];
         let n = read(r.as_fd(), &mut out).unwrap();
         assert_eq!(&out[..n], b"through\n");
+    }
+
+    #[test]
+    fn a_deep_directory_still_gets_a_socket() {
+        let base = tempfile::tempdir().unwrap();
+        let deep = base.path().join("d".repeat(60)).join("e".repeat(60));
+        std::fs::create_dir_all(&deep).unwrap();
+        let (_keep, path) = socket_path(&deep, "attach").unwrap();
+        assert!(path.as_os_str().len() <= SUN_PATH_MAX);
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        assert!(deep.join("attach").exists());
+        let (_keep2, path2) = socket_path(&deep, "attach").unwrap();
+        UnixStream::connect(path2).unwrap();
+        drop(listener);
     }
 
     #[test]

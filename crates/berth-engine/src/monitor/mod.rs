@@ -185,7 +185,10 @@ impl Started {
 /// Starts a monitor for `config` and, through it, the container. With `attach`, the client's
 /// descriptors go with the first message, so no byte of output is missed. Returns once the
 /// container's process runs (or failed to start, with the code `run` exits with).
-pub fn spawn(config: &MonitorConfig, attach: Option<AttachIo<'_>>) -> Result<Started, MonitorError> {
+pub fn spawn(
+    config: &MonitorConfig,
+    attach: Option<AttachIo<'_>>,
+) -> Result<Started, MonitorError> {
     let json = serde_json::to_string(config).map_err(MonitorError::Encode)?;
     let (ours, theirs) = UnixStream::pair().map_err(MonitorError::Socket)?;
     let exe = std::env::current_exe()
@@ -275,7 +278,9 @@ pub fn reap(pid: i32) {
 /// Connects to a running container's monitor and hands it `io`, as `attach` does.
 pub fn connect(userdata: &Path, io: AttachIo<'_>) -> Result<OwnedFd, MonitorError> {
     let path = attach_socket(userdata);
-    let sock = UnixStream::connect(&path)
+    let (_dir, short) = fds::socket_path(userdata, "attach")
+        .map_err(|source| MonitorError::Connect { path: path.clone(), source })?;
+    let sock = UnixStream::connect(&short)
         .map_err(|source| MonitorError::Connect { path: path.clone(), source })?;
     let mut fds = vec![io.stdout, io.stderr];
     fds.extend(io.stdin);
@@ -402,8 +407,12 @@ fn monitor(config: &MonitorConfig, sync: OwnedFd) -> i32 {
     };
 
     // The container's stdio.
-    let console_path = config.bundle.join("console.sock");
-    let _ = fs::remove_file(&console_path);
+    let console_file = config.bundle.join("console.sock");
+    let _ = fs::remove_file(&console_file);
+    let (_console_dir, console_path) = match fds::socket_path(&config.bundle, "console.sock") {
+        Ok(p) => p,
+        Err(_) => (None, console_file.clone()),
+    };
     let setup = || -> io::Result<(Option<UnixListener>, Option<OwnedFd>, Output)> {
         if config.tty {
             let listener = UnixListener::bind(&console_path)?;
@@ -439,7 +448,8 @@ fn monitor(config: &MonitorConfig, sync: OwnedFd) -> i32 {
         rootless: config.rootless,
         ..Default::default()
     };
-    let launched = berth_runtime::create::launch(&runtime_root, &opts, berth_runtime::create::Mode::Run);
+    let launched =
+        berth_runtime::create::launch(&runtime_root, &opts, berth_runtime::create::Mode::Run);
     // The container has its copies; ours go back to /dev/null.
     if let Ok(null) = fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
         for fd in 0..3 {
@@ -452,7 +462,7 @@ fn monitor(config: &MonitorConfig, sync: OwnedFd) -> i32 {
             let message = e.to_string();
             let code = launch_failure_code(&message, &rootfs);
             let _ = layers.unmount(&config.id);
-            let _ = fs::remove_file(&console_path);
+            let _ = fs::remove_file(&console_file);
             let line = format!("error {code} {}\n", message.replace('\n', " "));
             let _ = fds::write_all(sync.as_fd(), line.as_bytes());
             return code;
@@ -461,7 +471,7 @@ fn monitor(config: &MonitorConfig, sync: OwnedFd) -> i32 {
     let pid = container.record.pid;
     if let (Some(listener), Output::Pty { master }) = (&console_listener, &mut output) {
         *master = receive_master(listener);
-        let _ = fs::remove_file(&console_path);
+        let _ = fs::remove_file(&console_file);
     }
     drop(console_listener);
 
@@ -486,12 +496,17 @@ fn monitor(config: &MonitorConfig, sync: OwnedFd) -> i32 {
     }
     let attach_path = config.attach_socket();
     let _ = fs::remove_file(&attach_path);
-    let listener = UnixListener::bind(&attach_path).ok();
+    let (_attach_dir, attach_short) = match fds::socket_path(&config.bundle, "attach") {
+        Ok(p) => p,
+        Err(_) => (None, attach_path.clone()),
+    };
+    let listener = UnixListener::bind(&attach_short).ok();
     if let Some(l) = &listener {
         let _ = l.set_nonblocking(true);
     }
 
-    let code = serve(config, pid, &mut output, &mut stdin_w, &mut clients, listener.as_ref(), &mut log);
+    let code =
+        serve(config, pid, &mut output, &mut stdin_w, &mut clients, listener.as_ref(), &mut log);
     drop(listener);
     let _ = fs::remove_file(&attach_path);
 
@@ -582,7 +597,11 @@ fn serve(
         for c in clients.iter() {
             pfds.push(pollin(c.sock.as_raw_fd()));
             let feeding = c.stdin.is_some() && (stdin_w.is_some() || config.tty);
-            pfds.push(pollin(if feeding { c.stdin.as_ref().map_or(-1, |f| f.as_raw_fd()) } else { -1 }));
+            pfds.push(pollin(if feeding {
+                c.stdin.as_ref().map_or(-1, |f| f.as_raw_fd())
+            } else {
+                -1
+            }));
         }
         // Without a pidfd, or while draining, wake up now and then.
         let timeout = if pidfd.is_none() || exit_code.is_some() { 50 } else { -1 };
@@ -619,6 +638,8 @@ fn serve(
             }
         }
 
+        // Clients accepted below were not polled this round.
+        let polled = clients.len();
         if ready(3) {
             if let Some(l) = listener {
                 while let Ok((conn, _)) = l.accept() {
@@ -633,7 +654,7 @@ fn serve(
 
         // Clients: control lines, input, hang-ups.
         let mut gone = Vec::new();
-        for (i, c) in clients.iter_mut().enumerate() {
+        for (i, c) in clients.iter_mut().enumerate().take(polled) {
             let (sock_ready, stdin_ready) = (ready(4 + 2 * i), ready(5 + 2 * i));
             if sock_ready {
                 let mut control = [0u8; 256];
@@ -755,8 +776,7 @@ fn finish(
             return;
         }
     };
-    let change =
-        crate::state::StateChange::Exited { exit_code: Some(code), at, error: None };
+    let change = crate::state::StateChange::Exited { exit_code: Some(code), at, error: None };
     if let Err(e) = store.db().update_state(&config.id, &change) {
         debug!(id = %config.id, error = %e, "recording the exit");
     }

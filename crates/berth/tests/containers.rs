@@ -1,0 +1,648 @@
+//! The container commands as a user runs them, rootful, with the busybox image loaded into a
+//! throwaway --root and --runroot: the lifecycle (run, exec, logs, stop, kill, rm, ps,
+//! inspect, wait, attach, pause, rename), `-it` through a pty, exit codes, isolation seen from
+//! inside a default container, bad input, concurrency, and a monitor killed with SIGKILL.
+//!
+//! Every test has its own roots; the guard removes every container it made and then checks
+//! that no mount, monitor, runtime state or cgroup of it is left, also when the test fails.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// One throwaway engine: its roots, the busybox image as `localhost/busybox:latest`.
+struct Berth {
+    dir: tempfile::TempDir,
+}
+
+impl Berth {
+    fn new() -> Self {
+        if !rustix::process::geteuid().is_root() {
+            panic!("the rootful container tests need root");
+        }
+        let berth = Self { dir: tempfile::tempdir().unwrap() };
+        let layout = berth.dir.path().join("layout");
+        berth_testkit::busybox::image_layout(&layout).unwrap();
+        let out = berth.ok(&["load", "-i", layout.to_str().unwrap()]);
+        let id = out.trim().strip_prefix("Loaded image: sha256:").unwrap().to_owned();
+        berth.ok(&["tag", &id, "localhost/busybox:latest"]);
+        berth
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    fn runroot(&self) -> PathBuf {
+        self.dir.path().join("run")
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
+        command
+            .arg("--root")
+            .arg(self.root())
+            .arg("--runroot")
+            .arg(self.runroot())
+            .args(args)
+            .env("REGISTRIES_CONFIG_PATH", "/nonexistent");
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).stdin(Stdio::null()).output().expect("running berth")
+    }
+
+    /// Runs and expects success; returns standard output.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "berth {args:?} failed ({:?}): {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs and expects failure with `code`; returns standard error.
+    fn fails(&self, args: &[&str], code: i32) -> String {
+        let out = self.run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "berth {args:?}: stdout {} stderr {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    /// Polls `check` until it holds, for up to a minute (the machine may be loaded).
+    fn eventually(&self, what: &str, mut check: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !check() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn ids(&self) -> Vec<String> {
+        self.ok(&["ps", "-aq", "--no-trunc"]).lines().map(str::to_owned).collect()
+    }
+
+    /// The mounts under this engine's directories.
+    fn mounts(&self) -> Vec<String> {
+        let dir = self.dir.path().to_string_lossy().into_owned();
+        fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|m| m.starts_with(&dir))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Monitor processes of this engine that still run.
+    fn monitors(&self) -> Vec<i32> {
+        let run = self.runroot().to_string_lossy().into_owned();
+        fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| {
+                let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let text = String::from_utf8_lossy(&cmdline);
+                text.contains("__berth-monitor") && text.contains(&run)
+            })
+            .collect()
+    }
+
+    /// What is left of containers: mounts, monitors, runtime state, cgroups, directories.
+    fn leftovers(&self) -> Vec<String> {
+        let mut left = self.mounts();
+        left.extend(self.monitors().iter().map(|p| format!("monitor process {p}")));
+        for dir in ["runtime", "containers", "overlay-containers"] {
+            let path = self.runroot().join(dir);
+            for entry in fs::read_dir(&path).into_iter().flatten().flatten() {
+                if !entry.file_name().to_string_lossy().starts_with('.') {
+                    left.push(entry.path().display().to_string());
+                }
+            }
+        }
+        for entry in fs::read_dir(self.root().join("overlay-containers")).into_iter().flatten() {
+            left.push(entry.unwrap().path().display().to_string());
+        }
+        for id in self.created_ids() {
+            for controller in ["pids", "memory", "cpu", "devices"] {
+                let cg =
+                    PathBuf::from(format!("/sys/fs/cgroup/{controller}/berth_parent/berth-{id}"));
+                if cg.exists() {
+                    left.push(cg.display().to_string());
+                }
+            }
+        }
+        left
+    }
+
+    /// Ids this engine ever gave (from the lock and layer directories, both per container).
+    fn created_ids(&self) -> Vec<String> {
+        let mut ids = Vec::new();
+        for dir in [self.runroot().join("locks"), self.root().join("overlay-containers")] {
+            for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                ids.push(name.trim_end_matches(".lock").to_owned());
+            }
+        }
+        ids
+    }
+}
+
+impl Drop for Berth {
+    fn drop(&mut self) {
+        // Remove whatever the test left, then make sure nothing of it stays on the host.
+        let _ = self.run(&["rm", "-af", "-t", "0"]);
+        for pid in self.monitors() {
+            // SAFETY: kill takes a pid and a signal by value.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        for m in self.mounts().iter().rev() {
+            let _ = rustix::mount::unmount(m.as_str(), rustix::mount::UnmountFlags::DETACH);
+        }
+        for id in self.created_ids() {
+            for controller in ["pids", "memory", "cpu", "cpuacct", "devices", "freezer", "blkio"] {
+                let _ =
+                    fs::remove_dir(format!("/sys/fs/cgroup/{controller}/berth_parent/berth-{id}"));
+            }
+        }
+    }
+}
+
+/// Nothing of the containers is left once they are removed: checked right after removal.
+fn assert_clean(berth: &Berth) {
+    let left = berth.leftovers();
+    assert!(left.is_empty(), "left behind: {left:#?}");
+}
+
+// run -d, ps, logs, exec, inspect, pause and unpause, rename, stop of a shell trapping
+// SIGTERM, wait and rm: the whole lifecycle as a user drives it.
+#[test]
+fn lifecycle_of_a_detached_container() {
+    let berth = Berth::new();
+    let script = "echo started; trap 'echo got TERM; exit 7' TERM; while true; do sleep 0.1; done";
+    let id = berth.ok(&["run", "-d", "--name", "web", "localhost/busybox", "sh", "-c", script]);
+    let id = id.trim();
+    assert_eq!(id.len(), 64, "run -d prints the full id: {id:?}");
+    assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+
+    let ps = berth.ok(&["ps"]);
+    assert!(ps.starts_with("CONTAINER ID  IMAGE"), "{ps}");
+    assert!(ps.contains(&id[..12]) && ps.contains(" web\n") && ps.contains("Up "), "{ps}");
+    assert_eq!(berth.ok(&["ps", "-q"]).trim(), &id[..12]);
+    assert_eq!(
+        berth.ok(&["ps", "--format", "{{.Names}} {{.State}} {{.Image}}"]).trim(),
+        "web Running localhost/busybox:latest"
+    );
+    assert_eq!(
+        berth.ok(&["inspect", "--format", "{{.State.Status}} {{.Name}}", "web"]).trim(),
+        "running web"
+    );
+    berth.eventually("the first log line", || berth.ok(&["logs", "web"]) == "started\n");
+
+    assert_eq!(berth.ok(&["exec", "web", "sh", "-c", "echo from exec"]), "from exec\n");
+    assert_eq!(berth.fails(&["exec", "web", "sh", "-c", "exit 4"], 4), "");
+    assert_eq!(
+        berth.ok(&[
+            "exec",
+            "-u",
+            "1000",
+            "-e",
+            "X=y",
+            "-w",
+            "/tmp",
+            "web",
+            "sh",
+            "-c",
+            "echo $(id -u) $X $(pwd)"
+        ]),
+        "1000 y /tmp\n"
+    );
+
+    berth.ok(&["pause", "web"]);
+    assert!(berth.ok(&["ps", "-a"]).contains("Paused"));
+    berth.ok(&["unpause", "web"]);
+    berth.ok(&["rename", "web", "site"]);
+    assert_eq!(berth.ok(&["ps", "--format", "{{.Names}}"]).trim(), "site");
+
+    // The trap sees SIGTERM; its exit code is the container's.
+    assert_eq!(berth.ok(&["stop", "site"]).trim(), "site");
+    assert_eq!(berth.ok(&["logs", "site"]), "started\ngot TERM\n");
+    assert_eq!(berth.ok(&["wait", "site"]).trim(), "7");
+    let ps = berth.ok(&["ps", "-a"]);
+    assert!(ps.contains("Exited (7)"), "{ps}");
+    assert_eq!(berth.ok(&["ps", "-q"]), "", "an exited container is not running");
+    assert_eq!(
+        berth.ok(&["inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", "site"]).trim(),
+        "exited 7"
+    );
+    assert!(berth.mounts().is_empty(), "the root stays mounted after exit");
+
+    // Start again: the same container runs again, its log goes on.
+    berth.ok(&["start", "site"]);
+    berth.eventually("the restarted container's log", || {
+        berth.ok(&["logs", "site"]).matches("started").count() == 2
+    });
+    let logs = berth.ok(&["logs", "-t", "--tail", "1", "site"]);
+    assert!(logs.ends_with(" started\n") && logs.starts_with("20"), "{logs}");
+
+    // A running container is not removed without -f.
+    let err = berth.fails(&["rm", "site"], 125);
+    assert!(err.contains("running"), "{err}");
+    assert_eq!(berth.ok(&["rm", "-f", "site"]).trim(), "site");
+    assert!(berth.ids().is_empty());
+    assert_clean(&berth);
+}
+
+// A shell that ignores SIGTERM is killed after -t seconds with Podman's warning; kill -s
+// sends the signal asked for; wait reports 128+N.
+#[test]
+fn stop_timeout_kill_and_wait() {
+    let berth = Berth::new();
+    berth.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "stubborn",
+        "localhost/busybox",
+        "sh",
+        "-c",
+        "trap '' TERM; while true; do sleep 0.1; done",
+    ]);
+    let out = berth.run(&["stop", "-t", "1", "stubborn"]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "StopSignal SIGTERM failed to stop container stubborn in 1 seconds, resorting to SIGKILL"
+        ),
+        "{err}"
+    );
+    assert_eq!(berth.ok(&["wait", "stubborn"]).trim(), "137");
+
+    berth.ok(&["run", "-d", "--name", "victim", "localhost/busybox", "sleep", "1000"]);
+    assert_eq!(berth.ok(&["kill", "-s", "KILL", "victim"]).trim(), "victim");
+    assert_eq!(berth.ok(&["wait", "victim"]).trim(), "137");
+    let err = berth.fails(&["kill", "victim"], 125);
+    assert!(err.contains("can only kill running containers"), "{err}");
+    berth.ok(&["rm", "stubborn", "victim"]);
+    assert_clean(&berth);
+}
+
+// The exit codes a user scripts against: the container's own, 125 for berth's failures,
+// 126 for a command that cannot run, 127 for one that is not there, 137 for SIGKILL.
+#[test]
+fn exit_codes() {
+    let berth = Berth::new();
+    assert_eq!(berth.ok(&["run", "--rm", "localhost/busybox", "echo", "hi"]), "hi\n");
+    berth.fails(&["run", "--rm", "localhost/busybox", "sh", "-c", "exit 3"], 3);
+    let err = berth.fails(&["run", "--rm", "localhost/busybox", "no-such-command"], 127);
+    assert!(err.contains("\"no-such-command\" not found"), "{err}");
+    berth.fails(&["run", "--rm", "localhost/busybox", "/no/such/file"], 127);
+    let err = berth.fails(&["run", "--rm", "localhost/busybox", "/etc/passwd"], 126);
+    assert!(err.contains("not an executable file"), "{err}");
+    let err = berth.fails(&["run", "--rm", "--pull", "never", "localhost/none", "true"], 125);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    // A foreground run whose container is killed exits 137.
+    let child = berth
+        .command(&["run", "--rm", "--name", "fg", "localhost/busybox", "sleep", "1000"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    berth.eventually("the foreground container to run", || {
+        berth.ok(&["ps", "--format", "{{.Names}}"]).trim() == "fg"
+    });
+    berth.ok(&["kill", "fg"]);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(137), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(berth.ids().is_empty(), "--rm containers stay: {:?}", berth.ids());
+    assert_clean(&berth);
+}
+
+// What a default container sees from inside: only its own processes, Podman's 11
+// capabilities, no mount, masked /proc files, a read-only /proc/sys, the seccomp filter;
+// and what --read-only --tmpfs, --cap-drop ALL and -u change.
+#[test]
+fn isolation_from_inside() {
+    let berth = Berth::new();
+    let out = berth.ok(&[
+        "run",
+        "--rm",
+        "localhost/busybox",
+        "sh",
+        "-c",
+        "ps -o pid | tail -n +2 | wc -l; grep CapEff /proc/self/status; \
+         mount -t tmpfs none /tmp 2>/dev/null; echo mount=$?; \
+         { wc -c < /proc/kcore || echo kcore=absent; } 2>/dev/null; \
+         { wc -c < /proc/timer_list || echo timer_list=absent; } 2>/dev/null; \
+         { echo 1 > /proc/sys/kernel/domainname; } 2>/dev/null; echo procsys=$?; \
+         grep Seccomp: /proc/self/status",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    // sh, ps and its pipeline peers: only the container's own few processes.
+    let pids: usize = lines[0].trim().parse().unwrap();
+    assert!(pids <= 4, "the container sees {pids} processes");
+    // CHOWN DAC_OVERRIDE FOWNER FSETID KILL NET_BIND_SERVICE SETFCAP SETGID SETPCAP SETUID
+    // SYS_CHROOT: Podman's 11.
+    assert_eq!(lines[1], "CapEff:\t00000000800405fb");
+    assert_ne!(lines[2], "mount=0", "mount works in a default container");
+    // This kernel has no /proc/kcore; where there is one it reads empty (masked).
+    assert!(lines[3] == "kcore=absent" || lines[3].trim() == "0", "{}", lines[3]);
+    if Path::new("/proc/timer_list").exists() {
+        assert_eq!(lines[4].trim(), "0", "/proc/timer_list is not masked");
+    }
+    assert_eq!(lines[5], "procsys=1", "/proc/sys is writable");
+    assert_eq!(lines[6], "Seccomp:\t2", "no seccomp filter: {out}");
+    // keyctl: the containers-common profile here allows it (the kernel then confines the
+    // container to a session keyring of its own); assert the rule the container really got.
+    let id = berth.ok(&["create", "localhost/busybox", "true"]);
+    let config = berth.runroot().join("containers").join(id.trim()).join("userdata/config.json");
+    let spec: serde_json::Value = serde_json::from_slice(&fs::read(config).unwrap()).unwrap();
+    let rules = spec["linux"]["seccomp"]["syscalls"].as_array().unwrap();
+    let keyctl = rules
+        .iter()
+        .find(|r| r["names"].as_array().unwrap().iter().any(|n| n == "keyctl"))
+        .expect("a rule for keyctl");
+    assert_eq!(keyctl["action"], "SCMP_ACT_ALLOW");
+    assert_eq!(spec["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
+    berth.ok(&["rm", id.trim()]);
+
+    let out = berth.ok(&[
+        "run",
+        "--rm",
+        "--read-only",
+        "--tmpfs",
+        "/tmp",
+        "localhost/busybox",
+        "sh",
+        "-c",
+        "touch /x 2>/dev/null; echo root=$?; touch /tmp/y; echo tmp=$?",
+    ]);
+    assert_eq!(out, "root=1\ntmp=0\n");
+    let out = berth.ok(&[
+        "run",
+        "--rm",
+        "--cap-drop",
+        "ALL",
+        "localhost/busybox",
+        "grep",
+        "CapEff",
+        "/proc/self/status",
+    ]);
+    assert_eq!(out, "CapEff:\t0000000000000000\n");
+    assert_eq!(berth.ok(&["run", "--rm", "-u", "1000", "localhost/busybox", "id", "-u"]), "1000\n");
+    assert_clean(&berth);
+}
+
+// Bad input: one line, exit 125, nothing created.
+#[test]
+fn bad_input_is_one_line_and_leaves_nothing() {
+    let berth = Berth::new();
+    berth.ok(&["create", "--name", "taken", "localhost/busybox", "true"]);
+    let cases: &[&[&str]] = &[
+        &["run", "--pull", "never", "localhost/unknown-image", "true"],
+        &["run", "--name", "taken", "localhost/busybox", "true"],
+        &["run", "--cap-add", "ALL", "--cap-drop", "ALL", "localhost/busybox", "true"],
+        &["run", "--replace", "localhost/busybox", "true"],
+        &["run", "--pull", "sometimes", "localhost/busybox", "true"],
+        &["run", "-u", "nobody-here", "localhost/busybox", "true"],
+        &["run", "--network", "bridge", "localhost/busybox", "true"],
+        &["start", "no-such-container"],
+        &["stop", "no-such-container"],
+        &["rm", "no-such-container"],
+        &["logs", "no-such-container"],
+        &["exec", "no-such-container", "true"],
+        &["inspect", "no-such-container"],
+    ];
+    for args in cases {
+        let err = berth.fails(args, 125);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("berth: "), "{args:?}: {err}");
+    }
+    assert_eq!(berth.ids().len(), 1, "a failed command created a container");
+    berth.ok(&["rm", "taken"]);
+    assert_clean(&berth);
+}
+
+// 20 parallel `run -d` then 20 parallel `rm -f`: every container ran, the database lists
+// exactly them, and nothing is left afterwards.
+#[test]
+fn twenty_parallel_runs_and_removals() {
+    let berth = Berth::new();
+    let runs: Vec<_> = (0..20)
+        .map(|_| {
+            berth
+                .command(&["run", "-d", "localhost/busybox", "sleep", "1000"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut ids: Vec<String> = runs
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        })
+        .collect();
+    ids.sort();
+    let mut listed = berth.ids();
+    listed.sort();
+    assert_eq!(listed, ids);
+    assert_eq!(berth.ok(&["ps", "-q"]).lines().count(), 20, "not all 20 are running");
+    let removals: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            berth
+                .command(&["rm", "-f", id])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for r in removals {
+        let out = r.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert!(berth.ids().is_empty());
+    assert_clean(&berth);
+}
+
+// A monitor killed with SIGKILL: ps tells the truth (still running while the process
+// lives, exited once it is gone) and rm removes everything.
+#[test]
+fn a_killed_monitor_leaves_a_truthful_container() {
+    let berth = Berth::new();
+    berth.ok(&["run", "-d", "--name", "orphan", "localhost/busybox", "sleep", "1000"]);
+    let monitors = berth.monitors();
+    assert_eq!(monitors.len(), 1);
+    // SAFETY: kill takes a pid and a signal by value.
+    unsafe { libc::kill(monitors[0], libc::SIGKILL) };
+    berth.eventually("the monitor to die", || berth.monitors().is_empty());
+    assert!(berth.ok(&["ps", "-a"]).contains("Up "), "the process still runs");
+    let pid: i32 =
+        berth.ok(&["inspect", "--format", "{{.State.Pid}}", "orphan"]).trim().parse().unwrap();
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    berth.eventually("ps to show the container exited", || {
+        berth.ok(&["ps", "-a", "--format", "{{.State}}"]).trim() == "Exited"
+    });
+    berth.ok(&["rm", "orphan"]);
+    assert!(berth.ids().is_empty());
+    assert_clean(&berth);
+
+    // Killed while the container runs, then rm -f: the same.
+    berth.ok(&["run", "-d", "--name", "orphan2", "localhost/busybox", "sleep", "1000"]);
+    for m in berth.monitors() {
+        // SAFETY: as above.
+        unsafe { libc::kill(m, libc::SIGKILL) };
+    }
+    berth.eventually("the monitor to die", || berth.monitors().is_empty());
+    berth.ok(&["rm", "-f", "orphan2"]);
+    assert_clean(&berth);
+}
+
+/// A pty pair: (master, slave path).
+fn open_pty() -> (OwnedFd, PathBuf) {
+    use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC).unwrap();
+    grantpt(&master).unwrap();
+    unlockpt(&master).unwrap();
+    let name = ptsname(&master, Vec::new()).unwrap();
+    (master, PathBuf::from(name.to_str().unwrap()))
+}
+
+/// Starts berth on a new pty as its controlling terminal.
+fn spawn_on_pty(berth: &Berth, args: &[&str]) -> (std::process::Child, fs::File) {
+    let (master, slave_path) = open_pty();
+    let slave = fs::OpenOptions::new().read(true).write(true).open(&slave_path).unwrap();
+    let mut command = berth.command(args);
+    command.stdin(slave.try_clone().unwrap()).stdout(slave.try_clone().unwrap()).stderr(slave);
+    // SAFETY: only setsid and ioctl between fork and exec, both async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            libc::setsid();
+            libc::ioctl(0, libc::TIOCSCTTY, 0);
+            Ok(())
+        });
+    }
+    let child = command.spawn().unwrap();
+    // SAFETY: the master is ours; File takes it over.
+    let master = unsafe { fs::File::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(master)) };
+    (child, master)
+}
+
+/// Reads from the pty master until `want` shows up (a minute at most).
+fn read_until(master: &mut fs::File, want: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    let fd = master.as_raw_fd();
+    while !String::from_utf8_lossy(&seen).contains(want) {
+        assert!(Instant::now() < deadline, "no {want:?} in {:?}", String::from_utf8_lossy(&seen));
+        let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd for the call.
+        if unsafe { libc::poll(&mut pfd, 1, 200) } <= 0 {
+            continue;
+        }
+        let mut buf = [0u8; 4096];
+        match master.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+fn wait_exit(child: &mut std::process::Child) -> Option<i32> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        assert!(Instant::now() < deadline, "berth did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+// `run -it` through a pty: the container's shell has a terminal of its own (the window size
+// follows), reads what is typed, and berth exits with its code; ctrl-p ctrl-q detaches and
+// `attach` comes back to it.
+#[test]
+fn run_it_through_a_pty_and_detach() {
+    let berth = Berth::new();
+    let (mut child, mut master) =
+        spawn_on_pty(&berth, &["run", "-it", "--rm", "--name", "tty", "localhost/busybox", "sh"]);
+    master.write_all(b"tty; echo sum-$((40+2))\n").unwrap();
+    let seen = read_until(&mut master, "sum-42");
+    assert!(seen.contains("/dev/pts/"), "no terminal in the container: {seen:?}");
+    master.write_all(b"exit 5\n").unwrap();
+    assert_eq!(wait_exit(&mut child), Some(5));
+    assert!(berth.ids().is_empty());
+
+    let (mut child, mut master) =
+        spawn_on_pty(&berth, &["run", "-it", "--name", "keep", "localhost/busybox", "sh"]);
+    master.write_all(b"echo ready-$((1+1))\n").unwrap();
+    read_until(&mut master, "ready-2");
+    master.write_all(&[0x10, 0x11]).unwrap();
+    assert_eq!(wait_exit(&mut child), Some(0), "detach keys end berth with 0");
+    assert_eq!(berth.ok(&["ps", "--format", "{{.Names}}"]).trim(), "keep", "it still runs");
+
+    let (mut child, mut master) = spawn_on_pty(&berth, &["attach", "keep"]);
+    master.write_all(b"echo back-$((2+2)); exit 9\n").unwrap();
+    read_until(&mut master, "back-4");
+    assert_eq!(wait_exit(&mut child), Some(9));
+    assert_eq!(berth.ok(&["wait", "keep"]).trim(), "9");
+    berth.ok(&["rm", "keep"]);
+    assert_clean(&berth);
+}
+
+// stdin through -i, stdout and stderr kept apart, and the log keeps both streams.
+#[test]
+fn interactive_pipes_and_the_log() {
+    let berth = Berth::new();
+    let mut child = berth
+        .command(&[
+            "run",
+            "-i",
+            "--name",
+            "cat",
+            "localhost/busybox",
+            "sh",
+            "-c",
+            "cat; echo to-stderr >&2",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"line one\nline two\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "line one\nline two\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "to-stderr\n");
+    let logs = berth.run(&["logs", "cat"]);
+    assert_eq!(String::from_utf8_lossy(&logs.stdout), "line one\nline two\n");
+    assert_eq!(String::from_utf8_lossy(&logs.stderr), "to-stderr\n");
+    berth.ok(&["rm", "cat"]);
+    assert_clean(&berth);
+}
