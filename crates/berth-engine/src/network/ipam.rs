@@ -6,8 +6,8 @@
 //! fields a Podman user reads in `network inspect` mean the same here. [`plan_network`] turns
 //! [`CreateOptions`] into a `Network` without side effects: it checks the subnet, gateway and
 //! ip-range against each other, refuses a subnet that overlaps another network or a route of
-//! the host, and picks the default subnet (10.88.0.0/16 for the default network, as Podman) or
-//! the first free /24 of 10.89.0.0/16 onwards for a new network without `--subnet`.
+//! the host, and picks the default subnet (10.89.0.0/24 for the default network, beside
+//! Podman's 10.88.0.0/16) or the first free /24 after it for a new network without `--subnet`.
 //!
 //! Addresses live in an [`IpamStore`]: the engine's state database implements it (later, with
 //! a table keyed by network and address), tests use [`MemoryStore`]. [`Allocator`] holds the
@@ -293,8 +293,11 @@ impl Network {
 
 /// The name of the network containers join when no `--network` is given, rootful.
 pub const DEFAULT_NETWORK: &str = "berth";
-/// Its subnet, Podman's default.
-pub const DEFAULT_SUBNET: &str = "10.88.0.0/16";
+/// Its subnet. Not Podman's 10.88.0.0/16: rootful Podman on the same host puts that on its
+/// own `podman0` bridge, and two bridges routing one subnet would each lose the other's
+/// traffic (berth would refuse to create it anyway, as it overlaps the host's route). The
+/// default pool for new networks starts right above it.
+pub const DEFAULT_SUBNET: &str = "10.89.0.0/24";
 /// Its bridge interface.
 pub const DEFAULT_INTERFACE: &str = "berth0";
 
@@ -474,7 +477,7 @@ pub fn plan_network(
     })
 }
 
-/// The first /24 of 10.89.0.0 … 10.255.255.0 that passes `check_free`, as Podman's default
+/// The first /24 of 10.89.1.0 … 10.255.255.0 that passes `check_free`, as Podman's default
 /// subnet pool hands them out.
 fn free_default_subnet(
     name: &str,
@@ -484,6 +487,10 @@ fn free_default_subnet(
         for third in 0u8..=255 {
             let subnet =
                 Subnet { addr: IpAddr::V4(Ipv4Addr::new(10, second, third, 0)), prefix: 24 };
+            // The default network's subnet stays free for it, even before it exists.
+            if subnet.to_string() == DEFAULT_SUBNET {
+                continue;
+            }
             if check_free(&subnet).is_ok() {
                 return Ok(subnet);
             }
@@ -855,19 +862,22 @@ mod tests {
     #[test]
     fn default_network_and_pool() {
         let default = plan_network(&opts("berth"), "id0", &[], &[]).unwrap();
-        assert_eq!(default.subnets[0].subnet, net("10.88.0.0/16"));
-        assert_eq!(default.subnets[0].gateway, Some(ip("10.88.0.1")));
+        assert_eq!(default.subnets[0].subnet, net("10.89.0.0/24"));
+        assert_eq!(default.subnets[0].gateway, Some(ip("10.89.0.1")));
         assert_eq!(default.network_interface, "berth0");
         assert!(default.dns_enabled && !default.internal && !default.ipv6_enabled);
 
-        // New networks take /24s from 10.89.0.0 on, skipping taken ones and host routes.
+        // New networks take /24s from 10.89.1.0 on, skipping taken ones and host routes, and
+        // leaving the default network's subnet free even before it exists.
+        let first = plan_network(&opts("first"), "idf", &[], &[]).unwrap();
+        assert_eq!(first.subnets[0].subnet, net("10.89.1.0/24"));
         let a =
-            plan_network(&opts("a"), "id1", std::slice::from_ref(&default), &[net("10.89.0.0/24")])
+            plan_network(&opts("a"), "id1", std::slice::from_ref(&default), &[net("10.89.1.0/24")])
                 .unwrap();
-        assert_eq!(a.subnets[0].subnet, net("10.89.1.0/24"));
+        assert_eq!(a.subnets[0].subnet, net("10.89.2.0/24"));
         assert_eq!(a.network_interface, "berth1");
-        let b = plan_network(&opts("b"), "id2", &[default, a], &[net("10.89.0.0/24")]).unwrap();
-        assert_eq!(b.subnets[0].subnet, net("10.89.2.0/24"));
+        let b = plan_network(&opts("b"), "id2", &[default, a], &[net("10.89.1.0/24")]).unwrap();
+        assert_eq!(b.subnets[0].subnet, net("10.89.3.0/24"));
         assert_eq!(b.network_interface, "berth2");
     }
 
@@ -896,8 +906,8 @@ mod tests {
         );
         assert!(ok.internal && !ok.dns_enabled);
 
-        let err = with(&|o| o.subnets = vec![net("10.88.3.0/24")]).unwrap_err();
-        assert_eq!(err, "subnet 10.88.3.0/24 overlaps the subnet 10.88.0.0/16 of network berth");
+        let err = with(&|o| o.subnets = vec![net("10.89.0.128/25")]).unwrap_err();
+        assert_eq!(err, "subnet 10.89.0.128/25 overlaps the subnet 10.89.0.0/24 of network berth");
         let err = with(&|o| o.subnets = vec![net("192.168.0.0/16")]).unwrap_err();
         assert_eq!(err, "subnet 192.168.0.0/16 overlaps the host's route to 192.168.1.0/24");
         let err = with(&|o| {

@@ -1,5 +1,7 @@
 //! Container networking: the pieces that stand on their own before containers run.
 //!
+//! - [`attach`]: the engine's two calls, [`attach::attach`] before a container starts and
+//!   [`attach::detach`] after it is gone, over all the pieces below.
 //! - [`mode`]: the `--network` option (none, host, bridge, NAME, container:, ns:, pasta,
 //!   slirp4netns) and its defaults.
 //! - [`ports`]: the `-p`/`-P` grammar and the choice of free host ports.
@@ -23,6 +25,7 @@
 //! change their API often. The [`bridge`] functions are the seam where a netlink backend can
 //! come in later without changing callers.
 
+pub mod attach;
 pub mod bridge;
 pub mod dns;
 pub mod files;

@@ -6,6 +6,12 @@
 //! [`Netns::command`] gives a [`Command`] that switches into the namespace between fork and exec
 //! with setns(2), so that tools like `ip` act inside it without `nsenter` or `ip netns exec`
 //! (which also remounts /sys and needs a name under /run/netns).
+//!
+//! [`create`] makes the namespace a container will join, before the container exists: a new
+//! namespace bind-mounted on `RUNROOT/netns/berth-ID` (as Podman keeps its namespaces under
+//! /run/netns), so that networking is set up before the process starts, the runtime spec
+//! joins it by path, and cleanup after a killed monitor finds it by the container's id.
+//! [`remove`] unmounts and deletes it; both are idempotent.
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -22,6 +28,107 @@ pub enum NetnsError {
         #[source]
         source: std::io::Error,
     },
+    #[error("creating the network namespace file {path}")]
+    CreateFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("creating a network namespace for {path}")]
+    Unshare {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("bind-mounting the network namespace on {path}")]
+    Mount {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("unmounting the network namespace {path}")]
+    Unmount {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Where container `id`'s namespace is mounted under `runroot`.
+pub fn path_for(runroot: &Path, id: &str) -> PathBuf {
+    runroot.join("netns").join(format!("berth-{id}"))
+}
+
+/// Whether `path` is a mount of a namespace (nsfs), not just the empty file under it.
+fn is_nsfs(path: &Path) -> bool {
+    rustix::fs::statfs(path).is_ok_and(|s| s.f_type as i64 == libc::NSFS_MAGIC as i64)
+}
+
+/// Creates a network namespace with `lo` up and bind-mounts it on [`path_for`]`(runroot, id)`;
+/// an existing mount there is kept (a retried start). Needs CAP_SYS_ADMIN over the mount
+/// namespace and the owning user namespace: rootful, or rootless inside berth's user
+/// namespace.
+pub fn create(runroot: &Path, id: &str) -> Result<Netns, NetnsError> {
+    let path = path_for(runroot, id);
+    if is_nsfs(&path) {
+        return Ok(Netns::Path(path));
+    }
+    let file_err = |source| NetnsError::CreateFile { path: path.clone(), source };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(file_err)?;
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(file_err)?;
+
+    // A thread of its own: unshare(CLONE_NEWNET) moves only the calling thread, and the
+    // thread ends right after the mount, so no other code ever runs in the new namespace.
+    let target = path.clone();
+    let made = std::thread::spawn(move || -> Result<(), NetnsError> {
+        // SAFETY: unshare(2) with CLONE_NEWNET changes only this thread's network namespace;
+        // nothing is passed by pointer.
+        if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+            let source = std::io::Error::last_os_error();
+            return Err(NetnsError::Unshare { path: target, source });
+        }
+        rustix::mount::mount_bind("/proc/thread-self/ns/net", &target).map_err(|e| {
+            NetnsError::Mount { path: target.clone(), source: std::io::Error::from(e) }
+        })?;
+        // lo comes up here, while the thread is still inside.
+        let up = Command::new("ip").args(["link", "set", "lo", "up"]).status();
+        if !up.is_ok_and(|s| s.success()) {
+            tracing::warn!(path = %target.display(), "could not set lo up in a new namespace");
+        }
+        Ok(())
+    })
+    .join()
+    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    if let Err(err) = made {
+        let _ = std::fs::remove_file(&path);
+        return Err(err);
+    }
+    tracing::debug!(path = %path.display(), "network namespace created");
+    Ok(Netns::Path(path))
+}
+
+/// Unmounts and deletes container `id`'s namespace file; nothing there is no error. The
+/// namespace itself ends with the last process in it and the last descriptor open on it.
+pub fn remove(runroot: &Path, id: &str) -> Result<(), NetnsError> {
+    let path = path_for(runroot, id);
+    if is_nsfs(&path) {
+        rustix::mount::unmount(&path, rustix::mount::UnmountFlags::DETACH).map_err(|e| {
+            NetnsError::Unmount { path: path.clone(), source: std::io::Error::from(e) }
+        })?;
+    }
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(NetnsError::Unmount { path, source: e })
+        }
+        _ => Ok(()),
+    }
 }
 
 /// A network namespace, by pid or by path.

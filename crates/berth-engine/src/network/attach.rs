@@ -1,0 +1,583 @@
+//! A container's networking as two calls for the engine: [`attach`] before the container's
+//! process starts, [`detach`] when it is gone.
+//!
+//! [`attach`] takes the namespace berth made for the container ([`netns::create`]) and
+//! connects it as its [`NetworkMode`] says: bridge networks (the default network `berth` is
+//! created on first use) with their addresses, veth pairs, firewall rules, published ports and
+//! DNS names; pasta (or slirp4netns) rootless; nothing more for `none`, `host`, `container:`
+//! and `ns:`. It returns what `inspect` and `berth port` show, and the texts of the
+//! container's /etc/hosts and /etc/resolv.conf.
+//!
+//! What is about to be set up is recorded in the state database *before* any of it is, so
+//! that [`detach`] — called by `rm`, by a failed start, or by the next berth command after a
+//! monitor was killed with SIGKILL — needs nothing but the container's id. [`detach`] runs
+//! every step even when an earlier one fails, and running it twice is harmless.
+//!
+//! Bridge changes of all containers are serialised by one lock file
+//! (`RUNROOT/network/lock`), so that the last container leaving a network and a new one
+//! joining it cannot race between "the bridge has no ports" and deleting it.
+
+use std::fs::File;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::dns::{self, DnsEntry};
+use super::files::{self, AddHost, HostsOptions, ResolvOptions};
+use super::ipam::{self, CreateOptions, DEFAULT_NETWORK};
+use super::mode::{NetworkAttach, NetworkMode};
+use super::netns::{self, Netns};
+use super::ports::{self, PortMapping};
+use super::rootful::{self, ConnectRequest};
+use super::rootless::{self, Pasta, PastaOptions};
+use super::store::{NetworkDb, StoreError};
+
+/// Errors of attaching and detaching, named after the step that failed, with the container.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("taking the network lock {path}")]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("encoding the network record of container {id}")]
+    Record {
+        id: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error(transparent)]
+    Ports(#[from] ports::PortError),
+    #[error(transparent)]
+    Connect(#[from] rootful::RootfulError),
+    #[error(transparent)]
+    Dns(#[from] dns::DnsError),
+    #[error(transparent)]
+    Rootless(#[from] rootless::RootlessError),
+    #[error(transparent)]
+    Netns(#[from] netns::NetnsError),
+    #[error(transparent)]
+    Files(#[from] files::FilesError),
+    #[error("reading {path}")]
+    ReadHostFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("--network {mode} is not supported yet {context}")]
+    NotSupported { mode: String, context: &'static str },
+    #[error("network {network} is internal: ports cannot be published on it")]
+    InternalPorts { network: String },
+}
+
+/// Where berth keeps its state: the data root (state.db) and the runtime root.
+#[derive(Debug, Clone)]
+pub struct NetworkPaths {
+    pub root: PathBuf,
+    pub runroot: PathBuf,
+    /// The port aardvark-dns serves on; 53 except in tests.
+    pub dns_port: u16,
+}
+
+impl NetworkPaths {
+    pub fn new(root: &Path, runroot: &Path) -> Self {
+        Self { root: root.to_owned(), runroot: runroot.to_owned(), dns_port: 53 }
+    }
+
+    fn dir(&self) -> PathBuf {
+        self.runroot.join("network")
+    }
+
+    fn dns_dir(&self) -> PathBuf {
+        self.dir().join("aardvark-dns")
+    }
+
+    fn pasta_pid_file(&self, id: &str) -> PathBuf {
+        self.dir().join("pasta").join(format!("{id}.pid"))
+    }
+}
+
+/// What the engine asks for one container.
+#[derive(Debug, Clone)]
+pub struct ContainerNetworkRequest {
+    pub id: String,
+    pub name: String,
+    /// The namespace berth made with [`netns::create`]; unused for `host`, `container:` and
+    /// `ns:`, which bring their own.
+    pub netns: Option<Netns>,
+    pub mode: NetworkMode,
+    /// Resolved `-p`/`-P` mappings.
+    pub ports: Vec<PortMapping>,
+    pub dns: Vec<IpAddr>,
+    pub dns_search: Vec<String>,
+    pub dns_options: Vec<String>,
+    pub add_hosts: Vec<AddHost>,
+    pub hostname: String,
+    pub rootless: bool,
+}
+
+/// One network a container is on, as inspect's NetworkSettings.Networks shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkStatus {
+    pub name: String,
+    pub network_id: String,
+    pub interface: String,
+    pub addresses: Vec<IpAddr>,
+    pub prefix_lengths: Vec<u8>,
+    pub gateways: Vec<IpAddr>,
+    pub mac: Option<String>,
+    pub aliases: Vec<String>,
+}
+
+/// What [`attach`] made: for inspect, `berth port`, and the container's /etc files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerNetwork {
+    /// The mode as the user gave it (`bridge`, `none`, `host`, `pasta`, …).
+    pub mode: String,
+    pub networks: Vec<NetworkStatus>,
+    pub ports: Vec<PortMapping>,
+    /// The namespace the container's spec joins by path; `None` for `host`.
+    pub netns_path: Option<PathBuf>,
+    pub hosts: String,
+    pub resolv_conf: String,
+}
+
+/// [`attach`]'s result: the description, and the published host ports held bound. Keep the
+/// reservation alive for as long as the container runs (the monitor holds it, as conmon
+/// does), so no other process takes a port that nftables forwards.
+#[derive(Debug)]
+pub struct Attached {
+    pub network: ContainerNetwork,
+    pub held_ports: ports::Reservation,
+}
+
+/// The record kept in the state database, written before anything is set up.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct AttachRecord {
+    id: String,
+    name: String,
+    mode: String,
+    /// Bridge networks by name, with the container's names on each.
+    networks: Vec<RecordedNetwork>,
+    /// The namespace berth made and must remove.
+    own_netns: bool,
+    pasta_pid_file: Option<PathBuf>,
+    /// Filled in once the setup is complete.
+    result: Option<ContainerNetwork>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct RecordedNetwork {
+    name: String,
+    aliases: Vec<String>,
+}
+
+/// The lock over all bridge changes, released on drop.
+struct NetworkLock {
+    _file: File,
+}
+
+fn lock(paths: &NetworkPaths) -> Result<NetworkLock, AttachError> {
+    let path = paths.dir().join("lock");
+    let err = |source| AttachError::Lock { path: path.clone(), source };
+    std::fs::create_dir_all(paths.dir()).map_err(err)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(err)?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|e| err(std::io::Error::from(e)))?;
+    Ok(NetworkLock { _file: file })
+}
+
+/// The mode's name as Podman shows it in inspect's HostConfig.NetworkMode.
+fn mode_name(mode: &NetworkMode) -> String {
+    match mode {
+        NetworkMode::None => "none".into(),
+        NetworkMode::Host => "host".into(),
+        NetworkMode::Bridge(nets) if nets.len() == 1 && nets[0].name == DEFAULT_NETWORK => {
+            "bridge".into()
+        }
+        NetworkMode::Bridge(nets) => {
+            nets.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(",")
+        }
+        NetworkMode::Container(id) => format!("container:{id}"),
+        NetworkMode::Ns(path) => format!("ns:{}", path.display()),
+        NetworkMode::Pasta(_) => "pasta".into(),
+        NetworkMode::Slirp4netns(_) => "slirp4netns".into(),
+    }
+}
+
+/// The network `name`, creating the default network `berth` on first use.
+pub fn network_or_default(
+    db: &mut NetworkDb,
+    name: &str,
+) -> Result<super::store::NetworkRecord, AttachError> {
+    match db.find(name) {
+        Ok(found) => Ok(found),
+        Err(StoreError::NotFound { .. }) if name == DEFAULT_NETWORK => {
+            let routes = ipam::host_routes().map_err(StoreError::Plan)?;
+            let opts = CreateOptions { name: DEFAULT_NETWORK.to_owned(), ..Default::default() };
+            match db.create_network(&opts, &routes) {
+                Ok(created) => Ok(created),
+                // Another berth created it meanwhile.
+                Err(StoreError::Plan(ipam::IpamError::Exists { .. })) => Ok(db.find(name)?),
+                Err(err) => Err(err.into()),
+            }
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+fn save(db: &mut NetworkDb, record: &AttachRecord) -> Result<(), AttachError> {
+    let json = serde_json::to_string(record)
+        .map_err(|source| AttachError::Record { id: record.id.clone(), source })?;
+    db.put_attachment(&record.id, &json)?;
+    Ok(())
+}
+
+fn load(db: &NetworkDb, id: &str) -> Result<Option<AttachRecord>, AttachError> {
+    match db.attachment(id)? {
+        None => Ok(None),
+        // A record this berth cannot read is still a container to clean up after.
+        Some(json) => Ok(Some(serde_json::from_str(&json).unwrap_or_else(|err| {
+            tracing::warn!(id, error = %err, "unreadable network record");
+            AttachRecord { id: id.to_owned(), own_netns: true, ..Default::default() }
+        }))),
+    }
+}
+
+/// Connects container `req.id` as its mode says; on failure everything done is undone and
+/// the error returned. See the module documentation.
+pub fn attach(
+    paths: &NetworkPaths,
+    req: &ContainerNetworkRequest,
+) -> Result<Attached, AttachError> {
+    let mut db = NetworkDb::open_root(&paths.root)?;
+    match attach_inner(paths, &mut db, req) {
+        Ok(done) => Ok(done),
+        Err(err) => {
+            if let Err(undo) = detach(paths, &req.id) {
+                tracing::warn!(id = %req.id, error = %undo, "undoing a failed network attach");
+            }
+            Err(err)
+        }
+    }
+}
+
+fn attach_inner(
+    paths: &NetworkPaths,
+    db: &mut NetworkDb,
+    req: &ContainerNetworkRequest,
+) -> Result<Attached, AttachError> {
+    let mode = mode_name(&req.mode);
+    let own_netns = req
+        .netns
+        .as_ref()
+        .is_some_and(|n| *n == Netns::Path(netns::path_for(&paths.runroot, &req.id)));
+    let mut record = AttachRecord {
+        id: req.id.clone(),
+        name: req.name.clone(),
+        mode: mode.clone(),
+        own_netns,
+        ..Default::default()
+    };
+    let host_resolv = || -> Result<String, AttachError> {
+        let path = files::host_resolv_conf_path();
+        std::fs::read_to_string(&path).map_err(|source| AttachError::ReadHostFile { path, source })
+    };
+    let host_hosts = std::fs::read_to_string("/etc/hosts").ok();
+    let mut resolv = ResolvOptions {
+        host: host_resolv()?,
+        servers: req.dns.clone(),
+        search: req.dns_search.clone(),
+        options: req.dns_options.clone(),
+        ..Default::default()
+    };
+    let mut hosts = HostsOptions {
+        hostname: req.hostname.clone(),
+        container_name: req.name.clone(),
+        add_hosts: req.add_hosts.clone(),
+        base: None,
+        ..Default::default()
+    };
+    let mut statuses = Vec::new();
+    let mut held_ports = ports::Reservation::default();
+
+    match &req.mode {
+        NetworkMode::None => {
+            if !req.ports.is_empty() {
+                return Err(AttachError::NotSupported {
+                    mode: "none".into(),
+                    context: "with published ports",
+                });
+            }
+            save(db, &record)?;
+        }
+        NetworkMode::Host => {
+            resolv.host_network = true;
+            hosts.base = host_hosts;
+            save(db, &record)?;
+        }
+        NetworkMode::Container(_) | NetworkMode::Ns(_) => {
+            save(db, &record)?;
+        }
+        NetworkMode::Bridge(nets) => {
+            if req.rootless {
+                return Err(AttachError::NotSupported {
+                    mode: mode.clone(),
+                    context: "rootless (use pasta or slirp4netns)",
+                });
+            }
+            let netns = req.netns.clone().ok_or_else(|| AttachError::NotSupported {
+                mode: mode.clone(),
+                context: "without a network namespace",
+            })?;
+            // The ports first: one in use fails before anything is set up.
+            held_ports = ports::reserve(&req.ports)?;
+            let _lock = lock(paths)?;
+            let mut records = Vec::new();
+            for attach in nets {
+                let rec = network_or_default(db, &attach.name)?;
+                if rec.network.internal && !req.ports.is_empty() {
+                    return Err(AttachError::InternalPorts { network: rec.network.name.clone() });
+                }
+                records.push((attach.clone(), rec.network));
+            }
+            record.networks = records
+                .iter()
+                .map(|(a, n)| RecordedNetwork { name: n.name.clone(), aliases: a.aliases.clone() })
+                .collect();
+            save(db, &record)?;
+
+            for (i, (attach, net)) in records.iter().enumerate() {
+                let interface = attach.interface.clone().unwrap_or_else(|| format!("eth{i}"));
+                // Ports go to the first network only, as Podman publishes them.
+                let ports: &[PortMapping] = if i == 0 { &req.ports } else { &[] };
+                let connected = rootful::connect(
+                    &ConnectRequest {
+                        network: net,
+                        container_id: &req.id,
+                        netns: netns.clone(),
+                        interface: &interface,
+                        requested: &attach.addresses,
+                        ports,
+                        default_route: i == 0,
+                        mac: attach.mac.clone(),
+                    },
+                    db,
+                )?;
+                hosts.addresses.extend(connected.addresses.iter().copied());
+                hosts.aliases.extend(attach.aliases.iter().cloned());
+                if net.dns_enabled {
+                    resolv.first.extend(net.subnets.iter().filter_map(|s| s.gateway).take(1));
+                }
+                resolv.ipv6 |= net.ipv6_enabled;
+                let mac = mac_inside(&netns, &interface);
+                statuses.push(NetworkStatus {
+                    name: net.name.clone(),
+                    network_id: net.id.clone(),
+                    interface,
+                    prefix_lengths: connected
+                        .addresses
+                        .iter()
+                        .map(|a| net.subnet_of(*a).map(|s| s.subnet.prefix()).unwrap_or(0))
+                        .collect(),
+                    addresses: connected.addresses,
+                    gateways: connected.gateways,
+                    mac,
+                    aliases: attach.aliases.clone(),
+                });
+            }
+            // DNS after the bridges exist: aardvark-dns binds their gateway addresses.
+            let dns_nets: Vec<&ipam::Network> =
+                records.iter().map(|(_, n)| n).filter(|n| n.dns_enabled).collect();
+            for net in dns_nets {
+                refresh_dns(paths, db, net)?;
+            }
+            hosts.host_ip = statuses.first().and_then(|s| s.gateways.first().copied());
+        }
+        NetworkMode::Pasta(extra) => {
+            let netns = req.netns.clone().ok_or_else(|| AttachError::NotSupported {
+                mode: mode.clone(),
+                context: "without a network namespace",
+            })?;
+            if req.rootless {
+                rootless::check_unprivileged_ports(&req.ports)?;
+            }
+            let pid_file = paths.pasta_pid_file(&req.id);
+            if let Some(dir) = pid_file.parent() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|source| AttachError::ReadHostFile { path: dir.to_owned(), source })?;
+            }
+            record.pasta_pid_file = Some(pid_file.clone());
+            save(db, &record)?;
+            let mut opts = PastaOptions::new(netns);
+            opts.ports = req.ports.clone();
+            opts.extra = extra.clone();
+            if req.rootless {
+                opts.userns = Some(PathBuf::from("/proc/self/ns/user"));
+            }
+            // pasta lives on its own once started (dropping the handle leaves it running);
+            // its pid file is how detach finds it.
+            let pasta = Pasta::start(&opts, &pid_file)?;
+            tracing::debug!(id = %req.id, pid = pasta.pid(), "pasta started");
+            resolv.first.push(rootless::PASTA_DNS_FORWARD);
+        }
+        NetworkMode::Slirp4netns(_) => {
+            return Err(AttachError::NotSupported { mode, context: "through attach" });
+        }
+    }
+
+    let network = ContainerNetwork {
+        mode,
+        networks: statuses,
+        ports: req.ports.clone(),
+        netns_path: match &req.mode {
+            NetworkMode::Host => None,
+            NetworkMode::Ns(path) => Some(path.clone()),
+            _ => req.netns.as_ref().map(Netns::path),
+        },
+        hosts: files::hosts_file(&hosts),
+        resolv_conf: files::resolv_conf(&resolv)?,
+    };
+    record.result = Some(network.clone());
+    save(db, &record)?;
+    Ok(Attached { network, held_ports })
+}
+
+/// The MAC address of `interface` inside `netns`, for inspect.
+fn mac_inside(netns: &Netns, interface: &str) -> Option<String> {
+    let out =
+        netns.command("ip").ok()?.args(["-j", "link", "show", "dev", interface]).output().ok()?;
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    json.get(0)?.get("address")?.as_str().map(str::to_owned)
+}
+
+/// Rewrites network `net`'s aardvark-dns file from every container recorded on it, and makes
+/// the server follow.
+fn refresh_dns(
+    paths: &NetworkPaths,
+    db: &NetworkDb,
+    net: &ipam::Network,
+) -> Result<(), AttachError> {
+    let held = ipam::IpamStore::allocated(db, &net.name).map_err(|source| {
+        StoreError::Plan(ipam::IpamError::Store { network: net.name.clone(), source })
+    })?;
+    let mut entries = Vec::new();
+    for id in db.attached_containers()? {
+        let Some(record) = load(db, &id)? else { continue };
+        let Some(on) = record.networks.iter().find(|n| n.name == net.name) else { continue };
+        let addresses: Vec<IpAddr> =
+            held.iter().filter(|(_, c)| **c == id).map(|(a, _)| *a).collect();
+        if addresses.is_empty() {
+            continue;
+        }
+        let mut names = vec![record.name.clone()];
+        names.extend(on.aliases.iter().cloned());
+        names.retain(|n| !n.is_empty());
+        entries.push(DnsEntry { container_id: id.clone(), addresses, names });
+    }
+    let config = if entries.is_empty() { None } else { Some(dns::network_config(net, &entries)?) };
+    dns::update(&paths.dns_dir(), &net.name, config.as_deref(), paths.dns_port)?;
+    Ok(())
+}
+
+/// Undoes container `id`'s networking: published ports, veth pairs and addresses, its DNS
+/// names, pasta, and the namespace berth made. Every step runs even if one fails (the first
+/// error is returned); a container with nothing recorded is no error.
+pub fn detach(paths: &NetworkPaths, id: &str) -> Result<(), AttachError> {
+    let mut db = NetworkDb::open_root(&paths.root)?;
+    let mut first: Option<AttachError> = None;
+    let mut keep = |r: Result<(), AttachError>| {
+        if let Err(e) = r {
+            tracing::debug!(error = %e, "network detach step failed");
+            first.get_or_insert(e);
+        }
+    };
+    let record = load(&db, id)?;
+    if let Some(record) = &record {
+        if !record.networks.is_empty() {
+            match lock(paths) {
+                Err(e) => keep(Err(e)),
+                Ok(_lock) => {
+                    for on in &record.networks {
+                        let net = match db.find(&on.name) {
+                            Ok(found) => found.network,
+                            // The network was removed with --force; its bridge went with it.
+                            Err(StoreError::NotFound { .. }) => continue,
+                            Err(e) => {
+                                keep(Err(e.into()));
+                                continue;
+                            }
+                        };
+                        keep(rootful::disconnect(&net, id, &mut db).map_err(AttachError::from));
+                        if net.dns_enabled {
+                            // This container's names go: its record is left out from now.
+                            let mut without = record.clone();
+                            without.networks.retain(|n| n.name != on.name);
+                            keep(save(&mut db, &without));
+                            keep(refresh_dns(paths, &db, &net));
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(pid_file) = &record.pasta_pid_file {
+            match Pasta::from_pid_file(pid_file) {
+                Ok(Some(pasta)) => keep(pasta.stop().map_err(AttachError::from)),
+                Ok(None) => {}
+                Err(e) => keep(Err(e.into())),
+            }
+            let _ = std::fs::remove_file(pid_file);
+        }
+    }
+    // The namespace berth made goes whether or not a record says so: the record may not have
+    // been written when the monitor died.
+    keep(netns::remove(&paths.runroot, id).map_err(AttachError::from));
+    if first.is_none() {
+        db.remove_attachment(id)?;
+    }
+    match first {
+        Some(err) => Err(err),
+        None => Ok(()),
+    }
+}
+
+/// What [`attach`] recorded for container `id`, for inspect and `berth port`.
+pub fn status(paths: &NetworkPaths, id: &str) -> Result<Option<ContainerNetwork>, AttachError> {
+    let db = NetworkDb::open_root(&paths.root)?;
+    Ok(load(&db, id)?.and_then(|r| r.result))
+}
+
+/// Detaches every container with a network record for which `is_gone(id)` is true: the
+/// cleanup a berth command runs after monitors died without detaching. Returns the ids done.
+pub fn detach_orphans(
+    paths: &NetworkPaths,
+    mut is_gone: impl FnMut(&str) -> bool,
+) -> Result<Vec<String>, AttachError> {
+    let db = NetworkDb::open_root(&paths.root)?;
+    let mut done = Vec::new();
+    for id in db.attached_containers()? {
+        if is_gone(&id) {
+            detach(paths, &id)?;
+            done.push(id);
+        }
+    }
+    Ok(done)
+}
+
+/// The attach request's network list for `--network NAME` values with `--network-alias`
+/// aliases added to the first one (as Podman applies them).
+pub fn with_aliases(mut nets: Vec<NetworkAttach>, aliases: &[String]) -> Vec<NetworkAttach> {
+    if let Some(first) = nets.first_mut() {
+        first.aliases.extend(aliases.iter().cloned());
+    }
+    nets
+}
