@@ -69,6 +69,17 @@ fn kill_by_name_and_number_and_delete_force() {
     }
     let bad = b.oci(&["kill", "k1", "NOSUCH"]);
     assert!(!bad.status.success());
+    // A stopped container: kill fails in runc's words (containerd matches them), kill --all
+    // signals what is left in its cgroup and succeeds, as with runc.
+    b.create("k6");
+    assert!(b.oci(&["start", "k6"]).status.success());
+    assert!(b.oci(&["kill", "k6", "KILL"]).status.success());
+    b.wait_status("k6", "stopped");
+    let out = b.oci(&["kill", "k6", "KILL"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("container not running"), "{}", stderr(&out));
+    let out = b.oci(&["kill", "--all", "k6", "KILL"]);
+    assert!(out.status.success(), "kill --all of a stopped container: {}", stderr(&out));
 
     let mut b = b;
     b.config["process"]["args"] = json!(["sh", "-c", "sleep 100 & sleep 100"]);
@@ -917,6 +928,12 @@ fn features_and_spec() {
     let f: serde_json::Value = serde_json::from_slice(&b.oci(&["features"]).stdout).unwrap();
     assert_eq!(f["ociVersionMin"], "1.0.0");
     assert!(f["linux"]["namespaces"].as_array().unwrap().contains(&json!("time")));
+    assert_eq!(f["linux"]["mountExtensions"]["idmap"]["enabled"], true);
+    assert!(f["linux"]["seccomp"]["actions"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("SCMP_ACT_NOTIFY")));
+    assert!(f["mountOptions"].as_array().unwrap().contains(&json!("ridmap")));
     let dir = b.tmp.path().join("spec");
     fs::create_dir(&dir).unwrap();
     assert!(b.oci(&["spec", "--bundle", dir.to_str().unwrap()]).status.success());

@@ -15,7 +15,9 @@ use crate::{sys, Error};
 pub enum KillError {
     #[error("unknown signal {0:?}")]
     UnknownSignal(String),
-    #[error("container {id} is not running")]
+    /// Worded as runc's: containerd's shim takes "container not running" in a kill's error to
+    /// mean the process already finished.
+    #[error("cannot signal {id}: container not running")]
     NotRunning { id: String },
     #[error("signalling {pid}: {source}")]
     Signal {
@@ -110,17 +112,28 @@ pub fn container_pids(c: &Container) -> Vec<i32> {
     pids
 }
 
-/// Sends `sig` to container `id`.
+/// Sends `sig` to container `id`. The runtime spec has kill of a container that is neither
+/// created nor running fail; with `--all` a stopped container's cgroup may still hold
+/// processes (its init died, they did not), which get the signal, and that succeeds as in
+/// runc, which containerd relies on when it cleans up.
 pub fn kill(root: &StateRoot, id: &str, sig: libc::c_int, all: bool) -> Result<(), Error> {
     let c = root.load(id)?;
-    match c.status() {
+    let status = c.status();
+    match status {
+        Status::Stopped if all => {}
         Status::Stopped | Status::Creating => {
             return Err(KillError::NotRunning { id: id.to_owned() }.into())
         }
         _ => {}
     }
     if all {
-        for pid in container_pids(&c) {
+        // A stopped init's pid may be another process's by now: only the cgroup says.
+        let pids = if status == Status::Stopped {
+            c.cgroup_manager().and_then(|m| m.pids().ok()).unwrap_or_default()
+        } else {
+            container_pids(&c)
+        };
+        for pid in pids {
             let _ = sys::kill(pid, sig);
         }
         return Ok(());

@@ -9,6 +9,12 @@
 //!
 //! Destinations are resolved inside the root with symlinks clamped to it ([`secure_join`]), so
 //! a rootfs whose `/dev` is a symlink to `/etc` on the host cannot turn a mount outwards.
+//!
+//! Two kinds of mount need more than mount(2): a `cgroup` mount in a cgroup namespace is the
+//! container's own cgroupfs (one mount per host hierarchy on a tmpfs on v1, one cgroup2 mount
+//! on v2), and an id-mapped bind (`idmap`, `ridmap`, or a mount's own uidMappings and
+//! gidMappings) is made detached by [`prepare_idmapped`] before the init leaves the host's
+//! user namespace, then moved into place.
 
 use std::ffi::OsStr;
 use std::fs;
