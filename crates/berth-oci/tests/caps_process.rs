@@ -63,6 +63,21 @@ fn root_gets_the_sets_asked_for() {
     assert_eq!(out, "chown-ok\nno-raw\n");
 }
 
+// Root with ambient capabilities: the ambient set survives the exec as asked, beside the
+// bounding set's capabilities that root's exec grants anyway.
+#[test]
+fn root_with_ambient_keeps_the_ambient_set() {
+    let mut b = Bundle::new(&[]);
+    let set = ["CAP_CHOWN", "CAP_KILL"];
+    b.config["process"]["capabilities"] =
+        caps(&["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE"], &set, &set, &set);
+    let [inh, prm, eff, bnd, amb] = cap_sets(&mut b);
+    assert_eq!((inh, amb, bnd), (CHOWN | KILL, CHOWN | KILL, CHOWN | KILL | NET_BIND_SERVICE));
+    assert_eq!(prm & (CHOWN | KILL), CHOWN | KILL, "{prm:x}");
+    assert_eq!(eff & (CHOWN | KILL), CHOWN | KILL, "{eff:x}");
+    assert_eq!(prm & !bnd, 0, "{prm:x}");
+}
+
 // uid 1000 without ambient capabilities: the exec of a plain binary clears the permitted and
 // effective sets (no file capabilities), while bounding and inheritable stay as asked.
 #[test]
