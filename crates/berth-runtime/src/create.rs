@@ -305,13 +305,13 @@ pub fn launch(root: &StateRoot, opts: &CreateOptions, mode: Mode) -> Result<Cont
         }
         sys::Fork::Parent(pid) => pid,
     };
-    let mut v1_placed = false;
     undo.pids.push(stage1);
     drop(child_chan);
     drop(gate);
     drop(console);
 
     let mut init_pid = 0;
+    let mut stage1_left = false;
     loop {
         let (msg, fd) = chan.recv_with_fd().map_err(CreateError::Channel)?;
         let Some(msg) = msg else {
@@ -333,7 +333,8 @@ pub fn launch(root: &StateRoot, opts: &CreateOptions, mode: Mode) -> Result<Cont
                 }
                 ack(&chan)?;
             }
-            Msg::Pid(pid) => {
+            Msg::Pid(pid) | Msg::PlacedPid(pid) => {
+                let v1_placed = matches!(msg, Msg::PlacedPid(_));
                 init_pid = pid;
                 if pid != stage1 {
                     undo.pids.insert(0, pid);
@@ -348,9 +349,14 @@ pub fn launch(root: &StateRoot, opts: &CreateOptions, mode: Mode) -> Result<Cont
                 }
                 ack(&chan)?;
                 if pid != stage1 {
-                    // The first stage exits once it has forked the init.
-                    let _ = sys::waitpid(stage1);
-                    undo.pids.retain(|p| *p != stage1);
+                    // The first stage exits once it has forked the init: reaped now if it is
+                    // gone already, else once the init is ready, without a wait in between.
+                    // SAFETY: waitpid with WNOHANG on our own child only reaps or returns 0.
+                    let got = unsafe { libc::waitpid(stage1, std::ptr::null_mut(), libc::WNOHANG) };
+                    stage1_left = got != stage1;
+                    if !stage1_left {
+                        undo.pids.retain(|p| *p != stage1);
+                    }
                 }
             }
             Msg::Hooks => {
@@ -378,7 +384,6 @@ pub fn launch(root: &StateRoot, opts: &CreateOptions, mode: Mode) -> Result<Cont
                 }
                 ack(&chan)?;
             }
-            Msg::Placed => v1_placed = true,
             Msg::Ready => break,
             Msg::Error(e) => return Err(CreateError::Init(e).into()),
             Msg::Ack => {}
@@ -388,6 +393,10 @@ pub fn launch(root: &StateRoot, opts: &CreateOptions, mode: Mode) -> Result<Cont
         return Err(CreateError::InitDied { how: "no pid".into() }.into());
     }
 
+    if stage1_left {
+        // Long gone by now: it exited right after its last message.
+        let _ = sys::waitpid(stage1);
+    }
     container.record = record;
     container.save()?;
     if let Some(path) = &opts.pid_file {
@@ -395,8 +404,8 @@ pub fn launch(root: &StateRoot, opts: &CreateOptions, mode: Mode) -> Result<Cont
     }
 
     if mode == Mode::Run {
-        ack(&chan)?;
-        // End of file means the exec happened (the init's end is close-on-exec).
+        // The init went on without waiting (StartGate::Channel). End of file means the exec
+        // happened (the init's end is close-on-exec).
         match chan.recv().map_err(CreateError::Channel)? {
             None => {}
             Some(Msg::Error(e)) => return Err(CreateError::Init(e).into()),
@@ -413,8 +422,8 @@ pub fn launch(root: &StateRoot, opts: &CreateOptions, mode: Mode) -> Result<Cont
 }
 
 /// Compiles linux.seccomp before the fork, cached under the state root. A filter with
-/// SCMP_ACT_NOTIFY rules needs its listener fd passed back through the init, which berth-oci
-/// does not do yet.
+/// SCMP_ACT_NOTIFY rules has the process load it early and pass its fd back (see
+/// [`Listener`]).
 pub(crate) fn compile_seccomp(
     root: &StateRoot,
     spec: &oci_spec::runtime::Spec,

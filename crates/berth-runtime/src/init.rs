@@ -36,7 +36,8 @@ pub enum StartGate {
     /// `create`: open the fifo (an O_PATH descriptor, reopened through the host's /proc) for
     /// writing, which blocks until `start` opens it for reading.
     Fifo { fifo: OwnedFd, proc: OwnedFd },
-    /// `run`: an Ack on the channel.
+    /// `run`: go straight on once ready; the runtime records the container while the
+    /// process starts (one round trip less), and learns of the exec by end of file.
     Channel,
 }
 
@@ -85,10 +86,9 @@ fn stage1(args: InitArgs<'_>) -> Result<Never, String> {
     // Join the v1 cgroups first, while this process is still the host's: "0" in `tasks` moves
     // just the caller, which the kernel does without the attach lock. Where that fails the
     // runtime moves us the usual way when it gets our pid.
-    if !args.cgroup_tasks.is_empty() && args.cgroup_tasks.iter().all(|t| fs::write(t, "0").is_ok())
-    {
-        args.chan.send(&Msg::Placed).map_err(|e| e.to_string())?;
-    }
+    let placed = !args.cgroup_tasks.is_empty()
+        && args.cgroup_tasks.iter().all(|t| fs::write(t, "0").is_ok());
+    let pid_msg = |pid| if placed { Msg::PlacedPid(pid) } else { Msg::Pid(pid) };
 
     if let Some(adj) = process.oom_score_adj() {
         process::set_oom_score_adj(adj).map_err(|e| e.to_string())?;
@@ -155,7 +155,7 @@ fn stage1(args: InitArgs<'_>) -> Result<Never, String> {
     if needs_fork {
         match sys::fork().map_err(|e| format!("forking the init: {e}"))? {
             sys::Fork::Parent(pid) => {
-                let _ = args.chan.send(&Msg::Pid(pid));
+                let _ = args.chan.send(&pid_msg(pid));
                 sys::exit_child(0);
             }
             sys::Fork::Child => {}
@@ -163,7 +163,7 @@ fn stage1(args: InitArgs<'_>) -> Result<Never, String> {
     } else {
         // SAFETY: getpid cannot fail.
         let pid = unsafe { libc::getpid() };
-        args.chan.send(&Msg::Pid(pid)).map_err(|e| e.to_string())?;
+        args.chan.send(&pid_msg(pid)).map_err(|e| e.to_string())?;
     }
     init(args, in_userns, idmapped)
 }
@@ -326,7 +326,7 @@ fn init(
     args.chan.send(&Msg::Ready).map_err(|e| e.to_string())?;
     match args.gate {
         StartGate::Fifo { fifo, proc } => wait_fifo(&fifo, &proc)?,
-        StartGate::Channel => args.chan.expect_ack()?,
+        StartGate::Channel => {}
     }
 
     if let Some(list) = hooks.start_container().as_ref().filter(|h| !h.is_empty()) {

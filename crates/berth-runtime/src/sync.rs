@@ -15,10 +15,11 @@ pub enum Msg {
     Ack,
     /// Child to parent: I made a user namespace, write my id maps.
     MapIds,
-    /// Child to parent: the first stage joined the container's v1 cgroups itself.
-    Placed,
     /// Child to parent: this is the init's pid on the host.
     Pid(i32),
+    /// Child to parent: this is the init's pid on the host, and the first stage joined the
+    /// container's v1 cgroups itself (one message, so the runtime wakes once).
+    PlacedPid(i32),
     /// Child to parent: namespaces are made, run prestart and createRuntime hooks.
     Hooks,
     /// Child to parent: set up, waiting to be started.
@@ -35,9 +36,8 @@ impl Msg {
         match self {
             Msg::Ack => vec![b'A'],
             Msg::MapIds => vec![b'M'],
-            Msg::Placed => vec![b'C'],
-            Msg::Pid(p) => {
-                let mut v = vec![b'P'];
+            Msg::Pid(p) | Msg::PlacedPid(p) => {
+                let mut v = vec![if matches!(self, Msg::Pid(_)) { b'P' } else { b'C' }];
                 v.extend_from_slice(&p.to_le_bytes());
                 v
             }
@@ -57,10 +57,15 @@ impl Msg {
         Ok(match b.first().ok_or_else(bad)? {
             b'A' => Msg::Ack,
             b'M' => Msg::MapIds,
-            b'C' => Msg::Placed,
-            b'P' => Msg::Pid(i32::from_le_bytes(
-                b.get(1..5).ok_or_else(bad)?.try_into().map_err(|_| bad())?,
-            )),
+            tag @ (b'P' | b'C') => {
+                let pid =
+                    i32::from_le_bytes(b.get(1..5).ok_or_else(bad)?.try_into().map_err(|_| bad())?);
+                if *tag == b'P' {
+                    Msg::Pid(pid)
+                } else {
+                    Msg::PlacedPid(pid)
+                }
+            }
             b'H' => Msg::Hooks,
             b'R' => Msg::Ready,
             b'S' => Msg::SeccompFd,
@@ -159,5 +164,28 @@ impl Channel {
             Ok(None) => Err("the runtime went away".into()),
             Err(e) => Err(format!("reading from the runtime: {e}")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Every message survives the trip through its bytes; the pid keeps its placement flag.
+    #[test]
+    fn messages_round_trip() {
+        for msg in [
+            Msg::Ack,
+            Msg::MapIds,
+            Msg::Pid(4242),
+            Msg::PlacedPid(-7),
+            Msg::Hooks,
+            Msg::Ready,
+            Msg::SeccompFd,
+            Msg::Error("mounting /proc: EPERM".into()),
+        ] {
+            assert_eq!(Msg::decode(&msg.encode()).unwrap(), msg);
+        }
+        assert!(Msg::decode(b"P12").is_err());
     }
 }
