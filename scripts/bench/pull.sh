@@ -5,7 +5,8 @@
 #   podman  `podman pull` into an empty storage root (overlay driver)
 #   skopeo  `skopeo copy` to an OCI directory (download only, nothing unpacked)
 # Each round starts from empty stores (hyperfine --prepare). Prints the three medians and
-# berth's ratios to each peer, then wall, CPU (user+sys) and peak RSS of one run of each.
+# berth's ratios to each peer, each one's mean CPU (user+sys) over the rounds, then wall, CPU
+# and peak RSS of one more run of each under GNU time.
 #
 #   bash scripts/bench/pull.sh          (as root, after a release build; scripts/bench/run does both)
 #   RUNS=5 RANDOM_MIB=100 bash scripts/bench/pull.sh
@@ -74,6 +75,9 @@ jq -r '
   (.results[2].median * 1000) as $s |
   "pull: berth \($b | round) ms, podman \($p | round) ms, skopeo \($s | round) ms, " +
   "ratio berth/podman \($b / $p * 1000 | round / 1000), berth/skopeo \($b / $s * 1000 | round / 1000)"' \
+  "$json" | tee -a "$bench_out/results.txt"
+# CPU per run from the same hyperfine rounds (mean user + system seconds).
+jq -r '.results[] | "pull: \(.command | split(" ")[0] | split("/")[-1]) cpu \(.user * 100 | round / 100)+\(.system * 100 | round / 100) s per run (hyperfine mean)"' \
   "$json" | tee -a "$bench_out/results.txt"
 
 # One more run of each under GNU time for CPU and peak memory.

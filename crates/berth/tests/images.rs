@@ -277,15 +277,88 @@ fn a_pull_killed_mid_layer_resumes() {
     let inspect = berth.ok(&["image", "inspect", "--format", "{{.Size}}", &name]);
     assert!(inspect.trim().parse::<u64>().unwrap() > 64 << 20, "{inspect}");
     assert_eq!(partial_size(), 0, "the partial file is gone once committed");
+
+    // The layer is larger than a monolithic upload: a push to another registry sends it in
+    // chunks, and skopeo reads back the same image.
+    let other = Registry::start(Mode::Open).unwrap();
+    let copy = format!("{}/chunked/big:1", other.addr());
+    let out = berth.run(&["--log-level", "debug", "push", "--tls-verify=false", &name, &copy]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("uploading a chunk"));
+    let digest = |name: &str| {
+        let out = Command::new("skopeo")
+            .args(["inspect", "--tls-verify=false", "--format", "{{.Digest}}"])
+            .arg(format!("docker://{name}"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(digest(&name), digest(&copy));
 }
 
-// Rootless: an unprivileged user loads, lists and pulls into its own store; the files are
-// the user's, and whiteout-free layers need no privilege.
+/// The test user with an XDG_RUNTIME_DIR of this test's own, so the per-user namespace and
+/// pause process a rootless pull starts are this test's; dropping it ends the pause process
+/// (`berth system migrate`), also when the test fails.
+struct UserSession {
+    user: &'static berth_testkit::user::TestUser,
+    berth: std::path::PathBuf,
+    xdg: tempfile::TempDir,
+}
+
+impl UserSession {
+    fn new() -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let user = berth_testkit::user::TestUser::get();
+        let berth =
+            berth_testkit::user::stage_binary(Path::new(env!("CARGO_BIN_EXE_berth"))).unwrap();
+        let xdg = tempfile::Builder::new().prefix("berth-images-xdg-").tempdir_in("/tmp").unwrap();
+        std::os::unix::fs::chown(xdg.path(), Some(user.uid()), Some(user.gid())).unwrap();
+        std::fs::set_permissions(xdg.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        Self { user, berth, xdg }
+    }
+
+    fn command(&self) -> Command {
+        let mut command = self.user.command(&self.berth);
+        command
+            .env("XDG_RUNTIME_DIR", self.xdg.path())
+            .env("REGISTRIES_CONFIG_PATH", "/nonexistent");
+        command
+    }
+}
+
+impl Drop for UserSession {
+    fn drop(&mut self) {
+        let _ =
+            self.command().args(["system", "migrate"]).stdin(std::process::Stdio::null()).output();
+    }
+}
+
+/// The files under `dir` named `name`, at any depth.
+fn find_named(dir: &Path, name: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let ty = entry.file_type().unwrap();
+            if ty.is_dir() {
+                stack.push(entry.path());
+            } else if entry.file_name() == name {
+                found.push(entry.path());
+            }
+        }
+    }
+    found
+}
+
+// Rootless: an unprivileged user loads, lists and pulls into its own store. The pull runs
+// in berth's per-user namespace and stores the owners it maps: a file of uid 0 in the layer
+// belongs to the user on the host, one of uid 1000 to the subordinate range's 1000th id.
 #[test]
 fn rootless_load_and_pull() {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let user = berth_testkit::user::TestUser::get();
-    let berth = berth_testkit::user::stage_binary(Path::new(env!("CARGO_BIN_EXE_berth"))).unwrap();
+    let session = UserSession::new();
+    let user = session.user;
     let shared = tempfile::tempdir().unwrap();
     std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let layout = shared.path().join("layout");
@@ -295,14 +368,7 @@ fn rootless_load_and_pull() {
     std::os::unix::fs::chown(&root, Some(user.uid()), Some(user.gid())).unwrap();
 
     let run = |args: &[&str]| {
-        let out = user
-            .command(&berth)
-            .arg("--root")
-            .arg(&root)
-            .args(args)
-            .env("REGISTRIES_CONFIG_PATH", "/nonexistent")
-            .output()
-            .unwrap();
+        let out = session.command().arg("--root").arg(&root).args(args).output().unwrap();
         assert!(
             out.status.success(),
             "rootless berth {args:?}: {}",
@@ -324,6 +390,34 @@ fn rootless_load_and_pull() {
     assert_eq!(dirs.len(), 1);
     let busybox = dirs[0].path().join("diff/bin/busybox");
     assert_eq!(std::fs::metadata(&busybox).unwrap().uid(), user.uid());
+
+    // A layer with a file of uid 1000 and gid 1000, pushed by skopeo and pulled rootless.
+    let tree = shared.path().join("tree");
+    std::fs::create_dir_all(tree.join("home/user")).unwrap();
+    std::fs::write(tree.join("home/user/owned"), "the user's\n").unwrap();
+    for path in [tree.join("home/user"), tree.join("home/user/owned")] {
+        std::os::unix::fs::chown(&path, Some(1000), Some(1000)).unwrap();
+    }
+    let owners = shared.path().join("owners");
+    let mut builder = berth_testkit::layout::LayoutBuilder::new(&owners).unwrap();
+    builder.add_dir_layer(&tree).unwrap();
+    builder.finish(serde_json::json!({"Cmd": ["sh"]}), "latest").unwrap();
+    let owned_name = format!("{}/rootless/owners:1", registry.addr());
+    let out = Command::new("skopeo")
+        .args(["copy", "--quiet", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:latest", owners.display()))
+        .arg(format!("docker://{owned_name}"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    run(&["pull", "-q", "--tls-verify=false", &owned_name]);
+    let owned = find_named(&root.join("storage/layers"), "owned");
+    assert_eq!(owned.len(), 1, "{owned:?}");
+    let meta = std::fs::metadata(&owned[0]).unwrap();
+    assert_eq!(meta.uid(), user.subuid().start + 999, "uid 1000 in the layer");
+    assert_eq!(meta.gid(), user.subgid().start + 999, "gid 1000 in the layer");
+    let home = owned[0].parent().unwrap().parent().unwrap();
+    assert_eq!(std::fs::metadata(home).unwrap().uid(), user.uid(), "uid 0 in the layer");
 }
 
 /// `find`'s listing of a tree: path, type, mode, owner, size and link target per entry.
@@ -409,4 +503,115 @@ fn podman_saved_archives_load_with_the_same_tree() {
     assert!(loaded.contains("localhost/from-podman:1"), "{loaded}");
     assert_eq!(podman(&["images", "-q", "--no-trunc"]).trim().trim_start_matches("sha256:"), id);
     podman(&["rmi", "-a", "-f"]);
+}
+
+// A push to another repository of the same registry mounts the blobs it already holds there
+// instead of uploading them, and the result is the same image for skopeo.
+#[test]
+fn push_mounts_blobs_across_repositories() {
+    let registry = Registry::start(Mode::Open).unwrap();
+    let berth = Berth::new();
+    let first = format!("{}/mount/a:1", registry.addr());
+    berth.busybox(&first);
+    berth.ok(&["push", "--tls-verify=false", &first]);
+    let second = format!("{}/mount/b:1", registry.addr());
+    let out = berth.run(&["--log-level", "debug", "push", "--tls-verify=false", &first, &second]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("mounted from another repository"), "{log}");
+    assert!(!log.contains("uploading a chunk"), "{log}");
+    let digest = |name: &str| {
+        let out = Command::new("skopeo")
+            .args(["inspect", "--tls-verify=false", "--format", "{{.Digest}}"])
+            .arg(format!("docker://{name}"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(digest(&first), digest(&second));
+}
+
+// --platform picks an index's manifest; a platform the index lacks is a one-line error that
+// lists what it has, and a malformed one says what is expected. Nothing is stored.
+#[test]
+fn platform_selection_from_an_index() {
+    let registry = Registry::start(Mode::Open).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    let built = berth_testkit::busybox::image_layout(&layout).unwrap();
+    // An index naming the one manifest for two platforms (a second architecture's image
+    // needs no other bytes for this test).
+    let size = std::fs::metadata(berth_testkit::layout::blob_path(&layout, &built.manifest_digest))
+        .unwrap()
+        .len();
+    let entry = |arch: &str, variant: Option<&str>| {
+        let mut platform = serde_json::json!({"os": "linux", "architecture": arch});
+        if let Some(v) = variant {
+            platform["variant"] = v.into();
+        }
+        serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": built.manifest_digest,
+            "size": size,
+            "platform": platform,
+        })
+    };
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [entry("amd64", None), entry("arm64", Some("v8"))],
+    });
+    let bytes = serde_json::to_vec(&index).unwrap();
+    let index_path = work.path().join("index.blob");
+    std::fs::write(&index_path, &bytes).unwrap();
+    let sum = Command::new("sha256sum").arg(&index_path).output().unwrap();
+    let hex = String::from_utf8(sum.stdout).unwrap().split_whitespace().next().unwrap().to_owned();
+    std::fs::write(layout.join("blobs/sha256").join(&hex), &bytes).unwrap();
+    let top = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": format!("sha256:{hex}"),
+            "size": bytes.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "latest"},
+        }],
+    });
+    std::fs::write(layout.join("index.json"), serde_json::to_vec(&top).unwrap()).unwrap();
+    let name = format!("{}/platforms/bb:1", registry.addr());
+    let out = Command::new("skopeo")
+        .args(["copy", "--all", "--quiet", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:latest", layout.display()))
+        .arg(format!("docker://{name}"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let berth = Berth::new();
+    let out = berth.run(&["pull", "--tls-verify=false", "--platform", "linux/s390x", &name]);
+    assert_eq!(out.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err.lines().find(|l| l.starts_with("berth: ")).unwrap_or_default();
+    assert!(
+        line.contains(
+            "no image for platform linux/s390x in the index (it has: linux/amd64, linux/arm64/v8)"
+        ),
+        "{err}"
+    );
+    let out = berth.run(&["pull", "--tls-verify=false", "--platform", "linux", &name]);
+    assert_eq!(out.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("invalid platform \"linux\": expected os/arch[/variant]"), "{err}");
+    assert_eq!(berth.ok(&["images", "-q"]), "");
+
+    let id = berth.ok(&["pull", "-q", "--tls-verify=false", "--platform", "linux/arm64", &name]);
+    assert_eq!(id.trim(), built.config_digest.trim_start_matches("sha256:"));
+    let json: serde_json::Value =
+        serde_json::from_str(&berth.ok(&["image", "inspect", &name])).unwrap();
+    // The image records the index's digest and the manifest's.
+    let digests: Vec<&str> =
+        json[0]["RepoDigests"].as_array().unwrap().iter().map(|d| d.as_str().unwrap()).collect();
+    assert!(digests.contains(&format!("{}/platforms/bb@sha256:{hex}", registry.addr()).as_str()));
+    assert!(digests
+        .contains(&format!("{}/platforms/bb@{}", registry.addr(), built.manifest_digest).as_str()));
 }

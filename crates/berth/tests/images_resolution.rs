@@ -272,11 +272,28 @@ fn an_ambiguous_short_name_on_a_terminal_asks_and_records_the_alias() {
         std::fs::create_dir(dir).unwrap();
         std::os::unix::fs::chown(dir, Some(user.uid()), Some(user.gid())).unwrap();
     }
+    // A runtime dir of this test's own: the per-user namespace and pause process the pulls
+    // start are this test's, and the guard ends them.
+    let xdg = tempfile::Builder::new().prefix("berth-images-xdg-").tempdir_in("/tmp").unwrap();
+    std::os::unix::fs::chown(xdg.path(), Some(user.uid()), Some(user.gid())).unwrap();
+    std::fs::set_permissions(xdg.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
     let as_user = |program: &str| {
         let mut cmd = user.command(program);
-        cmd.env("REGISTRIES_CONFIG_PATH", &conf).env("XDG_CONFIG_HOME", &config);
+        cmd.env("REGISTRIES_CONFIG_PATH", &conf)
+            .env("XDG_CONFIG_HOME", &config)
+            .env("XDG_RUNTIME_DIR", xdg.path());
         cmd
     };
+    struct EndPause<'a>(&'a dyn Fn(&str) -> Command, &'a Path);
+    impl Drop for EndPause<'_> {
+        fn drop(&mut self) {
+            let _ = (self.0)(self.1.to_str().unwrap())
+                .args(["system", "migrate"])
+                .stdin(Stdio::null())
+                .output();
+        }
+    }
+    let _end_pause = EndPause(&as_user, &berth);
     let pull = format!("{} --root {} pull short/app:1", berth.display(), root.display());
     let (status, screen) = on_terminal(as_user("script"), &pull, "2\n");
     assert!(status.success(), "{screen}");

@@ -625,6 +625,7 @@ impl Registry {
                     HeaderValue::from_str(&format!("{offset}-{}", end - 1)).expect("ascii"),
                 );
                 let body = || read_range(offset, end);
+                debug!(%digest, offset, end, "uploading a chunk");
                 match self.send(Method::PATCH, &location, &scope, headers, Some(&body), &[]).await {
                     Ok(response) => {
                         location = self.location(&response, &location)?;
