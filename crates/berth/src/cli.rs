@@ -82,6 +82,9 @@ pub enum Command {
     /// Manage berth itself.
     #[command(subcommand)]
     System(rootless::SystemCommand),
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(crate::network::NetworkCommand),
 }
 
 impl Cli {
@@ -109,6 +112,7 @@ impl Cli {
             Command::Containers(command) => containers::dispatch(&self.global, command),
             Command::Unshare(args) => rootless::unshare(&self.global, args),
             Command::System(command) => rootless::system(&self.global, command),
+            Command::Network(command) => crate::network::dispatch(&self.global, command),
         }
     }
 }

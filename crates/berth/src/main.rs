@@ -6,6 +6,7 @@ mod cli;
 mod containers;
 mod format;
 mod images;
+mod network;
 mod paths;
 mod report;
 mod rootless;

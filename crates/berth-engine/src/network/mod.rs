@@ -2,6 +2,7 @@
 //!
 //! - [`attach`]: the engine's two calls, [`attach::attach`] before a container starts and
 //!   [`attach::detach`] after it is gone, over all the pieces below.
+//! - [`engine`]: the same for a container's bundle and its flags as given, for `run`/`start`.
 //! - [`mode`]: the `--network` option (none, host, bridge, NAME, container:, ns:, pasta,
 //!   slirp4netns) and its defaults.
 //! - [`ports`]: the `-p`/`-P` grammar and the choice of free host ports.
@@ -28,6 +29,7 @@
 pub mod attach;
 pub mod bridge;
 pub mod dns;
+pub mod engine;
 pub mod files;
 pub mod firewall;
 pub mod ipam;

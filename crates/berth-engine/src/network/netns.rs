@@ -61,7 +61,7 @@ pub fn path_for(runroot: &Path, id: &str) -> PathBuf {
 
 /// Whether `path` is a mount of a namespace (nsfs), not just the empty file under it.
 fn is_nsfs(path: &Path) -> bool {
-    rustix::fs::statfs(path).is_ok_and(|s| s.f_type as i64 == libc::NSFS_MAGIC as i64)
+    rustix::fs::statfs(path).is_ok_and(|s| s.f_type == libc::NSFS_MAGIC)
 }
 
 /// Creates a network namespace with `lo` up and bind-mounts it on [`path_for`]`(runroot, id)`;

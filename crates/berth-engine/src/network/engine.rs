@@ -1,0 +1,278 @@
+//! The glue between a container's bundle and [`attach`](super::attach): what `run`, `start`
+//! and `rm` call with the user's network flags as given.
+//!
+//! [`ContainerNetworkOptions`] holds the flags (`--network`, `--network-alias`, `-p`, `-P`,
+//! `--dns`, `--dns-search`, `--dns-option`, `--add-host`) as strings, as a container record
+//! stores them; [`ContainerNetworkOptions::check`] validates them at `create`, so a bad one
+//! fails before anything exists. [`start`] runs before the container's process: it makes the
+//! namespace, connects it, points the bundle's `config.json` at the namespace by path, and
+//! writes the bundle's `hosts` and `resolv.conf`. [`stop`] undoes it and is idempotent.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::attach::{self, AttachError, Attached, ContainerNetworkRequest, NetworkPaths};
+use super::files;
+use super::mode::{self, NetworkMode};
+use super::netns::{self, Netns};
+use super::ports::{self, FreePorts, PortSpec};
+
+/// Errors of the glue, named after the step that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineNetError {
+    #[error(transparent)]
+    Mode(Box<mode::ModeError>),
+    #[error(transparent)]
+    Ports(Box<ports::PortError>),
+    #[error(transparent)]
+    Files(Box<files::FilesError>),
+    #[error(transparent)]
+    Attach(Box<AttachError>),
+    #[error("invalid --dns {value:?}: not an IP address")]
+    Dns { value: String },
+    #[error("container {id} has no network namespace to share (is it running?)")]
+    NoNamespace { id: String },
+    #[error("{what} of the bundle {path}")]
+    Bundle {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the bundle's config.json {path} has no network namespace to point at {netns}")]
+    NoNetworkNamespace { path: PathBuf, netns: PathBuf },
+}
+
+// The wrapped errors are boxed to keep this one small; `?` still converts them.
+macro_rules! boxed_from {
+    ($($from:ty => $variant:ident),*) => {
+        $(impl From<$from> for EngineNetError {
+            fn from(err: $from) -> Self {
+                Self::$variant(Box::new(err))
+            }
+        })*
+    };
+}
+boxed_from!(mode::ModeError => Mode, ports::PortError => Ports, files::FilesError => Files,
+    AttachError => Attach);
+
+/// The network flags of one container, as given on the command line.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerNetworkOptions {
+    #[serde(default)]
+    pub network: Vec<String>,
+    #[serde(default)]
+    pub network_aliases: Vec<String>,
+    #[serde(default)]
+    pub publish: Vec<String>,
+    #[serde(default)]
+    pub publish_all: bool,
+    #[serde(default)]
+    pub dns: Vec<String>,
+    #[serde(default)]
+    pub dns_search: Vec<String>,
+    #[serde(default)]
+    pub dns_option: Vec<String>,
+    #[serde(default)]
+    pub add_host: Vec<String>,
+}
+
+impl ContainerNetworkOptions {
+    /// The mode these flags ask for.
+    pub fn mode(&self, rootless: bool) -> Result<NetworkMode, EngineNetError> {
+        let values: Vec<&str> = self.network.iter().map(String::as_str).collect();
+        let mode = mode::parse_network(&values, rootless)?;
+        Ok(match mode {
+            NetworkMode::Bridge(nets) => {
+                NetworkMode::Bridge(attach::with_aliases(nets, &self.network_aliases))
+            }
+            other => other,
+        })
+    }
+
+    /// Checks every flag without side effects: the first bad one is the error.
+    pub fn check(&self, rootless: bool) -> Result<(), EngineNetError> {
+        self.mode(rootless)?;
+        for spec in &self.publish {
+            PortSpec::parse(spec)?;
+        }
+        self.dns_servers()?;
+        for host in &self.add_host {
+            files::parse_add_host(host, None)?;
+        }
+        Ok(())
+    }
+
+    fn dns_servers(&self) -> Result<Vec<IpAddr>, EngineNetError> {
+        self.dns
+            .iter()
+            .map(|d| d.parse().map_err(|_| EngineNetError::Dns { value: d.clone() }))
+            .collect()
+    }
+}
+
+/// The container [`start`] connects.
+#[derive(Debug, Clone)]
+pub struct StartRequest<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub hostname: &'a str,
+    pub options: &'a ContainerNetworkOptions,
+    /// The image's ExposedPorts keys (`80/tcp`), for `-P`.
+    pub exposed: &'a [String],
+    pub rootless: bool,
+    /// The container's bundle: `config.json`, `hosts`, `resolv.conf`.
+    pub bundle: &'a Path,
+}
+
+/// Connects the container before its process starts; see the module documentation. `None`
+/// for `--network none` and `host` without published ports, which need nothing from here.
+pub fn start(
+    paths: &NetworkPaths,
+    req: &StartRequest<'_>,
+) -> Result<Option<Attached>, EngineNetError> {
+    let opts = req.options;
+    let mode = opts.mode(req.rootless)?;
+    if matches!(mode, NetworkMode::None | NetworkMode::Host)
+        && opts.publish.is_empty()
+        && !opts.publish_all
+    {
+        return Ok(None);
+    }
+
+    // Host ports first, each held by the chooser until attach binds them itself.
+    let specs: Vec<PortSpec> =
+        opts.publish.iter().map(|s| PortSpec::parse(s)).collect::<Result<_, _>>()?;
+    let mut chooser = FreePorts::new();
+    let mut mappings = ports::resolve_all(&specs, &mut chooser)?;
+    if opts.publish_all {
+        let more = ports::publish_all(
+            req.exposed.iter().map(String::as_str),
+            &mappings,
+            None,
+            &mut chooser,
+        )?;
+        mappings.extend(more);
+    }
+    drop(chooser);
+
+    let gateway = None;
+    let add_hosts = opts
+        .add_host
+        .iter()
+        .map(|h| files::parse_add_host(h, gateway))
+        .collect::<Result<_, _>>()?;
+    let netns = match &mode {
+        NetworkMode::Host => None,
+        NetworkMode::Container(other) => {
+            let path = netns::path_for(&paths.runroot, other);
+            if !path.exists() {
+                return Err(EngineNetError::NoNamespace { id: other.clone() });
+            }
+            Some(Netns::Path(path))
+        }
+        NetworkMode::Ns(path) => Some(Netns::Path(path.clone())),
+        _ => Some(netns::create(&paths.runroot, req.id).map_err(AttachError::from)?),
+    };
+    let attached = attach::attach(
+        paths,
+        &ContainerNetworkRequest {
+            id: req.id.to_owned(),
+            name: req.name.to_owned(),
+            netns: netns.clone(),
+            mode,
+            ports: mappings,
+            dns: opts.dns_servers()?,
+            dns_search: opts.dns_search.clone(),
+            dns_options: opts.dns_option.clone(),
+            add_hosts,
+            hostname: req.hostname.to_owned(),
+            rootless: req.rootless,
+        },
+    )?;
+    if let Err(err) = write_bundle(req.bundle, &attached) {
+        let _ = attach::detach(paths, req.id);
+        return Err(err);
+    }
+    Ok(Some(attached))
+}
+
+/// Points the bundle's network namespace at the one attached, and writes its etc files.
+fn write_bundle(bundle: &Path, attached: &Attached) -> Result<(), EngineNetError> {
+    let io = |what, path: &Path| {
+        let path = path.to_owned();
+        move |source| EngineNetError::Bundle { what, path, source }
+    };
+    if let Some(netns) = &attached.network.netns_path {
+        let config = bundle.join("config.json");
+        let text = std::fs::read(&config).map_err(io("reading config.json", &config))?;
+        let mut spec: serde_json::Value =
+            serde_json::from_slice(&text).map_err(|e| EngineNetError::Bundle {
+                what: "parsing config.json",
+                path: config.clone(),
+                source: e.into(),
+            })?;
+        let entry = spec
+            .pointer_mut("/linux/namespaces")
+            .and_then(|n| n.as_array_mut())
+            .and_then(|list| list.iter_mut().find(|n| n["type"] == "network"))
+            .ok_or_else(|| EngineNetError::NoNetworkNamespace {
+                path: config.clone(),
+                netns: netns.clone(),
+            })?;
+        entry["path"] = serde_json::Value::String(netns.display().to_string());
+        let tmp = bundle.join(".config.json.tmp");
+        let out = serde_json::to_vec(&spec).map_err(|e| EngineNetError::Bundle {
+            what: "encoding config.json",
+            path: config.clone(),
+            source: e.into(),
+        })?;
+        std::fs::write(&tmp, out).map_err(io("writing config.json", &tmp))?;
+        std::fs::rename(&tmp, &config).map_err(io("replacing config.json", &config))?;
+    }
+    for (name, text) in
+        [("hosts", &attached.network.hosts), ("resolv.conf", &attached.network.resolv_conf)]
+    {
+        let path = bundle.join(name);
+        std::fs::write(&path, text).map_err(io("writing", &path))?;
+    }
+    Ok(())
+}
+
+/// Undoes [`start`]; idempotent, and enough after a monitor killed with SIGKILL.
+pub fn stop(paths: &NetworkPaths, id: &str) -> Result<(), EngineNetError> {
+    Ok(attach::detach(paths, id)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_flags_are_caught_before_anything_is_made() {
+        let ok = ContainerNetworkOptions {
+            network: vec!["web".into()],
+            publish: vec!["127.0.0.1:8080:80".into()],
+            dns: vec!["10.250.0.1".into()],
+            add_host: vec!["db:10.250.0.9".into()],
+            ..Default::default()
+        };
+        ok.check(false).unwrap();
+        let bad = |f: &dyn Fn(&mut ContainerNetworkOptions)| {
+            let mut o = ok.clone();
+            f(&mut o);
+            o.check(false).unwrap_err().to_string()
+        };
+        assert!(bad(&|o| o.publish = vec!["80:80:80:80".into()]).contains("80:80:80:80"));
+        assert_eq!(
+            bad(&|o| o.dns = vec!["nine".into()]),
+            "invalid --dns \"nine\": not an IP address"
+        );
+        assert!(
+            bad(&|o| o.network = vec!["none".into(), "host".into()]).contains("cannot be combined")
+        );
+        assert!(bad(&|o| o.add_host = vec!["nocolon".into()]).contains("nocolon"));
+    }
+}
