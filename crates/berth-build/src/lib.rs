@@ -16,6 +16,7 @@ pub mod config;
 pub mod context;
 pub mod copy;
 pub mod dockerfile;
+pub mod exec;
 pub mod expand;
 pub mod graph;
 pub mod ignore;

@@ -106,6 +106,9 @@ impl Scratch {
     /// A new scratch directory under `root/build/tmp`, named after this process so that a
     /// later build can remove it when this one crashed.
     pub fn new(root: &Path) -> Result<Self, StepError> {
+        // Absolute, as the runtime spec's root.path must be.
+        let root = std::path::absolute(root)
+            .map_err(|source| StepError::Scratch { path: root.to_owned(), source })?;
         let base = root.join("build").join("tmp");
         let dir = base.join(format!(
             "{}-{}",
@@ -247,6 +250,7 @@ pub fn run_step(
     }
     drop(out_write);
     drop(err_write);
+    drop(pid_write);
 
     // The init's pid, so that ctrl-c can kill it; it comes before any output.
     let mut pid_file = fs::File::from(pid_read);
@@ -419,9 +423,8 @@ fn child_main(
         bundle: bundle.clone(),
         ..Default::default()
     };
-    let container =
-        berth_runtime::create::launch(&root, &create, berth_runtime::create::Mode::Run)
-            .map_err(|e| format!("starting the step: {e}"))?;
+    let container = berth_runtime::create::launch(&root, &create, berth_runtime::create::Mode::Run)
+        .map_err(|e| format!("starting the step: {e}"))?;
     let pid = container.record.pid;
     // Closed right after, so the parent goes on to read the output.
     let mut pid_file = fs::File::from(pid_pipe);
@@ -495,10 +498,12 @@ impl Images {
         self.blobs().contains(digest)
     }
 
-    /// Stores the diff of a step's upper directory as a layer blob.
-    pub fn store_diff(&self, upper: &Path, options: &DiffOptions) -> Result<BuiltLayer, StepError> {
+    /// Stores the diff of a step's upper directory as a layer blob; `epoch` is
+    /// SOURCE_DATE_EPOCH, the latest modification time the layer may record.
+    pub fn store_diff(&self, upper: &Path, epoch: Option<u64>) -> Result<BuiltLayer, StepError> {
         let writer = self.blobs().writer(None, None).map_err(ImageError::from)?;
-        let (diff, mut writer) = write_diff(upper, options, writer).map_err(StepError::Diff)?;
+        let (diff, mut writer) =
+            write_diff(upper, &DiffOptions { epoch }, writer).map_err(StepError::Diff)?;
         writer.flush().map_err(StepError::StoreLayer)?;
         let digest = writer.commit().map_err(ImageError::from)?;
         debug_assert_eq!(digest, diff.digest);
@@ -512,8 +517,7 @@ impl Images {
     ) -> Result<Result<BuiltLayer, E>, StepError> {
         let writer = self.blobs().writer(None, None).map_err(ImageError::from)?;
         let compressed = HashingWriter::new(writer, Hasher::sha256());
-        let gzip =
-            flate2::GzBuilder::new().mtime(0).write(compressed, flate2::Compression::fast());
+        let gzip = flate2::GzBuilder::new().mtime(0).write(compressed, flate2::Compression::fast());
         let mut tar = HashingWriter::new(gzip, Hasher::sha256());
         if let Err(e) = fill(&mut tar) {
             return Ok(Err(e));
@@ -588,5 +592,60 @@ impl Images {
         let digest = self.blobs().put(&bytes).map_err(ImageError::from)?;
         let descriptor = Descriptor::new(manifest_type, digest, bytes.len() as u64);
         Ok(self.commit_image(&descriptor, names, &[])?)
+    }
+}
+
+/// Gives this process a private mount namespace, so that what the build mounts outside its
+/// steps (the merged view of another stage for `COPY --from`) is seen by nobody else and goes
+/// away with berth, however it ends. Must be called while the process is single-threaded.
+pub fn private_mounts() -> Result<(), StepError> {
+    // SAFETY: the caller is single-threaded (unshare(CLONE_NEWNS) refuses otherwise, as the
+    // file-system context would be shared); the new namespace is this process's alone.
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
+        .map_err(|e| StepError::Setup(format!("unsharing the mount namespace: {e}")))?;
+    rustix::mount::mount_change(
+        "/",
+        rustix::mount::MountPropagationFlags::PRIVATE | rustix::mount::MountPropagationFlags::REC,
+    )
+    .map_err(|e| StepError::Setup(format!("making the mounts private: {e}")))
+}
+
+/// A read-only-in-spirit merged view of some layers, mounted in this process's namespace
+/// (see [`private_mounts`]) for reading another stage's or image's files; unmounted when
+/// dropped, before its scratch directory goes.
+pub struct MergedView {
+    scratch: Scratch,
+}
+
+impl MergedView {
+    /// Mounts `layers` (base first) at a new scratch directory under `root`.
+    pub fn mount(root: &Path, layers: &[PathBuf]) -> Result<Self, StepError> {
+        let scratch = Scratch::new(root)?;
+        let dir = scratch.path();
+        let mut lower: Vec<PathBuf> = layers.iter().rev().cloned().collect();
+        if lower.is_empty() {
+            lower.push(dir.join("lower"));
+        }
+        let (upper, work, merged) = (dir.join("upper"), dir.join("work"), dir.join("merged"));
+        mount_overlay(
+            Driver::Overlay,
+            &Overlay { lower: &lower, upper: &upper, work: &work },
+            &merged,
+        )
+        .map_err(|e| StepError::Setup(e.to_string()))?;
+        Ok(Self { scratch })
+    }
+
+    /// The root of the merged tree.
+    pub fn root(&self) -> PathBuf {
+        self.scratch.path().join("merged")
+    }
+}
+
+impl Drop for MergedView {
+    fn drop(&mut self) {
+        if let Err(e) = berth_storage::unmount(&self.root()) {
+            tracing::warn!(error = %e, "unmounting a build's merged view");
+        }
     }
 }

@@ -44,6 +44,8 @@ pub struct GlobalOptions {
 pub enum Command {
     /// Show the berth version.
     Version,
+    /// Build an image from a Containerfile or Dockerfile.
+    Build(crate::build::BuildArgsCli),
 
     /// Pull an image from a registry.
     Pull(images::PullArgs),
@@ -95,6 +97,7 @@ impl Cli {
                 println!("berth version {}", env!("CARGO_PKG_VERSION"));
                 Ok(ExitCode::SUCCESS)
             }
+            Command::Build(args) => crate::build::build(&self.global, args),
             Command::Pull(args) => images::pull(&self.global, args),
             Command::Push(args) => images::push(&self.global, args),
             Command::Images(args) => images::images(&self.global, args),

@@ -912,6 +912,8 @@ pub fn logout(_global: &GlobalOptions, args: LogoutArgs) -> Result<ExitCode> {
 
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
+    /// Build an image from a Containerfile or Dockerfile.
+    Build(crate::build::BuildArgsCli),
     /// List images.
     #[command(visible_alias = "list")]
     Ls(ImagesArgs),
@@ -941,6 +943,7 @@ pub enum ImageCommand {
 
 pub fn image(global: &GlobalOptions, command: ImageCommand) -> Result<ExitCode> {
     match command {
+        ImageCommand::Build(a) => crate::build::build(global, a),
         ImageCommand::Ls(a) => images(global, a),
         ImageCommand::Inspect(a) => inspect(global, a),
         ImageCommand::Rm(a) => rmi(global, a),

@@ -2,6 +2,7 @@
 //! berth-build. Everything that does work lives in the library crates; this binary parses,
 //! resolves the options into one configuration, calls the engine and reports.
 
+mod build;
 mod cli;
 mod containers;
 mod format;

@@ -1,0 +1,362 @@
+//! `berth build` as a user runs it, on the local busybox image: an app Dockerfile in the
+//! shape the issue asks for (non-root user created early, dependency list copied and
+//! "installed" before the source, source last, USER, EXPOSE, exec-form ENTRYPOINT), a
+//! multi-stage build whose result holds only the final stage, the layer cache asserted on
+//! layer digests, secrets, reproducible builds, and bad input that leaves nothing behind.
+//!
+//! Images are checked through `berth save --format oci-dir` (their config and layer tars),
+//! since running them needs `berth run`.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Output};
+
+struct Berth {
+    root: tempfile::TempDir,
+}
+
+impl Berth {
+    fn new() -> Self {
+        let berth = Self { root: tempfile::tempdir().unwrap() };
+        let layout = tempfile::tempdir().unwrap();
+        berth_testkit::busybox::image_layout(layout.path()).unwrap();
+        let out = berth.ok(&["load", "-i", layout.path().to_str().unwrap()], None);
+        let id = out.trim().strip_prefix("Loaded image: sha256:").unwrap().to_owned();
+        berth.ok(&["tag", &id, "localhost/busybox:latest"], None);
+        berth
+    }
+
+    fn command(&self, args: &[&str], env: Option<(&str, &str)>) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
+        command.arg("--root").arg(self.root.path()).args(args);
+        command.env("REGISTRIES_CONFIG_PATH", "/nonexistent").env_remove("SOURCE_DATE_EPOCH");
+        if let Some((k, v)) = env {
+            command.env(k, v);
+        }
+        command
+    }
+
+    fn run(&self, args: &[&str], env: Option<(&str, &str)>) -> Output {
+        self.command(args, env).output().expect("running berth")
+    }
+
+    fn ok(&self, args: &[&str], env: Option<(&str, &str)>) -> String {
+        let out = self.run(args, env);
+        assert!(
+            out.status.success(),
+            "berth {args:?} failed ({:?}):\n{}\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn build(&self, context: &Path, extra: &[&str]) -> String {
+        let mut args = vec!["build"];
+        args.extend_from_slice(extra);
+        args.push(context.to_str().unwrap());
+        self.ok(&args, None)
+    }
+
+    /// The image's layer diff_ids.
+    fn layers(&self, image: &str) -> Vec<String> {
+        let text = self.ok(&["image", "inspect", "--format", "{{json .RootFS.Layers}}", image], None);
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// The image's config blob and its layer tars' listings, through `save --format oci-dir`.
+    fn saved(&self, image: &str) -> Saved {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("layout");
+        self.ok(&["save", "--format", "oci-dir", "-o", out.to_str().unwrap(), image], None);
+        let blob = |digest: &str| {
+            std::fs::read(out.join("blobs/sha256").join(digest.trim_start_matches("sha256:")))
+                .unwrap()
+        };
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
+        let manifest: serde_json::Value = serde_json::from_slice(&blob(
+            index["manifests"][0]["digest"].as_str().unwrap(),
+        ))
+        .unwrap();
+        let config: serde_json::Value =
+            serde_json::from_slice(&blob(manifest["config"]["digest"].as_str().unwrap())).unwrap();
+        let layers = manifest["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| listing(&blob(l["digest"].as_str().unwrap())))
+            .collect();
+        Saved { config, layers }
+    }
+
+    /// Names of the images in the store.
+    fn names(&self) -> String {
+        self.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"], None)
+    }
+
+    /// Checks that a build left no scratch directory and no mount behind.
+    fn assert_clean(&self) {
+        let tmp = self.root.path().join("build/tmp");
+        let left: Vec<_> = std::fs::read_dir(&tmp)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "scratch directories left: {left:?}");
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let root = self.root.path().to_str().unwrap();
+        assert!(!mounts.contains(root), "a mount under {root} is left");
+    }
+}
+
+struct Saved {
+    config: serde_json::Value,
+    /// Per layer: path → (type, mode, uid, gid, content or link target).
+    layers: Vec<BTreeMap<String, (char, u32, u64, u64, String)>>,
+}
+
+fn listing(blob: &[u8]) -> BTreeMap<String, (char, u32, u64, u64, String)> {
+    let mut tar = Vec::new();
+    flate2::read::GzDecoder::new(blob).read_to_end(&mut tar).unwrap();
+    let mut out = BTreeMap::new();
+    for entry in tar::Archive::new(tar.as_slice()).entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = String::from_utf8_lossy(&entry.path_bytes()).trim_end_matches('/').to_owned();
+        let h = entry.header().clone();
+        let detail = match entry.link_name().unwrap() {
+            Some(link) => link.display().to_string(),
+            None => {
+                let mut data = Vec::new();
+                entry.read_to_end(&mut data).unwrap();
+                String::from_utf8_lossy(&data).into_owned()
+            }
+        };
+        let kind = h.entry_type().as_byte() as char;
+        out.insert(path, (kind, h.mode().unwrap() & 0o7777, h.uid().unwrap(), h.gid().unwrap(), detail));
+    }
+    out
+}
+
+fn write(dir: &Path, files: &[(&str, &str)]) {
+    for (path, content) in files {
+        let full = dir.join(path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, content).unwrap();
+    }
+}
+
+const APP: &str = r#"FROM localhost/busybox:latest
+RUN echo 'app:x:1001:1001::/home/app:/bin/sh' >> /etc/passwd && echo 'app:x:1001:' >> /etc/group && mkdir -p /home/app && chown 1001:1001 /home/app
+WORKDIR /app
+COPY requirements.txt .
+RUN echo "installing $(cat requirements.txt)" && mkdir -p /opt/deps && for d in $(cat requirements.txt); do echo "$d" > /opt/deps/$d; done
+COPY --chown=1001:1001 src/ ./src/
+USER app
+EXPOSE 8000
+ENTRYPOINT ["/bin/sh", "/app/src/main.sh"]
+"#;
+
+fn app_context() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        &[
+            ("Containerfile", APP),
+            ("requirements.txt", "liba libb\n"),
+            ("src/main.sh", "echo hello from v1\n"),
+            (".containerignore", "*.tmp\n"),
+            ("notes.tmp", "left out\n"),
+        ],
+    );
+    dir
+}
+
+// The app Dockerfile builds, gets its config, and rebuilds from cache as the issue says: a
+// source-only change rebuilds only the COPY of the source (and later steps); no change runs
+// no RUN at all.
+#[test]
+fn an_app_builds_and_its_cache_rewards_good_ordering() {
+    let berth = Berth::new();
+    let context = app_context();
+    let first = berth.build(context.path(), &["-t", "app"]);
+    assert!(first.contains("STEP 5/9: RUN echo"), "{first}");
+    assert!(first.contains("installing liba libb"), "the RUN's output is shown:\n{first}");
+    assert!(!first.contains("Using cache"), "{first}");
+    assert!(first.contains("Successfully tagged localhost/app:latest"), "{first}");
+    berth.assert_clean();
+
+    let saved = berth.saved("app");
+    let config = &saved.config["config"];
+    assert_eq!(config["User"], "app");
+    assert_eq!(config["WorkingDir"], "/app");
+    assert_eq!(config["Entrypoint"], serde_json::json!(["/bin/sh", "/app/src/main.sh"]));
+    assert!(config["ExposedPorts"]["8000/tcp"].is_object(), "{config}");
+    let history = saved.config["history"].as_array().unwrap();
+    let created_by: Vec<&str> = history.iter().map(|h| h["created_by"].as_str().unwrap()).collect();
+    assert!(created_by.iter().any(|c| c.contains("app:x:1001:1001")), "{created_by:?}");
+    let base_layers = saved.layers.len() - 4;
+    // RUN (the user) changed /etc/passwd; COPY requirements; RUN install; COPY src.
+    let adduser = &saved.layers[base_layers];
+    assert!(adduser["etc/passwd"].4.contains("app:x:1001:1001"), "{:?}", adduser.keys());
+    assert!(!adduser.contains_key("etc/hosts"), "the build's /etc/hosts is no change");
+    let install = &saved.layers[base_layers + 2];
+    assert_eq!(install["opt/deps/liba"].4, "liba\n");
+    let source = &saved.layers[base_layers + 3];
+    assert_eq!(source["app/src/main.sh"].2, 1001, "--chown applies");
+    assert!(!source.keys().any(|k| k.contains("notes.tmp")));
+    let layers = berth.layers("app");
+
+    // No change: every step from cache, no RUN runs (its output would show), same layers.
+    let again = berth.build(context.path(), &["-t", "app"]);
+    assert!(!again.contains("installing"), "a RUN ran again:\n{again}");
+    assert_eq!(again.matches("--> Using cache").count(), 4, "{again}");
+    assert_eq!(berth.layers("app"), layers);
+
+    // A source-only change: the RUNs come from cache, the COPY of the source is new.
+    write(context.path(), &[("src/main.sh", "echo hello from v2\n")]);
+    let changed = berth.build(context.path(), &["-t", "app"]);
+    assert!(!changed.contains("installing"), "the install RUN ran again:\n{changed}");
+    assert_eq!(changed.matches("--> Using cache").count(), 3, "{changed}");
+    let after = berth.layers("app");
+    assert_eq!(after.len(), layers.len());
+    assert_eq!(after[..layers.len() - 1], layers[..layers.len() - 1]);
+    assert_ne!(after.last(), layers.last());
+
+    // A dependency change rebuilds from its COPY on: the install RUN runs again.
+    write(context.path(), &[("requirements.txt", "liba libc\n")]);
+    let deps = berth.build(context.path(), &["-t", "app"]);
+    assert!(deps.contains("installing liba libc"), "{deps}");
+    assert_eq!(deps.matches("--> Using cache").count(), 1, "{deps}");
+
+    // --no-cache runs everything again.
+    let fresh = berth.build(context.path(), &["-t", "app", "--no-cache", "-q"]);
+    assert_eq!(fresh.lines().count(), 1, "-q prints the id only:\n{fresh}");
+    berth.assert_clean();
+}
+
+const MULTI: &str = r#"FROM localhost/busybox:latest AS build
+WORKDIR /src
+COPY version.txt .
+RUN mkdir -p /out && cp /bin/busybox /out/app && cp version.txt /out/version && echo build-only > /src/scratch
+FROM localhost/busybox:latest AS unused
+RUN echo this stage must not run && exit 1
+FROM scratch
+COPY --from=build /out/app /app
+COPY --from=build /out/version /version
+ENTRYPOINT ["/app", "echo", "hi"]
+"#;
+
+// A multi-stage build ships only the final stage's files; the stage the target does not need
+// is skipped; --target build stops at the build stage.
+#[test]
+fn a_multi_stage_build_ships_only_the_final_stage() {
+    let berth = Berth::new();
+    let context = tempfile::tempdir().unwrap();
+    write(context.path(), &[("Containerfile", MULTI), ("version.txt", "1.2.3\n")]);
+    let out = berth.build(context.path(), &["-t", "tool", "--label", "org.example.kind=tool"]);
+    assert!(!out.contains("must not run"), "{out}");
+    assert!(out.contains("[1/2] STEP 1/4"), "{out}");
+    let saved = berth.saved("tool");
+    assert_eq!(saved.layers.len(), 2, "one layer per COPY, nothing of the build stage");
+    let files: Vec<&String> = saved.layers.iter().flat_map(|l| l.keys()).collect();
+    assert_eq!(files, ["app", "version"]);
+    assert_eq!(saved.layers[0]["app"].1, 0o755);
+    let busybox = std::fs::read(berth_testkit::busybox::BUSYBOX).unwrap();
+    assert_eq!(saved.layers[0]["app"].4.len(), busybox.len());
+    assert_eq!(saved.layers[1]["version"].4, "1.2.3\n");
+    assert_eq!(saved.config["config"]["Labels"]["org.example.kind"], "tool");
+    assert_eq!(saved.config["config"]["Entrypoint"], serde_json::json!(["/app", "echo", "hi"]));
+
+    berth.build(context.path(), &["-t", "tool-build", "--target", "build"]);
+    let build = berth.saved("tool-build");
+    let top = build.layers.last().unwrap();
+    assert!(top.contains_key("out/app") && top.contains_key("src/scratch"), "{:?}", top.keys());
+    assert_eq!(build.config["config"]["WorkingDir"], "/src");
+    berth.assert_clean();
+}
+
+// A secret is seen by its step only: in no layer and no history entry.
+#[test]
+fn a_secret_is_in_no_layer_and_no_history() {
+    let berth = Berth::new();
+    let context = tempfile::tempdir().unwrap();
+    let secret = context.path().join("..").join(format!("secret-{}", std::process::id()));
+    std::fs::write(&secret, "s3cr3t-value").unwrap();
+    write(
+        context.path(),
+        &[(
+            "Containerfile",
+            "FROM localhost/busybox:latest\nRUN --mount=type=secret,id=token test \"$(cat /run/secrets/token)\" = s3cr3t-value && echo secret-seen > /seen\n",
+        )],
+    );
+    let spec = format!("id=token,src={}", secret.display());
+    let out = berth.build(context.path(), &["-t", "sec", "--secret", &spec]);
+    std::fs::remove_file(&secret).unwrap();
+    assert!(out.contains("Successfully tagged"), "{out}");
+    let saved = berth.saved("sec");
+    let top = saved.layers.last().unwrap();
+    assert_eq!(top["seen"].4, "secret-seen\n");
+    assert!(!top.keys().any(|k| k.starts_with("run")), "{:?}", top.keys());
+    assert!(!saved.config.to_string().contains("s3cr3t"));
+    berth.assert_clean();
+}
+
+// Under SOURCE_DATE_EPOCH the same input gives the same image, in two separate stores.
+#[test]
+fn builds_are_reproducible_under_source_date_epoch() {
+    let context = app_context();
+    let ids: Vec<String> = (0..2)
+        .map(|_| {
+            let berth = Berth::new();
+            let out = berth.ok(
+                &["build", "-q", "-t", "app", context.path().to_str().unwrap()],
+                Some(("SOURCE_DATE_EPOCH", "1700000000")),
+            );
+            out.trim().to_owned()
+        })
+        .collect();
+    assert_eq!(ids[0], ids[1]);
+}
+
+fn failing(berth: &Berth, containerfile: &str, extra: &[(&str, &str)]) -> Output {
+    let context = tempfile::tempdir().unwrap();
+    write(context.path(), &[("Containerfile", containerfile)]);
+    write(context.path(), extra);
+    berth.run(&["build", "-t", "broken", context.path().to_str().unwrap()], None)
+}
+
+// Bad input fails with a clear error naming the place, exit 125 (a failing RUN: its own
+// code, as Podman), nothing tagged and nothing left behind.
+#[test]
+fn bad_input_fails_cleanly() {
+    let berth = Berth::new();
+    let before = berth.names();
+    let cases: &[(&str, &[(&str, &str)], i32, &str)] = &[
+        ("FROM localhost/busybox:latest\nRUN true\nFROBNICATE x\n", &[], 125, "Containerfile:3:1"),
+        ("FROM localhost/busybox:latest\nCOPY missing.txt /x\n", &[], 125, "missing.txt"),
+        ("FROM localhost/busybox:latest\nCOPY --from=biuld /x /x\n", &[], 125, "unknown stage"),
+        (
+            "FROM localhost/busybox:latest AS a\nCOPY --from=b /x /x\nFROM localhost/busybox:latest AS b\nCOPY --from=a /y /y\n",
+            &[],
+            125,
+            "cycle",
+        ),
+        (
+            "FROM localhost/busybox:latest\nRUN echo step-output-before-failing && exit 3\n",
+            &[],
+            3,
+            "step-output-before-failing",
+        ),
+    ];
+    for (file, extra, code, needle) in cases {
+        let out = failing(&berth, file, extra);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(*code), "{file}\n{stderr}");
+        assert!(stderr.starts_with("berth: "), "{stderr}");
+        assert!(stderr.contains(needle), "{file}: {needle:?} not in\n{stderr}");
+        assert_eq!(berth.names(), before, "something was tagged");
+        berth.assert_clean();
+    }
+}
+
