@@ -129,7 +129,7 @@ fn listing(blob: &[u8]) -> BTreeMap<String, (char, u32, u64, u64, String)> {
             None => {
                 let mut data = Vec::new();
                 entry.read_to_end(&mut data).unwrap();
-                String::from_utf8_lossy(&data).into_owned()
+                String::from_utf8(data).unwrap_or_else(|e| format!("<{} bytes>", e.as_bytes().len()))
             }
         };
         let kind = h.entry_type().as_byte() as char;
@@ -209,14 +209,14 @@ fn an_app_builds_and_its_cache_rewards_good_ordering() {
 
     // No change: every step from cache, no RUN runs (its output would show), same layers.
     let again = berth.build(context.path(), &["-t", "app"]);
-    assert!(!again.contains("installing"), "a RUN ran again:\n{again}");
+    assert!(!again.contains("installing liba"), "a RUN ran again:\n{again}");
     assert_eq!(again.matches("--> Using cache").count(), 4, "{again}");
     assert_eq!(berth.layers("app"), layers);
 
     // A source-only change: the RUNs come from cache, the COPY of the source is new.
     write(context.path(), &[("src/main.sh", "echo hello from v2\n")]);
     let changed = berth.build(context.path(), &["-t", "app"]);
-    assert!(!changed.contains("installing"), "the install RUN ran again:\n{changed}");
+    assert!(!changed.contains("installing liba"), "the install RUN ran again:\n{changed}");
     assert_eq!(changed.matches("--> Using cache").count(), 3, "{changed}");
     let after = berth.layers("app");
     assert_eq!(after.len(), layers.len());
@@ -263,7 +263,7 @@ fn a_multi_stage_build_ships_only_the_final_stage() {
     assert_eq!(files, ["app", "version"]);
     assert_eq!(saved.layers[0]["app"].1, 0o755);
     let busybox = std::fs::read(berth_testkit::busybox::BUSYBOX).unwrap();
-    assert_eq!(saved.layers[0]["app"].4.len(), busybox.len());
+    assert_eq!(saved.layers[0]["app"].4, format!("<{} bytes>", busybox.len()));
     assert_eq!(saved.layers[1]["version"].4, "1.2.3\n");
     assert_eq!(saved.config["config"]["Labels"]["org.example.kind"], "tool");
     assert_eq!(saved.config["config"]["Entrypoint"], serde_json::json!(["/app", "echo", "hi"]));
@@ -287,7 +287,7 @@ fn a_secret_is_in_no_layer_and_no_history() {
         context.path(),
         &[(
             "Containerfile",
-            "FROM localhost/busybox:latest\nRUN --mount=type=secret,id=token test \"$(cat /run/secrets/token)\" = s3cr3t-value && echo secret-seen > /seen\n",
+            "FROM localhost/busybox:latest\nRUN --mount=type=secret,id=token test \"$(wc -c < /run/secrets/token)\" -eq 12 && echo secret-seen > /seen\n",
         )],
     );
     let spec = format!("id=token,src={}", secret.display());
