@@ -421,9 +421,8 @@ fn attach_inner(
             let mut opts = PastaOptions::new(netns);
             opts.ports = req.ports.clone();
             opts.extra = extra.clone();
-            if req.rootless {
-                opts.userns = Some(PathBuf::from("/proc/self/ns/user"));
-            }
+            // No --userns: pasta is started from berth's own user namespace (rootless, the
+            // one that owns the container's network namespace) and stays in it.
             // pasta lives on its own once started (dropping the handle leaves it running);
             // its pid file is how detach finds it.
             let pasta = Pasta::start(&opts, &pid_file)?;
