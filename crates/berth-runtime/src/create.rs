@@ -315,6 +315,11 @@ pub fn launch(root: &StateRoot, opts: &CreateOptions, mode: Mode) -> Result<Cont
     loop {
         let (msg, fd) = chan.recv_with_fd().map_err(CreateError::Channel)?;
         let Some(msg) = msg else {
+            // In `run` the init sends no Ready: end of file after its pid means the exec
+            // happened (its end of the channel is close-on-exec).
+            if mode == Mode::Run && init_pid != 0 {
+                break;
+            }
             // Say how it ended: the first stage is our child.
             let how = if init_pid == 0 {
                 sys::waitpid(stage1).map(describe_status).unwrap_or_default()
@@ -358,6 +363,14 @@ pub fn launch(root: &StateRoot, opts: &CreateOptions, mode: Mode) -> Result<Cont
                         undo.pids.retain(|p| *p != stage1);
                     }
                 }
+                if mode == Mode::Run {
+                    // Recorded now: the init goes on to its exec without a Ready.
+                    container.record = record.clone();
+                    container.save()?;
+                    if let Some(path) = &opts.pid_file {
+                        write_pid_file(path, pid)?;
+                    }
+                }
             }
             Msg::Hooks => {
                 container.record = record.clone();
@@ -398,22 +411,15 @@ pub fn launch(root: &StateRoot, opts: &CreateOptions, mode: Mode) -> Result<Cont
         let _ = sys::waitpid(stage1);
     }
     container.record = record;
-    container.save()?;
-    if let Some(path) = &opts.pid_file {
-        write_pid_file(path, init_pid)?;
-    }
-
     if mode == Mode::Run {
-        // The init went on without waiting (StartGate::Channel). End of file means the exec
-        // happened (the init's end is close-on-exec).
-        match chan.recv().map_err(CreateError::Channel)? {
-            None => {}
-            Some(Msg::Error(e)) => return Err(CreateError::Init(e).into()),
-            Some(_) => {}
-        }
         container.record.started = true;
         container.save()?;
         crate::start::poststart(&container);
+    } else {
+        container.save()?;
+        if let Some(path) = &opts.pid_file {
+            write_pid_file(path, init_pid)?;
+        }
     }
     undo.pids.clear();
     undo.dir = None;

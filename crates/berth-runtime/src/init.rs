@@ -36,8 +36,9 @@ pub enum StartGate {
     /// `create`: open the fifo (an O_PATH descriptor, reopened through the host's /proc) for
     /// writing, which blocks until `start` opens it for reading.
     Fifo { fifo: OwnedFd, proc: OwnedFd },
-    /// `run`: go straight on once ready; the runtime records the container while the
-    /// process starts (one round trip less), and learns of the exec by end of file.
+    /// `run`: go straight on once set up, without a Ready: the runtime recorded the
+    /// container when it got the pid, and learns of the exec by end of file (one wake-up
+    /// less on each side).
     Channel,
 }
 
@@ -323,9 +324,12 @@ fn init(
         load_notify_filter(&args.chan, f, nnp)?;
         seccomp = None;
     }
-    args.chan.send(&Msg::Ready).map_err(|e| e.to_string())?;
     match args.gate {
-        StartGate::Fifo { fifo, proc } => wait_fifo(&fifo, &proc)?,
+        StartGate::Fifo { fifo, proc } => {
+            args.chan.send(&Msg::Ready).map_err(|e| e.to_string())?;
+            wait_fifo(&fifo, &proc)?;
+        }
+        // The runtime recorded the container when it got our pid; our exec is its signal.
         StartGate::Channel => {}
     }
 
