@@ -505,6 +505,8 @@ fn monitor(config: &MonitorConfig, sync: OwnedFd) -> i32 {
         let _ = l.set_nonblocking(true);
     }
 
+    // The start-up is done: its pages need not stay resident while the container runs.
+    shed_startup_pages();
     let code =
         serve(config, pid, &mut output, &mut stdin_w, &mut clients, listener.as_ref(), &mut log);
     drop(listener);
@@ -712,6 +714,51 @@ fn serve(
             clients.remove(i);
         }
     }
+}
+
+/// Drops the resident pages of the start-up (the runtime, JSON, the seccomp compiler) so the
+/// monitor's resident set while the container runs is what its copy loop touches: the file
+/// pages of executable mappings, and of read-only ones never written (not RELRO, whose
+/// relocated contents live only in memory), come back from the page cache when touched;
+/// freed heap goes back to the kernel. The monitor is single-threaded, so nothing runs from
+/// those pages meanwhile.
+fn shed_startup_pages() {
+    let Ok(smaps) = fs::read_to_string("/proc/self/smaps") else { return };
+    let mut current: Option<(usize, usize, bool)> = None;
+    let mut drop_ranges = Vec::new();
+    for line in smaps.lines() {
+        let mut fields = line.split_whitespace();
+        let first = fields.next().unwrap_or("");
+        if let Some((start, end)) = first.split_once('-').filter(|_| !first.ends_with(':')) {
+            if let Some((s, e, true)) = current.take() {
+                drop_ranges.push((s, e));
+            }
+            let perms = fields.next().unwrap_or("");
+            let path = fields.nth(3).unwrap_or("");
+            let (Ok(s), Ok(e)) = (usize::from_str_radix(start, 16), usize::from_str_radix(end, 16))
+            else {
+                continue;
+            };
+            let droppable = path.starts_with('/') && (perms == "r-xp" || perms == "r--p");
+            current = Some((s, e, droppable));
+        } else if first == "Anonymous:" && fields.next() != Some("0") {
+            // Written to (RELRO): its pages exist nowhere else.
+            if let Some(c) = current.as_mut() {
+                c.2 = false;
+            }
+        }
+    }
+    if let Some((s, e, true)) = current {
+        drop_ranges.push((s, e));
+    }
+    for (start, end) in drop_ranges {
+        // SAFETY: each range is a whole private, unwritten, file-backed mapping of this
+        // process (checked above, single-threaded); MADV_DONTNEED only drops its page-table
+        // entries and the next access reads the same bytes from the file again.
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+    }
+    // SAFETY: malloc_trim only returns free heap memory to the kernel.
+    unsafe { libc::malloc_trim(0) };
 }
 
 /// Splits detach keys out of input: the bytes to pass on, and whether ctrl-p ctrl-q came.
