@@ -184,11 +184,14 @@ fn write_time_offsets(bundle: &Bundle) -> Result<(), String> {
     Ok(())
 }
 
-/// The runtime moves the init into its cgroup (slow on cgroup v1: every cgroup.procs write
-/// waits for an RCU grace period) while the init sets up its root; the init waits for that
-/// Ack only where it matters: before its cgroup namespace, before hooks that see its pid, and
-/// before it reports ready. Because the Ack follows the runtime's receipt of the pid, nothing
-/// the init sends can overtake the first stage's pid message either.
+/// The init is in its cgroups before it does anything there: the first stage joins the v1
+/// hierarchies itself and is forked into the cgroup2 directory (crate::create::SelfPlacement);
+/// where either fails the runtime moves the init when it gets the pid, which is slow on
+/// cgroup v1 (the attach lock waits for an RCU grace period) and overlaps with the init's
+/// setup of its root. The init waits for the runtime's Ack only where it matters: before its
+/// cgroup namespace, before hooks that see its pid, and before it reports ready or execs.
+/// Because the Ack follows the runtime's receipt of the pid, nothing the init sends can
+/// overtake the first stage's pid message either.
 struct Placement(bool);
 
 impl Placement {
