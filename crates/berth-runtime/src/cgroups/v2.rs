@@ -92,6 +92,7 @@ impl Manager {
         let rel = self.path.strip_prefix(&self.root).unwrap_or(Path::new(""));
         let mut level = self.root.clone();
         let mut offered = read(&level, "cgroup.controllers").unwrap_or_default();
+        let real = super::is_cgroupfs(&self.root);
         for component in rel.components() {
             let available = read(&level, "cgroup.controllers").unwrap_or(offered.clone());
             let enabled = read(&level, "cgroup.subtree_control").unwrap_or_default();
@@ -100,7 +101,17 @@ impl Manager {
                 .filter(|c| !enabled.split_whitespace().any(|e| e == *c))
                 .map(|c| format!("+{c}"))
                 .collect();
-            if !enable.is_empty() {
+            if enable.is_empty() && real {
+                // Another runtime may be enabling these controllers right now: the kernel
+                // lists them in subtree_control before it has made their files in every
+                // child (cgroup_subtree_control_write updates the mask, then populates under
+                // cgroup_mutex), so a limit written now would find no file. A no-op write
+                // takes the same mutex and returns once that is done. Where this user may
+                // not write (a delegated subtree's parents), it is simply refused.
+                if let Some(first) = enabled.split_whitespace().next() {
+                    let _ = write(&level, "cgroup.subtree_control", &format!("+{first}"));
+                }
+            } else if !enable.is_empty() {
                 match write(&level, "cgroup.subtree_control", &enable.join(" ")) {
                     Ok(()) => {}
                     Err(e) if !strict => {
