@@ -146,6 +146,21 @@ pub struct RunArgs {
     /// Publish all exposed ports (not yet).
     #[arg(short = 'P', long)]
     pub publish_all: bool,
+    /// A DNS server for the container's resolv.conf (repeatable).
+    #[arg(long, value_name = "IP")]
+    pub dns: Vec<String>,
+    /// A DNS search domain (repeatable; `.` for none).
+    #[arg(long, value_name = "DOMAIN")]
+    pub dns_search: Vec<String>,
+    /// A resolv.conf option (repeatable).
+    #[arg(long, value_name = "OPTION")]
+    pub dns_option: Vec<String>,
+    /// An /etc/hosts entry HOST:IP (repeatable).
+    #[arg(long, value_name = "HOST:IP")]
+    pub add_host: Vec<String>,
+    /// Another name of the container on its network (repeatable).
+    #[arg(long, value_name = "ALIAS")]
+    pub network_alias: Vec<String>,
     /// When to pull the image: always, missing or never.
     #[arg(long, value_name = "POLICY", default_value = "missing")]
     pub pull: String,
@@ -409,9 +424,6 @@ fn check_run_flags(args: &RunArgs) -> Result<()> {
     if args.pull == "newer" {
         bail!("--pull newer is not supported yet");
     }
-    if args.publish_all {
-        bail!("-P/--publish-all is not supported yet");
-    }
     if let Some(path) = &args.cidfile {
         if path.exists() {
             bail!("container id file {} exists: remove it or use another", path.display());
@@ -444,6 +456,20 @@ fn resolve_image(images: &Images, args: &RunArgs) -> Result<Image> {
     }
 }
 
+/// The network flags as the engine's networking takes them.
+fn networking(args: &RunArgs) -> berth_engine::network::engine::ContainerNetworkOptions {
+    berth_engine::network::engine::ContainerNetworkOptions {
+        network: args.network.iter().cloned().collect(),
+        network_aliases: args.network_alias.clone(),
+        publish: args.publish.clone(),
+        publish_all: args.publish_all,
+        dns: args.dns.clone(),
+        dns_search: args.dns_search.clone(),
+        dns_option: args.dns_option.clone(),
+        add_host: args.add_host.clone(),
+    }
+}
+
 fn run_options(args: &RunArgs) -> RunOptions {
     RunOptions {
         name: args.name.clone(),
@@ -463,6 +489,7 @@ fn run_options(args: &RunArgs) -> RunOptions {
         security_opt: args.security_opt.clone(),
         privileged: args.privileged,
         network: args.network.clone(),
+        networking: networking(args),
         tty: args.tty,
         interactive: args.interactive,
         labels: args.label.clone(),
@@ -476,7 +503,7 @@ fn run_options(args: &RunArgs) -> RunOptions {
 /// `run` and `create`.
 fn run(global: &GlobalOptions, args: RunArgs, start_it: bool) -> Result<ExitCode> {
     check_run_flags(&args)?;
-    prepare_network(args.network.as_deref(), &args.publish)?;
+    prepare_network(&networking(&args), berth_engine::userns::host_ids().uid != 0)?;
     let ctx = context(global)?;
     let images = Images::open(&ctx.root)
         .with_context(|| format!("opening the image store in {}", ctx.root.display()))?;

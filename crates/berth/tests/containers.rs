@@ -420,7 +420,6 @@ fn bad_input_is_one_line_and_leaves_nothing() {
         &["run", "--replace", "localhost/busybox", "true"],
         &["run", "--pull", "sometimes", "localhost/busybox", "true"],
         &["run", "-u", "nobody-here", "localhost/busybox", "true"],
-        &["run", "--network", "bridge", "localhost/busybox", "true"],
         &["start", "no-such-container"],
         &["stop", "no-such-container"],
         &["rm", "no-such-container"],

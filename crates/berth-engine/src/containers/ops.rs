@@ -57,6 +57,14 @@ pub enum OpsError {
     Timeout { name: String, seconds: u64, what: &'static str },
     #[error("{what} is not supported yet")]
     NotSupportedYet { what: String },
+    #[error(transparent)]
+    Network(Box<crate::network::engine::EngineNetError>),
+}
+
+impl From<crate::network::engine::EngineNetError> for OpsError {
+    fn from(e: crate::network::engine::EngineNetError) -> Self {
+        Self::Network(Box::new(e))
+    }
 }
 
 impl From<StateError> for OpsError {
@@ -118,16 +126,12 @@ impl std::fmt::Debug for Containers {
 /// The network call site for `run` and `start`: a container's network namespace is made and
 /// connected before its process starts, so bridges and published ports are prepared here.
 /// `none` and `host` need nothing (the spec gives a fresh namespace or none).
-// TODO: the networking engineer's `network::attach` goes here for bridge, named networks and
-// -p/-P; until then they fail before anything is created.
-pub fn prepare_network(network: Option<&str>, publish: &[String]) -> Result<(), OpsError> {
-    if !publish.is_empty() {
-        return Err(OpsError::NotSupportedYet { what: "-p/--publish".into() });
-    }
-    match network {
-        None | Some("none") | Some("host") => Ok(()),
-        Some(other) => Err(OpsError::NotSupportedYet { what: format!("--network {other}") }),
-    }
+// The networking engineer's check; Containers::start connects through network::engine.
+pub fn prepare_network(
+    options: &crate::network::engine::ContainerNetworkOptions,
+    rootless: bool,
+) -> Result<(), OpsError> {
+    Ok(options.check(rootless)?)
 }
 
 impl Containers {
@@ -239,6 +243,10 @@ impl Containers {
         if let Err(e) = self.layers.unmount(id) {
             warn!(%id, error = %e, "unmounting the container's root");
         }
+        let net = crate::network::attach::NetworkPaths::new(&self.ctx.root, &self.ctx.runroot);
+        if let Err(e) = crate::network::engine::stop(&net, id) {
+            warn!(%id, error = %e, "taking down the container's network");
+        }
     }
 
     /// Starts container `query`: mounts its root, starts its monitor (which starts the
@@ -285,9 +293,33 @@ impl Containers {
             stdin: options.run.interactive,
             auto_remove: options.auto_remove,
         };
+        // The network (network::engine): made and connected before the process starts, and
+        // joined by path through config.json.
+        let net = crate::network::attach::NetworkPaths::new(&self.ctx.root, &self.ctx.runroot);
+        let exposed: Vec<String> = image
+            .config
+            .config
+            .as_ref()
+            .and_then(|c| c.exposed_ports.as_ref())
+            .map(|ports| ports.keys().cloned().collect())
+            .unwrap_or_default();
+        let net_request = crate::network::engine::StartRequest {
+            id: &record.id,
+            name: &record.name,
+            hostname: &options.hostname,
+            options: &options.run.networking,
+            exposed: &exposed,
+            rootless: self.ctx.rootless,
+            bundle: &userdata,
+        };
+        if let Err(e) = crate::network::engine::start(&net, &net_request) {
+            let _ = self.layers.unmount(&record.id);
+            return Err(e.into());
+        }
         let started = match monitor::spawn(&config, attach) {
             Ok(started) => started,
             Err(e) => {
+                let _ = crate::network::engine::stop(&net, &record.id);
                 let _ = self.layers.unmount(&record.id);
                 return Err(e.into());
             }

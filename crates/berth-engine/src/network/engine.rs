@@ -80,8 +80,15 @@ pub struct ContainerNetworkOptions {
 }
 
 impl ContainerNetworkOptions {
-    /// The mode these flags ask for.
+    /// The mode these flags ask for. Without `--network`, a container has only lo, as the
+    /// engine's spec generation still defaults to; with published ports it joins the default
+    /// network (rootful) or pasta (rootless), as Podman does.
+    // TODO: the default becomes the bridge (pasta rootless) for every container once the
+    // engine's spec defaults to it; see spec::options::NetworkMode::parse.
     pub fn mode(&self, rootless: bool) -> Result<NetworkMode, EngineNetError> {
+        if self.network.is_empty() && self.publish.is_empty() && !self.publish_all {
+            return Ok(NetworkMode::None);
+        }
         let values: Vec<&str> = self.network.iter().map(String::as_str).collect();
         let mode = mode::parse_network(&values, rootless)?;
         Ok(match mode {

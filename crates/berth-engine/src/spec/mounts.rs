@@ -204,7 +204,8 @@ impl EtcFiles {
     }
 
     fn has_resolv_conf(&self) -> bool {
-        self.network == NetworkMode::Host
+        // Attached: network::engine rewrites the file with the network's DNS at start.
+        matches!(self.network, NetworkMode::Host | NetworkMode::Attached)
     }
 
     /// (destination, source) of each file.

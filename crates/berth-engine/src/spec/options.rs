@@ -47,8 +47,12 @@ pub struct RunOptions {
     pub security_opt: Vec<String>,
     /// `--privileged`: see [`crate::spec::generate`] for exactly what it turns off.
     pub privileged: bool,
-    /// `--network none | host`
+    /// `--network none | host | bridge | NAME | container:ID | ns:PATH | pasta`
     pub network: Option<String>,
+    /// `-p`, `-P`, `--dns*`, `--add-host`, `--network-alias` (crate::network::engine; the
+    /// `network` field there repeats `--network`).
+    #[serde(default)]
+    pub networking: crate::network::engine::ContainerNetworkOptions,
     /// `-t, --tty`
     pub tty: bool,
     /// `-i, --interactive`
@@ -85,6 +89,7 @@ impl Default for RunOptions {
             security_opt: Vec::new(),
             privileged: false,
             network: None,
+            networking: Default::default(),
             tty: false,
             interactive: false,
             labels: Vec::new(),
@@ -107,6 +112,9 @@ pub enum NetworkMode {
     None,
     /// The host's network namespace.
     Host,
+    /// A namespace berth's networking makes and connects before the process starts (bridge,
+    /// named networks, container:, ns:, pasta), joined by path (crate::network::engine).
+    Attached,
 }
 
 impl NetworkMode {
@@ -117,15 +125,8 @@ impl NetworkMode {
         match value {
             None | Some("none") => Ok(Self::None),
             Some("host") => Ok(Self::Host),
-            Some(other @ ("bridge" | "slirp4netns" | "pasta" | "private" | "ns" | "container")) => {
-                Err(SpecError::NotSupportedYet { what: format!("--network {other}") })
-            }
-            Some(other) if other.starts_with("container:") || other.starts_with("ns:") => {
-                Err(SpecError::NotSupportedYet { what: format!("--network {other}") })
-            }
-            Some(other) => Err(SpecError::NotSupportedYet {
-                what: format!("--network {other} (named networks)"),
-            }),
+            // Checked in full by crate::network::engine before the container is created.
+            Some(_) => Ok(Self::Attached),
         }
     }
 
@@ -133,6 +134,7 @@ impl NetworkMode {
         match self {
             Self::None => "none",
             Self::Host => "host",
+            Self::Attached => "bridge",
         }
     }
 }

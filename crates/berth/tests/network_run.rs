@@ -1,0 +1,197 @@
+//! `berth run` with networks, end to end and rootful: busybox httpd published on the host's
+//! loopback answers, two containers on a user network fetch from each other by name,
+//! `--network none` has only lo, and `rm` leaves no bridge, veth, rule or DNS server.
+//!
+//! Every berth command runs (through nsenter) in a network namespace the test makes (`ip netns add`) and
+//! deletes on drop, which stands in for the host: the machine's own interfaces and firewall
+//! are not touched, and the traffic stays between that namespace and the containers.
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+struct Berth {
+    dir: tempfile::TempDir,
+    netns: String,
+}
+
+impl Berth {
+    fn new(tag: &str) -> Self {
+        let netns = format!("berthtest-{tag}-{}", std::process::id());
+        let added = Command::new("ip").args(["netns", "add", &netns]).status().unwrap();
+        assert!(added.success(), "ip netns add {netns}");
+        let berth = Self { dir: tempfile::tempdir().unwrap(), netns };
+        berth.host(&["ip", "link", "set", "lo", "up"]);
+        let layout = berth.dir.path().join("layout");
+        berth_testkit::busybox::image_layout(&layout).unwrap();
+        let out = berth.ok(&["load", "-i", layout.to_str().unwrap()]);
+        let id = out.trim().strip_prefix("Loaded image: sha256:").unwrap().to_owned();
+        berth.ok(&["tag", &id, "localhost/busybox:latest"]);
+        berth
+    }
+
+    /// nsenter's option to enter the test's namespace: only the network namespace, unlike
+    /// `ip netns exec`, which also mounts a sysfs without the cgroup hierarchies.
+    fn nsenter(&self) -> String {
+        format!("--net=/run/netns/{}", self.netns)
+    }
+
+    /// Runs a program in the test's "host" namespace.
+    fn host(&self, args: &[&str]) -> String {
+        let out =
+            Command::new("ip").args(["netns", "exec", &self.netns]).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new("nsenter")
+            .args([&self.nsenter(), env!("CARGO_BIN_EXE_berth")])
+            .arg("--root")
+            .arg(self.dir.path().join("root"))
+            .arg("--runroot")
+            .arg(self.dir.path().join("run"))
+            .args(args)
+            .env("REGISTRIES_CONFIG_PATH", "/nonexistent")
+            .stdin(Stdio::null())
+            .output()
+            .expect("running berth")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "berth {args:?} failed ({:?}): {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// One HTTP GET of `/` at `addr` from the test's "host" namespace, retried while the
+    /// server comes up (up to a minute: the machine may be loaded).
+    fn fetch(&self, addr: &str) -> String {
+        let ns = std::fs::File::open(PathBuf::from("/run/netns").join(&self.netns)).unwrap();
+        let addr: std::net::SocketAddr = addr.parse().unwrap();
+        std::thread::spawn(move || {
+            use std::io::{Read as _, Write as _};
+            use std::os::fd::AsRawFd as _;
+            // SAFETY: setns(2) on this new thread only, with a descriptor held open.
+            assert_eq!(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let attempt = (|| -> std::io::Result<String> {
+                    let mut s =
+                        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+                    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+                    s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+                    let mut reply = String::new();
+                    s.read_to_string(&mut reply)?;
+                    match reply.split_once("\r\n\r\n") {
+                        Some((head, body)) if head.contains(" 200 ") => Ok(body.to_owned()),
+                        _ => Err(std::io::Error::other(format!("unexpected reply {reply:?}"))),
+                    }
+                })();
+                match attempt {
+                    Ok(body) => return body,
+                    Err(e) => assert!(Instant::now() < deadline, "fetching {addr}: {e}"),
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+        .join()
+        .unwrap()
+    }
+
+    /// A free port on the test namespace's loopback.
+    fn free_port(&self) -> u16 {
+        // Inside a fresh namespace every port is free; pick one the kernel would hand out.
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    }
+}
+
+impl Drop for Berth {
+    fn drop(&mut self) {
+        let _ = self.run(&["rm", "-af"]);
+        let _ = self.run(&["network", "prune", "-f"]);
+        let _ = Command::new("ip").args(["netns", "del", &self.netns]).status();
+    }
+}
+
+fn links(b: &Berth) -> Vec<String> {
+    let json: serde_json::Value =
+        serde_json::from_str(&b.host(&["ip", "-j", "link", "show"])).unwrap();
+    json.as_array().unwrap().iter().map(|l| l["ifname"].as_str().unwrap().to_owned()).collect()
+}
+
+const HTTPD: &str = "echo served by $(hostname) > /tmp/index.html; exec httpd -f -p 80 -h /tmp";
+
+#[test]
+fn a_published_port_answers_and_containers_fetch_each_other_by_name() {
+    let b = Berth::new("web");
+    b.ok(&["network", "create", "--subnet", "10.250.50.0/24", "web"]);
+    let port = b.free_port();
+    let publish = format!("127.0.0.1:{port}:80");
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "ay",
+        "--hostname",
+        "ay",
+        "--network",
+        "web",
+        "-p",
+        &publish,
+        "localhost/busybox",
+        "sh",
+        "-c",
+        HTTPD,
+    ]);
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "bee",
+        "--hostname",
+        "bee",
+        "--network",
+        "web",
+        "localhost/busybox",
+        "sh",
+        "-c",
+        HTTPD,
+    ]);
+
+    // From the host, through the published port.
+    assert_eq!(b.fetch(&format!("127.0.0.1:{port}")), "served by ay\n");
+    // Between the containers, by name, through the network's DNS server.
+    let got = b.ok(&["exec", "bee", "sh", "-c", "wget -q -O /tmp/got http://ay/ && cat /tmp/got"]);
+    assert_eq!(got, "served by ay\n");
+    let got = b.ok(&["exec", "ay", "sh", "-c", "wget -q -O /tmp/got http://bee/ && cat /tmp/got"]);
+    assert_eq!(got, "served by bee\n");
+    let resolv = b.ok(&["exec", "ay", "cat", "/etc/resolv.conf"]);
+    assert!(resolv.starts_with("nameserver 10.250.50.1\n"), "{resolv}");
+
+    b.ok(&["rm", "-f", "ay", "bee"]);
+    assert_eq!(links(&b), ["lo"], "no bridge or veth is left");
+    assert_eq!(b.host(&["nft", "list", "tables"]), "", "no rule is left");
+}
+
+#[test]
+fn none_has_only_lo_and_bad_network_input_is_one_line() {
+    let b = Berth::new("none");
+    let out = b.ok(&["run", "--rm", "--network", "none", "localhost/busybox", "ip", "-o", "link"]);
+    let names: Vec<&str> = out.lines().filter_map(|l| l.split(": ").nth(1)).collect();
+    assert_eq!(names, ["lo"], "{out}");
+
+    let out = b.run(&["run", "--rm", "--network", "nosuch", "localhost/busybox", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.lines().next().unwrap().contains("network nosuch not found"), "{stderr}");
+    let out = b.run(&["run", "--rm", "-p", "80:80:80:80", "localhost/busybox", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(b.ok(&["ps", "-aq"]).is_empty(), "no container was left by the bad -p");
+    assert_eq!(links(&b), ["lo"]);
+}
