@@ -195,3 +195,64 @@ fn none_has_only_lo_and_bad_network_input_is_one_line() {
     assert!(b.ok(&["ps", "-aq"]).is_empty(), "no container was left by the bad -p");
     assert_eq!(links(&b), ["lo"]);
 }
+
+/// The pids of processes whose command line mentions `needle` (the monitors of an engine run
+/// with their runroot on the command line or in the environment's paths).
+fn pids_mentioning(needle: &str) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            String::from_utf8_lossy(&cmdline).contains(needle)
+        })
+        .collect()
+}
+
+#[test]
+fn the_next_command_cleans_up_after_a_killed_monitor() {
+    let b = Berth::new("kill");
+    b.ok(&["network", "create", "--subnet", "10.250.51.0/24", "doomed"]);
+    let port = b.free_port();
+    let publish = format!("127.0.0.1:{port}:80");
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "victim",
+        "--hostname",
+        "victim",
+        "--network",
+        "doomed",
+        "-p",
+        &publish,
+        "localhost/busybox",
+        "sh",
+        "-c",
+        HTTPD,
+    ]);
+    assert_eq!(b.fetch(&format!("127.0.0.1:{port}")), "served by victim\n");
+    let pid: i32 =
+        b.ok(&["inspect", "--format", "{{.State.Pid}}", "victim"]).trim().parse().unwrap();
+
+    // SIGKILL the monitor and the container: nobody is left to take the network down.
+    let runroot = b.dir.path().join("run").display().to_string();
+    for monitor in pids_mentioning(&runroot) {
+        // SAFETY: kill(2) with a pid read from /proc just now and a plain signal number.
+        unsafe { libc::kill(monitor, libc::SIGKILL) };
+    }
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::path::Path::new(&format!("/proc/{pid}/ns")).exists() {
+        assert!(Instant::now() < deadline, "the container did not die");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(links(&b).iter().any(|l| l.starts_with("berth")), "the bridge outlived the monitor");
+
+    // The next berth command notices and cleans up.
+    b.ok(&["ps", "-a"]);
+    assert_eq!(links(&b), ["lo"], "no bridge or veth is left");
+    assert_eq!(b.host(&["nft", "list", "tables"]), "", "no rule is left");
+}
