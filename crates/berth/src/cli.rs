@@ -87,6 +87,8 @@ pub enum Command {
     /// Manage networks.
     #[command(subcommand)]
     Network(crate::network::NetworkCommand),
+    /// List a container's published ports.
+    Port(crate::network::PortArgs),
 }
 
 impl Cli {
@@ -116,6 +118,7 @@ impl Cli {
             Command::Unshare(args) => rootless::unshare(&self.global, args),
             Command::System(command) => rootless::system(&self.global, command),
             Command::Network(command) => crate::network::dispatch(&self.global, command),
+            Command::Port(args) => crate::network::port(&self.global, args),
         }
     }
 }

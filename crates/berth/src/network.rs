@@ -439,3 +439,45 @@ fn prune(global: &GlobalOptions, args: PruneArgs) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[derive(Debug, Args)]
+pub struct PortArgs {
+    /// The container, by name or id.
+    pub container: String,
+    /// Only this container port: PORT[/PROTOCOL].
+    pub port: Option<String>,
+}
+
+/// `berth port`: the container's published ports, as `80/tcp -> 127.0.0.1:8080`, or with a
+/// port given, the host addresses it is published on.
+pub fn port(global: &GlobalOptions, args: PortArgs) -> Result<ExitCode> {
+    let ctx = crate::containers::context(global)?;
+    let mut containers = berth_engine::containers::ops::Containers::open(&ctx)
+        .context("opening the container store")?;
+    let record = containers.lookup(&args.container)?;
+    let paths = berth_engine::network::attach::NetworkPaths::new(&ctx.root, &ctx.runroot);
+    let ports = berth_engine::network::attach::status(&paths, &record.id)?
+        .map(|status| status.ports)
+        .unwrap_or_default();
+    let mut out = std::io::stdout().lock();
+    let Some(wanted) = &args.port else {
+        for mapping in &ports {
+            writeln!(out, "{mapping}")?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    let (number, protocol) = wanted.split_once('/').unwrap_or((wanted.as_str(), "tcp"));
+    let number: u16 = number.parse().with_context(|| format!("invalid port {wanted:?}"))?;
+    let found: Vec<_> = ports
+        .iter()
+        .filter(|m| m.container_port == number && m.protocol.as_str() == protocol)
+        .collect();
+    if found.is_empty() {
+        bail!("no public port {wanted} published for container {}", record.name);
+    }
+    for m in found {
+        let ip = m.host_ip.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        writeln!(out, "{}", std::net::SocketAddr::new(ip, m.host_port))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -164,6 +164,10 @@ fn a_published_port_answers_and_containers_fetch_each_other_by_name() {
         HTTPD,
     ]);
 
+    // `berth port`, as Podman prints it.
+    assert_eq!(b.ok(&["port", "ay"]), format!("80/tcp -> 127.0.0.1:{port}\n"));
+    assert_eq!(b.ok(&["port", "ay", "80"]), format!("127.0.0.1:{port}\n"));
+    assert_eq!(b.ok(&["port", "bee"]), "");
     // From the host, through the published port.
     assert_eq!(b.fetch(&format!("127.0.0.1:{port}")), "served by ay\n");
     // Between the containers, by name, through the network's DNS server.
