@@ -22,6 +22,10 @@
 //! TODO: run the stages of one batch in parallel; the step runner forks per step, so
 //! threads around it are safe, but output would need per-stage buffering.
 
+// ExecError carries the position, snippet and typed cause of a failed step; it is made at
+// most once per build, so its size costs nothing measurable.
+#![allow(clippy::result_large_err)]
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Write};
@@ -58,15 +62,33 @@ pub enum ExecError {
     #[error("{reference}: looking up the image: {message}")]
     Image { reference: String, message: String },
     #[error("{file}:{position}: building at STEP \"{instruction}\": exit status {code}{}", tail_text(.tail))]
-    StepFailed { file: String, position: Position, instruction: String, code: i32, tail: Vec<String> },
+    StepFailed {
+        file: String,
+        position: Position,
+        instruction: String,
+        code: i32,
+        tail: Vec<String>,
+    },
     #[error("{file}:{position}: {keyword}: {cause}\n{snippet}")]
-    Copy { file: String, position: Position, keyword: &'static str, cause: CopyError, snippet: String },
+    Copy {
+        file: String,
+        position: Position,
+        keyword: &'static str,
+        cause: CopyError,
+        snippet: String,
+    },
     #[error("{file}:{position}: {cause}\n{snippet}")]
     Config { file: String, position: Position, cause: ConfigError, snippet: String },
     #[error("{file}:{position}: {what} is not supported yet\n{snippet}")]
     NotSupported { file: String, position: Position, what: String, snippet: String },
     #[error("{file}:{position}: {keyword}: {message}\n{snippet}")]
-    Step { file: String, position: Position, keyword: &'static str, message: String, snippet: String },
+    Step {
+        file: String,
+        position: Position,
+        keyword: &'static str,
+        message: String,
+        snippet: String,
+    },
     #[error(transparent)]
     Cache(#[from] CacheError),
     #[error("reading secret {id:?} from {from}")]
@@ -564,7 +586,7 @@ impl Runner<'_, '_> {
     }
 
     /// The layers (base first) that `--from=reference` in stage `stage` names.
-    fn from_layers(
+    fn layers_of(
         &self,
         step: &crate::plan::Step,
         stage: usize,
@@ -591,7 +613,7 @@ impl Runner<'_, '_> {
                 .map_err(|cause| self.copy_error(step, cause))?;
             return self.write_entries(step, &self.prepared.context.root.clone(), entries, state);
         };
-        let layers = self.from_layers(step, stage, reference)?;
+        let layers = self.layers_of(step, stage, reference)?;
         let dirs = self.images.unpack_built(&layers)?;
         let view = MergedView::mount(self.images.root(), &dirs)?;
         let root = view.root();
@@ -607,16 +629,11 @@ impl Runner<'_, '_> {
                 });
             }
             let cleaned = clean(source.trim_start_matches('/'));
-            partial_context(&root, &cleaned, &mut context.entries).map_err(|e| {
-                self.step_error(step, format!("{source} in {reference}: {e}"))
-            })?;
+            partial_context(&root, &cleaned, &mut context.entries)
+                .map_err(|e| self.step_error(step, format!("{source} in {reference}: {e}")))?;
             sources.push(cleaned);
         }
-        let local = crate::dockerfile::Copy {
-            from: None,
-            sources,
-            ..copy_instruction.clone()
-        };
+        let local = crate::dockerfile::Copy { from: None, sources, ..copy_instruction.clone() };
         let entries = copy::plan_copy(&context, &local, &options)
             .map_err(|cause| self.copy_error(step, cause))?;
         let layer = self.write_entries(step, &root, entries, state)?;
@@ -667,18 +684,19 @@ impl Runner<'_, '_> {
         for mount in &run.mounts {
             let target = mount.target.clone();
             let need_target = |what: &str| {
-                target.clone().ok_or_else(|| {
-                    self.step_error(step, format!("a {what} mount needs target="))
-                })
+                target
+                    .clone()
+                    .ok_or_else(|| self.step_error(step, format!("a {what} mount needs target=")))
             };
             match mount.kind {
                 MountKind::Bind => {
                     let target = need_target("bind")?;
-                    let source = clean(mount.source.as_deref().unwrap_or(".").trim_start_matches('/'));
+                    let source =
+                        clean(mount.source.as_deref().unwrap_or(".").trim_start_matches('/'));
                     let root = match &mount.from {
                         None => self.prepared.context.root.clone(),
                         Some(reference) => {
-                            let layers = self.from_layers(step, stage, reference)?;
+                            let layers = self.layers_of(step, stage, reference)?;
                             let dirs = self.images.unpack_built(&layers)?;
                             let view = MergedView::mount(self.images.root(), &dirs)?;
                             let root = view.root();
@@ -704,8 +722,11 @@ impl Runner<'_, '_> {
                         });
                     }
                     let id = mount.id.clone().unwrap_or_else(|| target.clone());
-                    let hex = hex::encode(sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(id.as_bytes())));
-                    let dir = self.images.root().join("build").join("cache-mounts").join(&hex[..32]);
+                    let hex = hex::encode(sha2::Digest::finalize(
+                        <sha2::Sha256 as sha2::Digest>::new_with_prefix(id.as_bytes()),
+                    ));
+                    let dir =
+                        self.images.root().join("build").join("cache-mounts").join(&hex[..32]);
                     fs::create_dir_all(&dir)
                         .map_err(|source| ExecError::CacheStore { path: dir.clone(), source })?;
                     mounts.push(StepMount::Bind {
@@ -731,7 +752,8 @@ impl Runner<'_, '_> {
                             continue;
                         }
                     }
-                    let target = mount.target.clone().unwrap_or_else(|| format!("/run/secrets/{id}"));
+                    let target =
+                        mount.target.clone().unwrap_or_else(|| format!("/run/secrets/{id}"));
                     fs::create_dir_all(&secrets_dir).map_err(|source| ExecError::Secret {
                         id: id.clone(),
                         from: secrets_dir.display().to_string(),
@@ -739,7 +761,11 @@ impl Runner<'_, '_> {
                     })?;
                     let path = secrets_dir.join(format!("{}", mounts.len()));
                     write_private(&path, &content, mount.mode.unwrap_or(0o400)).map_err(
-                        |source| ExecError::Secret { id: id.clone(), from: path.display().to_string(), source },
+                        |source| ExecError::Secret {
+                            id: id.clone(),
+                            from: path.display().to_string(),
+                            source,
+                        },
                     )?;
                     if let (Some(uid), gid) = (mount.uid, mount.gid) {
                         let _ = std::os::unix::fs::chown(&path, Some(uid), gid);
@@ -761,11 +787,17 @@ impl Runner<'_, '_> {
             Some(crate::dockerfile::NetworkMode::Host) => NetworkMode::Host,
             _ => self.options.network.unwrap_or(NetworkMode::Host),
         };
-        let config: ContainerConfig =
-            serde_json::from_value(before.to_json()).unwrap_or_default();
+        let config: ContainerConfig = serde_json::from_value(before.to_json()).unwrap_or_default();
         let argv = before.argv(&run.command);
         let argv = with_heredocs(argv, run);
-        let spec = StepSpec { layers: &dirs, config: &config, argv: &argv, env: &env, mounts: &mounts, network };
+        let spec = StepSpec {
+            layers: &dirs,
+            config: &config,
+            argv: &argv,
+            env: &env,
+            mounts: &mounts,
+            network,
+        };
         let outcome = {
             let quiet = self.options.quiet;
             let mut sink = io::sink();
@@ -833,7 +865,7 @@ impl Runner<'_, '_> {
         let layers = state.layers.clone();
         let shown = tags.first().cloned().unwrap_or_default();
         let prefix = self.prefix();
-        self.say(&format!("{prefix}COMMIT {shown}").trim_end().to_owned())?;
+        self.say(format!("{prefix}COMMIT {shown}").trim_end())?;
         let image = self.images.commit_built(&bytes, &layers, self.options.format, &tags)?;
         self.say(&format!("--> {}", &image.id().hex()[..12]))?;
         for tag in &tags {
@@ -935,7 +967,7 @@ fn read_secret(id: &str, source: &SecretSource) -> Result<Vec<u8>, ExecError> {
             source,
         }),
         SecretSource::Env(var) => std::env::var_os(var)
-            .map(|v| std::os::unix::ffi::OsStringExt::into_vec(v))
+            .map(std::os::unix::ffi::OsStringExt::into_vec)
             .ok_or_else(|| ExecError::Secret {
                 id: id.to_owned(),
                 from: format!("${var}"),
@@ -1077,10 +1109,7 @@ mod tests {
 
         let mut entries = BTreeMap::new();
         partial_context(root, "bin/abs", &mut entries).unwrap();
-        assert_eq!(
-            entries["bin/abs"].kind,
-            EntryKind::Symlink { target: "/usr/bin/tool".into() }
-        );
+        assert_eq!(entries["bin/abs"].kind, EntryKind::Symlink { target: "/usr/bin/tool".into() });
         assert_eq!(entries["usr/bin/tool"].kind, EntryKind::File);
     }
 
@@ -1095,11 +1124,7 @@ mod tests {
         fs::write(upper.join("etc/hosts"), "").unwrap();
         fs::write(upper.join("etc/kept"), "data").unwrap();
         fs::create_dir_all(lower.join("etc")).unwrap();
-        remove_mount_points(
-            &upper,
-            &[lower],
-            &["/run/secrets/token".into(), "/etc/hosts".into()],
-        );
+        remove_mount_points(&upper, &[lower], &["/run/secrets/token".into(), "/etc/hosts".into()]);
         assert!(!upper.join("run").exists());
         assert!(!upper.join("etc/hosts").exists());
         assert!(upper.join("etc/kept").exists());

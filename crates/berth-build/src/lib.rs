@@ -7,8 +7,9 @@
 //! context ([`ignore`], [`context`]), the stage graph ([`graph`]), the cache key ([`cache`]),
 //! the image config and history a stage builds up ([`config`]), COPY and ADD laid out and
 //! written as layer tars without a container ([`copy`]), build secrets ([`secrets`]), and
-//! [`prepare`], which runs the phases before any work for one build request. Executing RUN
-//! through the runtime and storing images comes next, on top of berth-engine.
+//! [`prepare`], which runs the phases before any work for one build request. [`exec`] runs a
+//! prepared build through berth-engine: RUN steps as containers, layers from the cache or
+//! made anew, and the committed image.
 
 pub mod args;
 pub mod cache;

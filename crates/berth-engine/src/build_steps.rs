@@ -22,6 +22,10 @@
 //! default, once the engine's networking offers one.
 //! Build containers are not `berth ps` containers: they have no record in the state database.
 
+// StepError carries ImageError unboxed, as images.rs does, so the build can report its typed
+// causes; it is made at most once per failed step.
+#![allow(clippy::result_large_err)]
+
 use std::fs;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};

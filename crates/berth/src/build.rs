@@ -146,9 +146,9 @@ fn options(args: &BuildArgsCli) -> Result<BuildOptions> {
     let source_date_epoch = match args.source_date_epoch {
         Some(epoch) => Some(epoch),
         None => match std::env::var("SOURCE_DATE_EPOCH") {
-            Ok(text) if !text.is_empty() => Some(
-                text.parse().with_context(|| format!("invalid SOURCE_DATE_EPOCH {text:?}"))?,
-            ),
+            Ok(text) if !text.is_empty() => {
+                Some(text.parse().with_context(|| format!("invalid SOURCE_DATE_EPOCH {text:?}"))?)
+            }
             _ => None,
         },
     };
@@ -181,8 +181,7 @@ pub fn build(global: &GlobalOptions, args: BuildArgsCli) -> Result<ExitCode> {
     let root = crate::images::root_dir(global)?;
     let images = Images::open(&root)
         .with_context(|| format!("opening the image store in {}", root.display()))?;
-    let registry =
-        RegistryOptions { tls_verify: args.tls_verify, ..RegistryOptions::default() };
+    let registry = RegistryOptions { tls_verify: args.tls_verify, ..RegistryOptions::default() };
     let pull = |reference: &str| -> Result<berth_engine::images::Image, String> {
         if !options.quiet {
             println!("Resolving {reference}");

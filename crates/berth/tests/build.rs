@@ -62,7 +62,8 @@ impl Berth {
 
     /// The image's layer diff_ids.
     fn layers(&self, image: &str) -> Vec<String> {
-        let text = self.ok(&["image", "inspect", "--format", "{{json .RootFS.Layers}}", image], None);
+        let text =
+            self.ok(&["image", "inspect", "--format", "{{json .RootFS.Layers}}", image], None);
         serde_json::from_str(&text).unwrap()
     }
 
@@ -77,10 +78,9 @@ impl Berth {
         };
         let index: serde_json::Value =
             serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
-        let manifest: serde_json::Value = serde_json::from_slice(&blob(
-            index["manifests"][0]["digest"].as_str().unwrap(),
-        ))
-        .unwrap();
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&blob(index["manifests"][0]["digest"].as_str().unwrap()))
+                .unwrap();
         let config: serde_json::Value =
             serde_json::from_slice(&blob(manifest["config"]["digest"].as_str().unwrap())).unwrap();
         let layers = manifest["layers"]
@@ -110,13 +110,15 @@ impl Berth {
     }
 }
 
+/// A layer's entries: path → (type, mode, uid, gid, content or link target).
+type Listing = BTreeMap<String, (char, u32, u64, u64, String)>;
+
 struct Saved {
     config: serde_json::Value,
-    /// Per layer: path → (type, mode, uid, gid, content or link target).
-    layers: Vec<BTreeMap<String, (char, u32, u64, u64, String)>>,
+    layers: Vec<Listing>,
 }
 
-fn listing(blob: &[u8]) -> BTreeMap<String, (char, u32, u64, u64, String)> {
+fn listing(blob: &[u8]) -> Listing {
     let mut tar = Vec::new();
     flate2::read::GzDecoder::new(blob).read_to_end(&mut tar).unwrap();
     let mut out = BTreeMap::new();
@@ -129,11 +131,15 @@ fn listing(blob: &[u8]) -> BTreeMap<String, (char, u32, u64, u64, String)> {
             None => {
                 let mut data = Vec::new();
                 entry.read_to_end(&mut data).unwrap();
-                String::from_utf8(data).unwrap_or_else(|e| format!("<{} bytes>", e.as_bytes().len()))
+                String::from_utf8(data)
+                    .unwrap_or_else(|e| format!("<{} bytes>", e.as_bytes().len()))
             }
         };
         let kind = h.entry_type().as_byte() as char;
-        out.insert(path, (kind, h.mode().unwrap() & 0o7777, h.uid().unwrap(), h.gid().unwrap(), detail));
+        out.insert(
+            path,
+            (kind, h.mode().unwrap() & 0o7777, h.uid().unwrap(), h.gid().unwrap(), detail),
+        );
     }
     out
 }
@@ -332,7 +338,9 @@ fn failing(berth: &Berth, containerfile: &str, extra: &[(&str, &str)]) -> Output
 fn bad_input_fails_cleanly() {
     let berth = Berth::new();
     let before = berth.names();
-    let cases: &[(&str, &[(&str, &str)], i32, &str)] = &[
+    // (Containerfile, extra context files, exit code, what stderr names)
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], i32, &'a str);
+    let cases: &[Case] = &[
         ("FROM localhost/busybox:latest\nRUN true\nFROBNICATE x\n", &[], 125, "Containerfile:3:1"),
         ("FROM localhost/busybox:latest\nCOPY missing.txt /x\n", &[], 125, "missing.txt"),
         ("FROM localhost/busybox:latest\nCOPY --from=biuld /x /x\n", &[], 125, "unknown stage"),
@@ -359,4 +367,3 @@ fn bad_input_fails_cleanly() {
         berth.assert_clean();
     }
 }
-
