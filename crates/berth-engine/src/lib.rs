@@ -15,3 +15,7 @@ pub mod monitor;
 pub mod spec;
 pub mod state;
 pub mod userns;
+pub mod container_fs;
+pub mod events;
+pub mod stats;
+pub mod volumes;

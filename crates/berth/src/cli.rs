@@ -84,6 +84,28 @@ pub enum Command {
     /// Manage berth itself.
     #[command(subcommand)]
     System(rootless::SystemCommand),
+    /// Manage volumes.
+    #[command(subcommand)]
+    Volume(crate::volumes::VolumeCommand),
+    /// Change the resource limits of a running container.
+    Update(crate::part2::UpdateArgs),
+    /// Show containers' resource usage.
+    Stats(crate::part2::StatsArgs),
+    /// Show a container's processes.
+    Top(crate::part2::TopArgs),
+    /// Show the events journal: create, start, died, stop, remove.
+    Events(crate::part2::EventsArgs),
+    /// Show how berth and this host are set up.
+    Info(crate::part2::InfoArgs),
+    /// Copy files between a container and the host.
+    Cp(crate::part2::CpArgs),
+    /// Show what a container changed in its file system.
+    Diff(crate::part2::DiffArgs),
+    /// Write a container's file system as a tar archive.
+    Export(crate::part2::ExportArgs),
+    /// Manage containers (prune).
+    #[command(subcommand)]
+    Container(crate::part2::ContainerGroup),
     /// Manage networks.
     #[command(subcommand)]
     Network(crate::network::NetworkCommand),
@@ -117,6 +139,16 @@ impl Cli {
             Command::Containers(command) => containers::dispatch(&self.global, command),
             Command::Unshare(args) => rootless::unshare(&self.global, args),
             Command::System(command) => rootless::system(&self.global, command),
+            Command::Volume(command) => crate::volumes::volume(&self.global, command),
+            Command::Update(args) => crate::part2::update(&self.global, args),
+            Command::Stats(args) => crate::part2::stats(&self.global, args),
+            Command::Top(args) => crate::part2::top(&self.global, args),
+            Command::Events(args) => crate::part2::events(&self.global, args),
+            Command::Info(args) => crate::part2::info(&self.global, args),
+            Command::Cp(args) => crate::part2::cp(&self.global, args),
+            Command::Diff(args) => crate::part2::diff(&self.global, args),
+            Command::Export(args) => crate::part2::export(&self.global, args),
+            Command::Container(command) => crate::part2::container(&self.global, command),
             Command::Network(command) => crate::network::dispatch(&self.global, command),
             Command::Port(args) => crate::network::port(&self.global, args),
         }

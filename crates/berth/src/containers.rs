@@ -194,6 +194,9 @@ pub struct RunArgs {
     /// Do not verify TLS for the pull.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub tls_verify: Option<bool>,
+    /// Resource and mount flags (issue 7).
+    #[command(flatten)]
+    pub part2: crate::part2::Part2RunArgs,
     /// The image.
     pub image: String,
     /// The command and its arguments.
@@ -497,6 +500,8 @@ fn run_options(args: &RunArgs) -> RunOptions {
         stop_signal: args.stop_signal.clone(),
         stop_timeout: args.stop_timeout,
         ulimits: args.ulimit.clone(),
+        resources: args.part2.resources(),
+        volumes: args.part2.volumes(),
     }
 }
 

@@ -8,9 +8,11 @@ mod containers;
 mod format;
 mod images;
 mod network;
+mod part2;
 mod paths;
 mod report;
 mod rootless;
+mod volumes;
 
 use std::process::ExitCode;
 

@@ -285,7 +285,7 @@ impl InspectContainer {
                 running: record.state == ContainerState::Running,
                 paused: record.state == ContainerState::Paused,
                 restarting: false,
-                oom_killed: false,
+                oom_killed: crate::stats::oom_killed(&options.userdata_dir),
                 dead: false,
                 pid: record.pid.unwrap_or(0),
                 conmon_pid: 0,

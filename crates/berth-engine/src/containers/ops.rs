@@ -166,6 +166,15 @@ impl Containers {
         let made = (|| {
             let layer = self.layers.mount(&id, self.ctx.storage_driver, &lower)?;
             let host = HostInfo { rootless: self.ctx.rootless, ..HostInfo::detect()? };
+            // -v/--mount and the image's VOLUMEs (issue 7): volumes made, copied up, resolved.
+            let options = crate::volumes::prepare(
+                &self.ctx.root,
+                &new.options,
+                image.config.config.as_ref(),
+                &layer.merged,
+                &host,
+            )
+            .map_err(crate::spec::SpecError::from)?;
             let request = CreateRequest {
                 id: Some(id.clone()),
                 image_id: image.id().hex().to_owned(),
@@ -173,7 +182,7 @@ impl Containers {
                 image_digest: Some(image.record.manifest.digest.to_string()),
                 image_config: image.config.config.clone(),
                 rootfs: layer.merged.clone(),
-                options: new.options.clone(),
+                options,
                 auto_remove: new.auto_remove,
                 create_command: new.create_command.clone(),
                 host,
@@ -183,6 +192,7 @@ impl Containers {
         })();
         match made {
             Ok(record) => {
+                crate::events::record_container(&self.ctx.runroot, "create", &record, None);
                 if !new.keep_mounted {
                     self.layers.unmount(&id)?;
                 }
@@ -346,6 +356,7 @@ impl Containers {
         let _ = started.recorded();
         drop(lock);
         debug!(id = %record.id, pid = started.pid, "container started");
+        crate::events::record_container(&self.ctx.runroot, "start", &record, None);
         Ok((record, started))
     }
 
@@ -391,6 +402,7 @@ impl Containers {
         let timeout = timeout.unwrap_or(options.stop_timeout);
         let outcome = lifecycle::stop(&mut target, &record.name, options.stop_signal, timeout);
         let record = self.await_exit(&record.id, Duration::from_secs(30))?;
+        crate::events::record_container(&self.ctx.runroot, "stop", &record, None);
         Ok((record, outcome))
     }
 
@@ -477,6 +489,7 @@ impl Containers {
             Err(e) => return Err(e.into()),
         };
         self.layers.remove(&record.id)?;
+        crate::events::record_container(&self.ctx.runroot, "remove", &removed, None);
         Ok(removed)
     }
 

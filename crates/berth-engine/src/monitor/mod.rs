@@ -810,6 +810,8 @@ fn finish(
     code: i32,
     at: Timestamp,
 ) {
+    // Before the cgroup goes: did the OOM killer strike (inspect's OOMKilled, issue 7)?
+    crate::stats::record_oom(runtime_root, &config.id, &config.bundle);
     if let Err(e) = berth_runtime::delete::delete(runtime_root, &config.id, true) {
         debug!(id = %config.id, error = %e, "deleting the runtime state");
     }
@@ -826,6 +828,9 @@ fn finish(
     let change = crate::state::StateChange::Exited { exit_code: Some(code), at, error: None };
     if let Err(e) = store.db().update_state(&config.id, &change) {
         debug!(id = %config.id, error = %e, "recording the exit");
+    }
+    if let Ok(record) = store.db().get(&config.id) {
+        crate::events::record_container(&config.runroot, "died", &record, Some(code));
     }
     if config.auto_remove {
         // The container's lock is taken by remove; a concurrent `rm` may have won already.

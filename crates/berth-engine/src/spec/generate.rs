@@ -341,7 +341,7 @@ pub fn generate(input: &SpecInput<'_>) -> Result<GeneratedSpec, SpecError> {
         process["noNewPrivileges"] = json!(true);
     }
 
-    let spec_json = json!({
+    let mut spec_json = json!({
         "ociVersion": OCI_VERSION,
         "process": process,
         "root": {"path": input.rootfs, "readonly": opts.read_only},
@@ -350,6 +350,8 @@ pub fn generate(input: &SpecInput<'_>) -> Result<GeneratedSpec, SpecError> {
         "annotations": spec_annotations,
         "linux": linux,
     });
+    // Resources, devices and -v/--mount mounts (issue 7).
+    super::resources::apply(&mut spec_json, opts, input.host)?;
     let spec: Spec =
         serde_json::from_value(spec_json).map_err(|e| SpecError::Build(e.to_string()))?;
 

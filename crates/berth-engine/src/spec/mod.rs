@@ -20,6 +20,7 @@ pub mod generate;
 pub mod idmap;
 pub mod mounts;
 pub mod options;
+pub mod resources;
 pub mod user;
 
 use std::path::PathBuf;
@@ -119,4 +120,8 @@ pub enum SpecError {
     Seccomp(#[source] berth_runtime::seccomp::SeccompError),
     #[error("building the runtime spec: {0}")]
     Build(String),
+    #[error(transparent)]
+    Resources(#[from] resources::ResourceError),
+    #[error(transparent)]
+    Volume(#[from] crate::volumes::VolumeError),
 }

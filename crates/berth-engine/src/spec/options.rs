@@ -67,6 +67,12 @@ pub struct RunOptions {
     pub stop_timeout: Option<u32>,
     /// `--ulimit NAME=SOFT[:HARD]`
     pub ulimits: Vec<String>,
+    /// The resource flags (issue 7, spec/resources.rs).
+    #[serde(flatten)]
+    pub resources: super::resources::ResourceOptions,
+    /// `-v` and `--mount`, and what they resolved to (issue 7, crate::volumes).
+    #[serde(flatten)]
+    pub volumes: crate::volumes::VolumeOptions,
 }
 
 impl Default for RunOptions {
@@ -97,6 +103,8 @@ impl Default for RunOptions {
             stop_signal: None,
             stop_timeout: None,
             ulimits: Vec::new(),
+            resources: Default::default(),
+            volumes: Default::default(),
         }
     }
 }

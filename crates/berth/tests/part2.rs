@@ -1,0 +1,303 @@
+//! Issue 7 as a user meets it, rootful: resource limits that hold (a 32 MiB limit OOM-kills a
+//! larger allocation and inspect says so; `--pids-limit 10` stops a fork loop), bad resource
+//! flags refused with one line and nothing created, named volumes that keep data and are
+//! pre-filled from the image, read-only binds, volumes in use that cannot be removed, and
+//! `stats --no-stream` showing what a container allocated.
+//!
+//! Each test has its own root and runroot; a guard stops and removes its containers (and
+//! with them their cgroups and mounts) also when an assertion fails.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+struct Berth {
+    root: tempfile::TempDir,
+    runroot: tempfile::TempDir,
+}
+
+impl Berth {
+    fn new() -> Self {
+        let berth =
+            Self { root: tempfile::tempdir().unwrap(), runroot: tempfile::tempdir().unwrap() };
+        let layout = tempfile::tempdir().unwrap();
+        berth_testkit::busybox::image_layout(layout.path()).unwrap();
+        let out = berth.ok(&["load", "-i", layout.path().to_str().unwrap()]);
+        let id = out.trim().strip_prefix("Loaded image: sha256:").unwrap().to_owned();
+        berth.ok(&["tag", &id, "localhost/bb"]);
+        berth
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_berth"))
+            .arg("--root")
+            .arg(self.root.path())
+            .arg("--runroot")
+            .arg(self.runroot.path())
+            .args(args)
+            .env("REGISTRIES_CONFIG_PATH", "/nonexistent")
+            .output()
+            .expect("running berth")
+    }
+
+    /// Runs and expects success; returns standard output.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "berth {args:?} failed ({:?}): {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Polls `check` for up to a minute (generous: the machine may be loaded).
+    fn until(&self, what: &str, mut check: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !check() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Berth {
+    fn drop(&mut self) {
+        let ids = self.run(&["ps", "-aq", "--no-trunc"]);
+        for id in String::from_utf8_lossy(&ids.stdout).lines() {
+            let _ = self.run(&["rm", "-f", id]);
+        }
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+// Bad resource input: one `berth:` line naming the flag, exit 125, no container made.
+#[test]
+fn bad_resource_flags_are_one_line_errors_and_create_nothing() {
+    if !is_root() {
+        return;
+    }
+    let berth = Berth::new();
+    for (args, says) in [
+        (vec!["-m", "12x"], "invalid --memory \"12x\""),
+        (vec!["--cpus", "-1"], "invalid --cpus \"-1\""),
+        (vec!["--device", "/dev/no-such-device"], "/dev/no-such-device"),
+        (vec!["--pids-limit", "-5"], "invalid --pids-limit"),
+        (vec!["-v", "/no/such/dir:/data"], "the host path /no/such/dir does not exist"),
+    ] {
+        let mut full = vec!["run", "--rm"];
+        full.extend(&args);
+        full.extend(["-v", "keep:/keep", "localhost/bb", "true"]);
+        let out = berth.run(&full);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(125), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("berth: ") && err.contains(says), "{args:?}: {err}");
+        assert_eq!(berth.ok(&["ps", "-aq"]), "", "{args:?} left a container");
+        assert_eq!(berth.ok(&["volume", "ls", "-q"]), "", "{args:?} left a volume");
+    }
+}
+
+// A 32 MiB limit: an allocation of 100 MB is killed by the OOM killer, and inspect says so.
+#[test]
+fn a_memory_limit_oom_kills_a_larger_allocation() {
+    if !is_root() {
+        return;
+    }
+    let berth = Berth::new();
+    // busybox tail keeps a line it has not seen the end of in memory: all 100 MB of it.
+    let out = berth.run(&[
+        "run",
+        "--name",
+        "oom",
+        "-m",
+        "32m",
+        "localhost/bb",
+        "sh",
+        "-c",
+        "head -c 100m /dev/zero | tail > /dev/null",
+    ]);
+    assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
+    let killed = berth.ok(&["inspect", "--format", "{{.State.OOMKilled}}", "oom"]);
+    assert_eq!(killed.trim(), "true");
+    let spec: serde_json::Value = serde_json::from_str(&berth.ok(&["inspect", "oom"])).unwrap();
+    assert_eq!(spec[0]["State"]["OOMKilled"], true);
+
+    // The same allocation with room to spare is not killed.
+    let out = berth.run(&[
+        "run",
+        "--name",
+        "roomy",
+        "-m",
+        "256m",
+        "localhost/bb",
+        "sh",
+        "-c",
+        "head -c 100m /dev/zero | tail > /dev/null",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let killed = berth.ok(&["inspect", "--format", "{{.State.OOMKilled}}", "roomy"]);
+    assert_eq!(killed.trim(), "false");
+}
+
+// --pids-limit 10: a loop that starts 20 background processes cannot fork them all.
+#[test]
+fn a_pids_limit_stops_a_fork_loop() {
+    if !is_root() {
+        return;
+    }
+    let berth = Berth::new();
+    let script = "i=0; while [ $i -lt 20 ]; do sleep 2 & i=$((i+1)); done; wait; echo finished";
+    let out = berth.run(&["run", "--rm", "--pids-limit", "10", "localhost/bb", "sh", "-c", script]);
+    let err = stderr(&out);
+    assert!(err.contains("can't fork"), "the fork loop was not stopped: {err}");
+    // Without the flag the default (2048) lets all 20 through.
+    let out = berth.run(&["run", "--rm", "localhost/bb", "sh", "-c", script]);
+    assert!(!stderr(&out).contains("can't fork"), "{}", stderr(&out));
+}
+
+// A named volume is pre-filled from the image at its first mount point, keeps what a
+// container writes, and cannot be removed while a container uses it.
+#[test]
+fn named_volumes_keep_data_and_are_prefilled_from_the_image() {
+    if !is_root() {
+        return;
+    }
+    let berth = Berth::new();
+    // First mounted over the image's /etc: it gets the image's passwd.
+    let out = berth.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "data:/etc",
+        "localhost/bb",
+        "sh",
+        "-c",
+        "echo kept > /etc/note; grep -c '^user:' /etc/passwd",
+    ]);
+    assert_eq!(out.trim(), "1");
+    // Mounted elsewhere by another container: both the copied-up and the written file.
+    let out = berth.ok(&[
+        "run",
+        "--rm",
+        "--mount",
+        "type=volume,source=data,target=/mnt",
+        "localhost/bb",
+        "sh",
+        "-c",
+        "cat /mnt/note; grep -c '^user:' /mnt/passwd",
+    ]);
+    assert_eq!(out, "kept\n1\n");
+    assert_eq!(berth.ok(&["volume", "ls", "-q"]), "data\n");
+    let inspect: serde_json::Value =
+        serde_json::from_str(&berth.ok(&["volume", "inspect", "data"])).unwrap();
+    assert_eq!(inspect[0]["Name"], "data");
+    assert_eq!(inspect[0]["Driver"], "local");
+    let mountpoint = inspect[0]["Mountpoint"].as_str().unwrap().to_owned();
+    assert!(Path::new(&mountpoint).join("note").is_file());
+
+    // In use by a container (even a stopped one): refused, and the data stays.
+    berth.ok(&["create", "--name", "user1", "-v", "data:/data", "localhost/bb", "true"]);
+    let out = berth.run(&["volume", "rm", "data"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("volume data is being used"), "{}", stderr(&out));
+    assert!(Path::new(&mountpoint).join("note").is_file());
+    berth.ok(&["rm", "user1"]);
+    assert_eq!(berth.ok(&["volume", "rm", "data"]), "data\n");
+    assert!(!Path::new(&mountpoint).exists());
+}
+
+// -v HOST:CTR binds; with :ro the container cannot write.
+#[test]
+fn read_only_binds_refuse_writes() {
+    if !is_root() {
+        return;
+    }
+    let berth = Berth::new();
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("in"), "from host").unwrap();
+    let rw = format!("{}:/data", host.path().display());
+    let out = berth.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        &rw,
+        "localhost/bb",
+        "sh",
+        "-c",
+        "cat /data/in; echo w > /data/out",
+    ]);
+    assert_eq!(out, "from host");
+    assert_eq!(std::fs::read_to_string(host.path().join("out")).unwrap(), "w\n");
+    let ro = format!("{}:/data:ro", host.path().display());
+    let out =
+        berth.run(&["run", "--rm", "-v", &ro, "localhost/bb", "sh", "-c", "echo x > /data/in"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(stderr(&out).contains("Read-only file system"), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(host.path().join("in")).unwrap(), "from host");
+}
+
+// stats --no-stream shows a memory figure within 10% of what the container allocated (64 MiB
+// written to its /dev/shm, which the memory cgroup charges to it).
+#[test]
+fn stats_shows_the_memory_a_container_allocated() {
+    if !is_root() {
+        return;
+    }
+    let berth = Berth::new();
+    berth.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "hog",
+        "--shm-size",
+        "128m",
+        "localhost/bb",
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/dev/shm/fill bs=1M count=64 2>/dev/null; echo filled; exec sleep 600",
+    ]);
+    berth.until("the container to fill its memory", || {
+        String::from_utf8_lossy(&berth.run(&["logs", "hog"]).stdout).contains("filled")
+    });
+    let bytes: u64 = berth
+        .ok(&["stats", "--no-stream", "--format", "{{.MemUsageBytes}}", "hog"])
+        .trim()
+        .parse()
+        .unwrap();
+    let allocated = 64.0 * 1024.0 * 1024.0;
+    let off = (bytes as f64 - allocated).abs() / allocated;
+    assert!(off < 0.10, "stats says {bytes} bytes for 64 MiB allocated");
+
+    let table = berth.ok(&["stats", "--no-stream"]);
+    let mut lines = table.lines();
+    let header: Vec<&str> =
+        lines.next().unwrap().split("  ").filter(|c| !c.is_empty()).map(str::trim).collect();
+    assert_eq!(
+        header,
+        ["ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET IO", "BLOCK IO", "PIDS"]
+    );
+    let row = lines.next().unwrap();
+    assert!(row.contains("hog") && row.contains("MB / "), "{table}");
+
+    // top lists the init (PID 1 in the container) and its command.
+    let top = berth.ok(&["top", "hog"]);
+    assert!(top.starts_with("USER"), "{top}");
+    assert!(
+        top.lines().any(|l| l.contains("sleep 600") && l.split_whitespace().nth(1) == Some("1")),
+        "{top}"
+    );
+
+    // update lowers the limit of the running container; stats shows the new limit.
+    berth.ok(&["update", "--memory", "100m", "hog"]);
+    let limit = berth.ok(&["stats", "--no-stream", "--format", "{{.MemLimit}}", "hog"]);
+    assert_eq!(limit.trim(), (100u64 << 20).to_string());
+}

@@ -1,0 +1,59 @@
+#!/bin/sh
+# Issue 7, side by side with Podman (runc, cgroupfs, no network for both), one hyperfine run:
+#   `stats --no-stream` with 20 running containers (busybox `sleep`).
+#
+#   scripts/bench/part2.sh [ROUNDS]     (as root; default 20 rounds, at least 10)
+#
+# Needs: hyperfine, podman, runc, conmon, skopeo, jq (Debian packages) and cargo for the
+# release build of berth and berth-fixture. Podman gets a throwaway --root and --runroot.
+set -eu
+
+ROUNDS=${1:-20}
+COUNT=20
+export COUNT
+[ "$ROUNDS" -ge 10 ] || { echo "part2.sh: use at least 10 rounds" >&2; exit 2; }
+[ "$(id -u)" = 0 ] || { echo "part2.sh: run as root" >&2; exit 2; }
+
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+cargo build --release -p berth -p berth-testkit --bin berth --bin berth-fixture \
+    --manifest-path "$REPO/Cargo.toml" >&2
+TARGET=$(cargo metadata --format-version 1 --no-deps --manifest-path "$REPO/Cargo.toml" \
+    | jq -r .target_directory)
+
+WORK=$(mktemp -d /var/tmp/berth-bench-part2.XXXXXX)
+B="$TARGET/release/berth --root $WORK/berth --runroot $WORK/berth-run"
+P="podman --root $WORK/podman --runroot $WORK/podman-run --runtime runc \
+--cgroup-manager cgroupfs --events-backend file --storage-driver overlay"
+NOFILE=$(ulimit -Hn)
+RUN_FLAGS="--network none --ulimit nofile=$NOFILE:$NOFILE --ulimit nproc=4096:4096"
+cleanup() {
+    $B rm -af -t 0 >/dev/null 2>&1 || true
+    $P rm -af -t 0 >/dev/null 2>&1 || true
+    $P system reset -f >/dev/null 2>&1 || true
+    umount -R "$WORK/podman" 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+"$TARGET/release/berth-fixture" busybox-layout "$WORK/layout" >/dev/null
+$B load -i "$WORK/layout" >/dev/null
+$B tag "$($B images -q | head -n 1)" localhost/busybox:latest
+skopeo copy --quiet "oci:$WORK/layout:latest" \
+    "containers-storage:[overlay@$WORK/podman+$WORK/podman-run]localhost/busybox:latest"
+
+i=0
+while [ $i -lt $COUNT ]; do
+    $B run -d $RUN_FLAGS localhost/busybox sleep 1000 >/dev/null
+    $P run -d $RUN_FLAGS localhost/busybox sleep 1000 >/dev/null
+    i=$((i + 1))
+done
+[ "$($B stats --no-stream --format '{{.ID}}' | wc -l)" = $COUNT ] || {
+    echo "part2.sh: berth stats does not list $COUNT containers" >&2; exit 1; }
+
+echo "== stats --no-stream, $COUNT containers" >&2
+hyperfine -N --warmup 3 --runs "$ROUNDS" --export-json "$WORK/stats.json" \
+    -n berth "$B stats --no-stream" -n podman "$P stats --no-stream" >&2
+jq -r '(.results[0].median * 1000) as $b | (.results[1].median * 1000) as $p |
+  "stats --no-stream (\(env.COUNT) containers): berth \($b * 100 | round / 100) ms, " +
+  "podman \($p * 100 | round / 100) ms, ratio berth/podman \($b / $p * 1000 | round / 1000)"' \
+    "$WORK/stats.json"
