@@ -10,9 +10,9 @@
 //! and running it twice is harmless. The bridge and the network's rules go when the last
 //! container leaves.
 //!
-//! FIXME: two berth processes connecting and disconnecting the last container of one network
-//! at the same moment can race between "bridge has no ports" and deleting it; the caller
-//! should hold the network's lock from the state database around both calls.
+//! Two berth processes connecting and disconnecting the last container of one network at the
+//! same moment could race between "bridge has no ports" and deleting it; callers hold the
+//! lock of [`attach`](super::attach) around both calls, as `attach` and `detach` do.
 
 use std::net::IpAddr;
 
