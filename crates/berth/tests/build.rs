@@ -367,3 +367,26 @@ fn bad_input_fails_cleanly() {
         berth.assert_clean();
     }
 }
+
+// What a RUN deletes becomes a whiteout in its layer (a directory replaced wholesale an
+// opaque one), and a later step sees the deletion through the unpacked layers.
+#[test]
+fn deletions_become_whiteouts() {
+    let berth = Berth::new();
+    let context = tempfile::tempdir().unwrap();
+    write(
+        context.path(),
+        &[(
+            "Containerfile",
+            "FROM localhost/busybox:latest\nRUN mkdir /d && echo x > /d/f && echo keep > /k\nRUN rm /etc/group && rm -r /d && mkdir /d && echo y > /d/g\nRUN test ! -e /etc/group && test ! -e /d/f && test \"$(cat /d/g /k)\" = \"$(printf 'y\\nkeep')\" && echo seen > /checked\n",
+        )],
+    );
+    berth.build(context.path(), &["-t", "wh"]);
+    let saved = berth.saved("wh");
+    let n = saved.layers.len();
+    let deleting = &saved.layers[n - 2];
+    let paths: Vec<&str> = deleting.keys().map(String::as_str).collect();
+    assert_eq!(paths, ["d", "d/.wh..wh..opq", "d/g", "etc", "etc/.wh.group"], "{deleting:?}");
+    assert_eq!(saved.layers[n - 1]["checked"].4, "seen\n");
+    berth.assert_clean();
+}
