@@ -138,27 +138,30 @@ fn denied_device_cannot_be_opened() {
 // pause freezes a counting loop and resume lets it count on.
 #[test]
 fn pause_stops_a_counter_and_resume_restarts_it() {
+    // Unique: the default cgroup is named after the id, and other test binaries may run.
+    let id = format!("frz-{}", std::process::id());
+    let id = id.as_str();
     let b = Bundle::new(&[
         "sh",
         "-c",
         "i=0; while :; do i=$((i+1)); echo $i > /count.new; mv /count.new /count; done",
     ]);
-    b.create("frz");
-    assert!(b.oci(&["start", "frz"]).status.success());
+    b.create(id);
+    assert!(b.oci(&["start", id]).status.success());
     let counter = b.dir.join("rootfs/count");
     let read = || fs::read_to_string(&counter).ok().and_then(|s| s.trim().parse::<u64>().ok());
     wait_for("the counter to start", || read().filter(|&n| n > 0));
-    let out = b.oci(&["pause", "frz"]);
+    let out = b.oci(&["pause", id]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(b.state("frz")["status"], "paused");
+    assert_eq!(b.state(id)["status"], "paused");
     // Frozen: the value read now stays put while the container stays paused.
     let frozen = read().unwrap();
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(read(), Some(frozen), "the counter moved while paused");
-    let out = b.oci(&["resume", "frz"]);
+    let out = b.oci(&["resume", id]);
     assert!(out.status.success(), "{}", stderr(&out));
     wait_for("the counter to move after resume", || read().filter(|&n| n > frozen));
-    assert!(b.oci(&["delete", "--force", "frz"]).status.success());
+    assert!(b.oci(&["delete", "--force", id]).status.success());
 }
 
 // linux.resources.unified writes cgroup v2 files as given on a unified host; on v1 or hybrid
@@ -172,7 +175,7 @@ fn unified_passthrough_on_v2_and_refused_on_v1() {
         let out = b.sh("cat /sys/fs/cgroup/memory.high /sys/fs/cgroup/pids.max");
         assert_eq!(out, "52428800\n9\n");
     } else {
-        let (code, _, err) = b.run("uni");
+        let (code, _, err) = b.run(&format!("uni-{}", std::process::id()));
         assert_ne!(code, 0);
         assert!(err.contains("linux.resources.unified"), "{err}");
         assert!(fs::read_dir(&b.root).map(|d| d.count() == 0).unwrap_or(true), "state left");

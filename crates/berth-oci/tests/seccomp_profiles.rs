@@ -20,7 +20,7 @@ fn kill_action_ends_the_process_with_sigsys() {
     });
     let mut b = Bundle::new(&["sync"]);
     b.config["linux"]["seccomp"] = rule.clone();
-    let (code, out, err) = b.run("kill1");
+    let (code, out, err) = b.run(&format!("kill-{}", std::process::id()));
     assert_eq!(code, 128 + libc::SIGSYS, "stdout {out:?} stderr {err:?}");
     let mut b = Bundle::new(&[]);
     b.config["linux"]["seccomp"] = rule;
