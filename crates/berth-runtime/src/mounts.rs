@@ -170,9 +170,9 @@ pub fn propagation_flag(name: &str) -> Option<libc::c_ulong> {
 
 impl MountOptions {
     /// Whether berth recognises `opt` at all; every option it does not know goes to the file
-    /// system as data, so this only refuses the ones it knows and cannot do yet.
-    pub fn known(opt: &str) -> Option<()> {
-        let _ = opt;
+    /// system as data, so this only refuses the ones it knows and cannot do yet. Since
+    /// `idmap` and `ridmap` are done, that is none.
+    pub fn known(_opt: &str) -> Option<()> {
         Some(())
     }
 
