@@ -4,6 +4,9 @@
 #
 #   scripts/bench/part2.sh [ROUNDS]     (as root; default 20 rounds, at least 10)
 #
+# BERTH_BIN and FIXTURE_BIN, when set, are used instead of a release build (a quicker figure
+# from a debug build, which BENCHMARKS.md then says).
+#
 # Needs: hyperfine, podman, runc, conmon, skopeo, jq (Debian packages) and cargo for the
 # release build of berth and berth-fixture. Podman gets a throwaway --root and --runroot.
 set -eu
@@ -15,13 +18,17 @@ export COUNT
 [ "$(id -u)" = 0 ] || { echo "part2.sh: run as root" >&2; exit 2; }
 
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
-cargo build --release -p berth -p berth-testkit --bin berth --bin berth-fixture \
-    --manifest-path "$REPO/Cargo.toml" >&2
-TARGET=$(cargo metadata --format-version 1 --no-deps --manifest-path "$REPO/Cargo.toml" \
-    | jq -r .target_directory)
+if [ -z "${BERTH_BIN:-}" ]; then
+    cargo build --release -p berth -p berth-testkit --bin berth --bin berth-fixture \
+        --manifest-path "$REPO/Cargo.toml" >&2
+    TARGET=$(cargo metadata --format-version 1 --no-deps --manifest-path "$REPO/Cargo.toml" \
+        | jq -r .target_directory)
+    BERTH_BIN=$TARGET/release/berth
+    FIXTURE_BIN=$TARGET/release/berth-fixture
+fi
 
 WORK=$(mktemp -d /var/tmp/berth-bench-part2.XXXXXX)
-B="$TARGET/release/berth --root $WORK/berth --runroot $WORK/berth-run"
+B="$BERTH_BIN --root $WORK/berth --runroot $WORK/berth-run"
 P="podman --root $WORK/podman --runroot $WORK/podman-run --runtime runc \
 --cgroup-manager cgroupfs --events-backend file --storage-driver overlay"
 NOFILE=$(ulimit -Hn)
@@ -30,12 +37,13 @@ cleanup() {
     $B rm -af -t 0 >/dev/null 2>&1 || true
     $P rm -af -t 0 >/dev/null 2>&1 || true
     $P system reset -f >/dev/null 2>&1 || true
+    umount -R "$WORK/podman/overlay" 2>/dev/null || true
     umount -R "$WORK/podman" 2>/dev/null || true
     rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-"$TARGET/release/berth-fixture" busybox-layout "$WORK/layout" >/dev/null
+"$FIXTURE_BIN" busybox-layout "$WORK/layout" >/dev/null
 $B load -i "$WORK/layout" >/dev/null
 $B tag "$($B images -q | head -n 1)" localhost/busybox:latest
 skopeo copy --quiet "oci:$WORK/layout:latest" \
