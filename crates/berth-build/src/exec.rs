@@ -641,8 +641,9 @@ impl Runner<'_, '_> {
         Ok(layer)
     }
 
-    /// Writes a COPY/ADD layer, leaving out directories that exist below already (so their
-    /// owner and mode stay as they are).
+    /// Writes a COPY/ADD layer. A directory made only to hold what is copied keeps the owner,
+    /// mode and time it has below when it exists there (a layer that lists a file but not its
+    /// directory would have that directory made root's on unpacking, shadowing the real one).
     fn write_entries(
         &mut self,
         step: &crate::plan::Step,
@@ -651,7 +652,23 @@ impl Runner<'_, '_> {
         state: &StageState,
     ) -> Result<BuiltLayer, ExecError> {
         let dirs = self.images.unpack_built(&state.layers)?;
-        entries.retain(|path, entry| !(entry.implied && exists_below(&dirs, path)));
+        entries.retain(|path, entry| {
+            if !entry.implied {
+                return true;
+            }
+            match below(&dirs, path) {
+                None => true,
+                Some(meta) if meta.is_dir() => {
+                    entry.mode = meta.mode() & 0o7777;
+                    entry.uid = meta.uid();
+                    entry.gid = meta.gid();
+                    entry.mtime = u64::try_from(meta.mtime()).ok();
+                    true
+                }
+                // A symlink (or file) below is no directory to describe: left as it is.
+                Some(_) => false,
+            }
+        });
         let times = self.times();
         let written = self.images.store_layer_tar(|out| {
             copy::write_layer(source_root, &entries, times, out).map(|_| ())
@@ -919,14 +936,9 @@ fn with_heredocs(mut argv: Vec<String>, run: &crate::dockerfile::Run) -> Vec<Str
     argv
 }
 
-/// Whether `path` is a directory (or a symlink, which a directory entry must not replace)
-/// in one of the layers below.
-fn exists_below(dirs: &[PathBuf], path: &str) -> bool {
-    dirs.iter().rev().any(|dir| {
-        fs::symlink_metadata(dir.join(path))
-            .map(|m| m.is_dir() || m.file_type().is_symlink())
-            .unwrap_or(false)
-    })
+/// What `path` is in the top-most of the layers `dirs` (base first) that has it.
+fn below(dirs: &[PathBuf], path: &str) -> Option<fs::Metadata> {
+    dirs.iter().rev().find_map(|dir| fs::symlink_metadata(dir.join(path)).ok())
 }
 
 /// Removes what the runtime created in `upper` only as mount points: an empty file or

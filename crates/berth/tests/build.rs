@@ -390,3 +390,36 @@ fn deletions_become_whiteouts() {
     assert_eq!(saved.layers[n - 1]["checked"].4, "seen\n");
     berth.assert_clean();
 }
+
+// On the harness's Debian image: the distribution's own tools work in RUN (dpkg's database,
+// useradd), a later RUN runs as the USER it made, and what it deleted is whited out.
+#[test]
+fn an_app_builds_on_debian_with_its_own_tools() {
+    let berth = Berth::new();
+    let layout = berth_testkit::debian::image_layout(8).unwrap();
+    let out = berth.ok(&["load", "-i", layout.dir.to_str().unwrap()], None);
+    let id = out.trim().strip_prefix("Loaded image: sha256:").unwrap().to_owned();
+    berth.ok(&["tag", &id, "localhost/debian:12"], None);
+    let context = tempfile::tempdir().unwrap();
+    write(
+        context.path(),
+        &[
+            (
+                "Containerfile",
+                "FROM localhost/debian:12\nRUN useradd -m -u 1001 app && dpkg-query -W -f '${Package}\\n' > /packages.txt && rm -rf /usr/share/doc/dpkg\nUSER app\nWORKDIR /home/app\nCOPY --chown=1001:1001 app.sh .\nRUN sh app.sh > out.txt\nCMD [\"sh\", \"app.sh\"]\n",
+            ),
+            ("app.sh", "echo \"running as $(id -un) in $(pwd)\"\n"),
+        ],
+    );
+    berth.build(context.path(), &["-t", "debapp"]);
+    let saved = berth.saved("debapp");
+    let n = saved.layers.len();
+    let setup = &saved.layers[n - 3];
+    assert!(setup["etc/passwd"].4.contains("app:x:1001:1001"), "{:?}", setup.keys());
+    assert!(setup["packages.txt"].4.lines().any(|p| p == "dpkg"));
+    assert!(setup.contains_key("usr/share/doc/.wh.dpkg"), "{:?}", setup.keys());
+    assert_eq!(saved.layers[n - 1]["home/app/out.txt"].4, "running as app in /home/app\n");
+    assert_eq!(saved.layers[n - 1]["home/app/out.txt"].2, 1001);
+    assert_eq!(saved.config["config"]["User"], "app");
+    berth.assert_clean();
+}
