@@ -29,7 +29,8 @@ P="podman --root $WORK/podman --runroot $WORK/podman-run --runtime runc \
 --cgroup-manager cgroupfs --events-backend file --storage-driver overlay"
 # Podman's default nofile limit is above this machine's hard limit.
 NOFILE=$(ulimit -Hn)
-RUN_FLAGS="--network none --ulimit nofile=$NOFILE:$NOFILE"
+NPROC=4096
+RUN_FLAGS="--network none --ulimit nofile=$NOFILE:$NOFILE --ulimit nproc=$NPROC:$NPROC"
 cleanup() {
     $B rm -af -t 0 >/dev/null 2>&1 || true
     $P rm -af -t 0 >/dev/null 2>&1 || true

@@ -582,9 +582,9 @@ fn wait_exit(child: &mut std::process::Child) -> Option<i32> {
     }
 }
 
-// `run -it` through a pty: the container's shell has a terminal of its own (the window size
-// follows), reads what is typed, and berth exits with its code; ctrl-p ctrl-q detaches and
-// `attach` comes back to it.
+// `run -it` through a pty: the container's shell has a terminal of its own, reads what is
+// typed, and berth exits with its code; ctrl-p ctrl-q detaches, `exec -it` gets a terminal
+// too, and `attach` comes back to the container.
 #[test]
 fn run_it_through_a_pty_and_detach() {
     let berth = Berth::new();
@@ -604,6 +604,13 @@ fn run_it_through_a_pty_and_detach() {
     master.write_all(&[0x10, 0x11]).unwrap();
     assert_eq!(wait_exit(&mut child), Some(0), "detach keys end berth with 0");
     assert_eq!(berth.ok(&["ps", "--format", "{{.Names}}"]).trim(), "keep", "it still runs");
+
+    // exec -it into it: a terminal of its own, the exit code through.
+    let (mut child, mut master) = spawn_on_pty(&berth, &["exec", "-it", "keep", "sh"]);
+    master.write_all(b"tty; echo e-$((5+5)); exit 6\n").unwrap();
+    let seen = read_until(&mut master, "e-10");
+    assert!(seen.contains("/dev/pts/"), "exec -t gave no terminal: {seen:?}");
+    assert_eq!(wait_exit(&mut child), Some(6));
 
     let (mut child, mut master) = spawn_on_pty(&berth, &["attach", "keep"]);
     master.write_all(b"echo back-$((2+2)); exit 9\n").unwrap();
