@@ -12,6 +12,7 @@ use std::os::unix::process::CommandExt;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use berth_engine::containers::ops::Containers;
 use berth_engine::userns;
 use clap::{Args, CommandFactory, Subcommand};
 
@@ -85,9 +86,6 @@ pub enum SystemCommand {
     /// End the rootless user namespace's pause process; the next command makes a new one
     /// (after a change to /etc/subuid or /etc/subgid).
     Migrate,
-    /// df, prune, info, events (issue 7).
-    #[command(flatten)]
-    Part2(crate::part2::SystemPart2),
 }
 
 /// Runs a command inside the user's namespace (which the start-up hook has joined), replacing
@@ -114,16 +112,36 @@ pub fn unshare(_global: &GlobalOptions, args: UnshareArgs) -> anyhow::Result<Exi
 }
 
 /// `berth system …`.
-pub fn system(_global: &GlobalOptions, command: SystemCommand) -> anyhow::Result<ExitCode> {
+pub fn system(global: &GlobalOptions, command: SystemCommand) -> anyhow::Result<ExitCode> {
     match command {
         SystemCommand::Migrate => {
-            if let Some(pid) = userns::stop().context("migrating the rootless user namespace")? {
-                tracing::info!(pid, "pause process ended");
-            }
+            migrate(global)?;
             Ok(ExitCode::SUCCESS)
         }
-        SystemCommand::Part2(command) => crate::part2::system(_global, command),
     }
+}
+
+/// Stops the user's running containers (inside the namespace, where their processes and
+/// mounts are), then ends the pause process, as `podman system migrate` does: the next
+/// command makes a namespace with the current /etc/subuid and /etc/subgid.
+fn migrate(global: &GlobalOptions) -> anyhow::Result<()> {
+    let context = "migrating the rootless user namespace";
+    // Still single-threaded here: nothing before this starts a thread.
+    if userns::join_existing().context(context)?.is_some() {
+        let ctx = crate::containers::context(global)?;
+        let mut containers = Containers::open(&ctx).context("opening the container store")?;
+        for record in containers.list().context(context)? {
+            if record.state.has_process() {
+                containers
+                    .stop(&record.id, None)
+                    .with_context(|| format!("{context}: stopping container {}", record.name))?;
+            }
+        }
+    }
+    if let Some(pid) = userns::stop().context(context)? {
+        tracing::info!(pid, "pause process ended");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -446,3 +446,20 @@ fn containers_on_fuse_overlayfs() {
     let b = Rootless::with_env(vec![("_BERTH_ROOTLESS_DRIVER", "fuse-overlayfs".into())]);
     lifecycle(&b, " - fuse.fuse-overlayfs ");
 }
+
+// `system migrate` stops running containers inside the namespace first, as Podman's does,
+// so the new namespace finds them exited and removes them cleanly.
+#[test]
+fn migrate_stops_running_containers() {
+    let b = Rootless::new();
+    b.load_busybox();
+    b.ok(&["run", "-d", "--name", "long", "localhost/busybox:latest", "sleep", "600"]);
+    let before = b.pause_pid().unwrap();
+    b.ok(&["system", "migrate"]);
+    assert!(!alive(before));
+    let state = b.ok(&["inspect", "--format", "{{.State.Status}}", "long"]);
+    assert_eq!(state.trim(), "exited");
+    assert_ne!(b.pause_pid(), Some(before));
+    b.ok(&["rm", "long"]);
+    assert_eq!(b.mounts(), Vec::<String>::new());
+}

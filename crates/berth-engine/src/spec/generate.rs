@@ -108,7 +108,8 @@ impl HostInfo {
             uid_map,
             gid_map,
             nofile_hard: hard(libc::RLIMIT_NOFILE),
-            nproc_hard: hard(libc::RLIMIT_NPROC),
+            // Rootless, capped at pid_max as Podman's is (rootless engineer's edit).
+            nproc_hard: super::idmap::rootless_nproc(rootless, hard(libc::RLIMIT_NPROC)),
             cgroup_v2,
             hostname: rustix::system::uname().nodename().to_string_lossy().into_owned(),
             dev_dir: PathBuf::from("/dev"),

@@ -99,6 +99,18 @@ pub fn host_maps(
     Ok((true, uids, gids))
 }
 
+/// The most RLIMIT_NPROC a container gets by default: rootless, Podman lowers it to the
+/// kernel's pid_max (containers-common's default process limits), which `hard` then bounds.
+pub fn rootless_nproc(rootless: bool, hard: u64) -> u64 {
+    if !rootless {
+        return hard;
+    }
+    let pid_max = fs::read_to_string("/proc/sys/kernel/pid_max")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    pid_max.map_or(hard, |max| max.min(hard))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -221,6 +221,25 @@ pub fn join() -> Result<Joined, UsernsError> {
     Ok(Joined::Created { pid: pause.pid })
 }
 
+/// Joins the user's namespace only if a live pause process holds it (`berth system migrate`,
+/// which must reach running containers but never makes a namespace). The caller owes a
+/// single-threaded process, as for [`join`].
+pub fn join_existing() -> Result<Option<i32>, UsernsError> {
+    let ids = host_ids();
+    if !ids.rootless() || ids.in_user_namespace {
+        return Ok(None);
+    }
+    let Some(pause) = live_pause(&pid_file(&runtime_dir(ids.uid)), ids.uid) else {
+        return Ok(None);
+    };
+    let threads = thread_count();
+    if threads > 1 {
+        return Err(UsernsError::Threads { threads });
+    }
+    enter(&pause)?;
+    Ok(Some(pause.pid))
+}
+
 /// The live pause process of the current user, if any, without joining it.
 pub fn running_pause() -> Option<i32> {
     let ids = host_ids();
@@ -281,13 +300,18 @@ fn live_pause(pid_path: &Path, uid: u32) -> Option<Pause> {
         Some(t) if t == recorded => {}
         _ => return stale("another start time"),
     }
+    // From the host's namespaces the pause process must be in another user namespace; from
+    // inside one (after joining, or in `berth unshare`) it must be in ours.
     let ns = |path: &str| fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
     let theirs = ns(&format!("/proc/{pid}/ns/user"));
-    if theirs.is_none() || theirs == ns("/proc/self/ns/user") {
-        return stale("not in a user namespace of its own");
+    let same = theirs == ns("/proc/self/ns/user");
+    if theirs.is_none() || same != host_ids().in_user_namespace {
+        return stale("not in the user namespace it made");
     }
+    // /proc shows owners as this namespace maps them: the user's uid from outside, 0 inside.
+    let me = if host_ids().in_user_namespace { rustix::process::geteuid().as_raw() } else { uid };
     match fs::metadata(format!("/proc/{pid}")) {
-        Ok(m) if m.uid() == uid => {}
+        Ok(m) if m.uid() == me => {}
         _ => return stale("owned by another user"),
     }
     Some(Pause { pid, start_time: recorded, pidfd })
