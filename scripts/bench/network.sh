@@ -7,7 +7,7 @@
 #   3. throughput of a large download (256 MiB) through the published port
 #   4. the memory of the port forwarding per container: processes besides the monitor
 #
-#   scripts/bench/network.sh [ROUNDS]     (as root; default 20 rounds, at least 10)
+#   [PROFILE=debug] scripts/bench/network.sh [ROUNDS]   (as root; default 20 rounds, >= 10)
 #
 # Needs: hyperfine, podman, runc, conmon, netavark, skopeo, jq, curl, busybox-static (Debian
 # packages) and cargo for the release build of berth and berth-fixture. Traffic stays on the
@@ -19,13 +19,17 @@ ROUNDS=${1:-20}
 [ "$(id -u)" = 0 ] || { echo "network.sh: run as root" >&2; exit 2; }
 
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
-cargo build --release -p berth -p berth-testkit --bin berth --bin berth-fixture \
+# PROFILE=debug skips the long release build; the data path (kernel DNAT) does not depend on
+# it, but berth's own run time does.
+PROFILE=${PROFILE:-release}
+if [ "$PROFILE" = release ]; then RELEASE=--release; else RELEASE=; fi
+cargo build $RELEASE -p berth -p berth-testkit --bin berth --bin berth-fixture \
     --manifest-path "$REPO/Cargo.toml" >&2
 TARGET=$(cargo metadata --format-version 1 --no-deps --manifest-path "$REPO/Cargo.toml" \
-    | jq -r .target_directory)
+    | jq -r .target_directory)/$PROFILE
 
 WORK=$(mktemp -d /var/tmp/berth-bench-network.XXXXXX)
-B="$TARGET/release/berth --root $WORK/berth --runroot $WORK/berth-run"
+B="$TARGET/berth --root $WORK/berth --runroot $WORK/berth-run"
 P="podman --root $WORK/podman --runroot $WORK/podman-run --runtime runc \
 --cgroup-manager cgroupfs --events-backend file --storage-driver overlay"
 NOFILE=$(ulimit -Hn)
@@ -42,7 +46,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$TARGET/release/berth-fixture" busybox-layout "$WORK/layout" >/dev/null
+"$TARGET/berth-fixture" busybox-layout "$WORK/layout" >/dev/null
 $B load -i "$WORK/layout" >/dev/null
 $B tag "$($B images -q | head -n 1)" localhost/busybox:latest
 skopeo copy --quiet "oci:$WORK/layout:latest" \
