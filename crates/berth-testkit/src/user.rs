@@ -130,7 +130,30 @@ pub fn stage_binary(path: &Path) -> Result<PathBuf> {
         fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755))?;
         tmp.persist(&staged).map_err(|err| err.error)?;
     }
+    prune_staged(&dir);
     Ok(staged)
+}
+
+/// Marks `keep` as used now and removes the copies no run has used for an hour: every build
+/// of a test binary stages a new copy, and without this they pile up by the gigabyte.
+fn prune_staged(keep: &Path) {
+    const STALE: std::time::Duration = std::time::Duration::from_secs(3600);
+    let now = std::time::SystemTime::now();
+    if let Ok(dir) = fs::File::open(keep) {
+        let _ = dir.set_modified(now);
+    }
+    let Some(Ok(entries)) = keep.parent().map(fs::read_dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| now.duration_since(t).is_ok_and(|age| age > STALE));
+        if path != keep && stale {
+            // Another process may remove it at the same time; either way it is gone.
+            let _ = fs::remove_dir_all(&path);
+        }
+    }
 }
 
 fn rustix_is_root() -> bool {
