@@ -665,9 +665,7 @@ fn stop(global: &GlobalOptions, args: StopArgs, restart: bool) -> Result<ExitCod
                 }
                 println!("{query}");
             }
-            Err(OpsError::Container(berth_engine::containers::ContainerError::State(
-                berth_engine::state::StateError::NoSuchContainer { .. },
-            ))) if args.ignore => {}
+            Err(e) if args.ignore && e.is_no_such_container() => {}
             Err(e) => code = report(e),
         }
     }

@@ -30,16 +30,18 @@ use crate::state::{
 /// Errors of the container operations.
 #[derive(Debug, thiserror::Error)]
 pub enum OpsError {
+    // The wrapped errors are boxed: they carry paths and sources, and every operation
+    // returns this type.
     #[error(transparent)]
-    Container(#[from] ContainerError),
+    Container(Box<ContainerError>),
     #[error(transparent)]
-    Image(#[from] crate::images::ImageError),
+    Image(Box<crate::images::ImageError>),
     #[error(transparent)]
-    Layer(#[from] berth_storage::ContainerLayerError),
+    Layer(Box<berth_storage::ContainerLayerError>),
     #[error(transparent)]
-    Monitor(#[from] MonitorError),
+    Monitor(Box<MonitorError>),
     #[error(transparent)]
-    Spec(#[from] crate::spec::SpecError),
+    Spec(Box<crate::spec::SpecError>),
     #[error("container {name} is {state}: {what}")]
     BadState { name: String, state: ContainerState, what: &'static str },
     #[error("sending signal {signal} to container {name}")]
@@ -69,7 +71,37 @@ impl From<crate::network::engine::EngineNetError> for OpsError {
 
 impl From<StateError> for OpsError {
     fn from(e: StateError) -> Self {
-        OpsError::Container(ContainerError::State(e))
+        OpsError::Container(Box::new(ContainerError::State(e)))
+    }
+}
+
+impl From<ContainerError> for OpsError {
+    fn from(e: ContainerError) -> Self {
+        OpsError::Container(Box::new(e))
+    }
+}
+
+impl From<crate::images::ImageError> for OpsError {
+    fn from(e: crate::images::ImageError) -> Self {
+        OpsError::Image(Box::new(e))
+    }
+}
+
+impl From<berth_storage::ContainerLayerError> for OpsError {
+    fn from(e: berth_storage::ContainerLayerError) -> Self {
+        OpsError::Layer(Box::new(e))
+    }
+}
+
+impl From<MonitorError> for OpsError {
+    fn from(e: MonitorError) -> Self {
+        OpsError::Monitor(Box::new(e))
+    }
+}
+
+impl From<crate::spec::SpecError> for OpsError {
+    fn from(e: crate::spec::SpecError) -> Self {
+        OpsError::Spec(Box::new(e))
     }
 }
 
@@ -82,6 +114,14 @@ impl OpsError {
             Self::Exec { code, .. } => *code,
             _ => lifecycle::ENGINE_FAILURE,
         }
+    }
+
+    /// Whether the container named was not found.
+    pub fn is_no_such_container(&self) -> bool {
+        matches!(
+            self,
+            Self::Container(e) if matches!(**e, ContainerError::State(StateError::NoSuchContainer { .. }))
+        )
     }
 }
 
@@ -411,10 +451,7 @@ impl Containers {
     fn await_exit(&mut self, id: &str, limit: Duration) -> Result<ContainerRecord, OpsError> {
         let deadline = Instant::now() + limit;
         loop {
-            let record = match self.store.db().get(id) {
-                Ok(r) => r,
-                Err(e) => return Err(e.into()),
-            };
+            let record = self.store.db().get(id)?;
             if !record.state.has_process() {
                 return Ok(record);
             }

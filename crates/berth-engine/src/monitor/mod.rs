@@ -684,10 +684,7 @@ fn serve(
             }
             if stdin_ready {
                 let Some(input) = c.stdin.as_ref() else { continue };
-                let n = match fds::read(input.as_fd(), &mut buf) {
-                    Ok(n) => n,
-                    Err(_) => 0,
-                };
+                let n = fds::read(input.as_fd(), &mut buf).unwrap_or_default();
                 if n == 0 {
                     c.stdin = None;
                     // End of the feeding client's input closes the container's stdin.
