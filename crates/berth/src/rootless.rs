@@ -86,6 +86,9 @@ pub enum SystemCommand {
     /// End the rootless user namespace's pause process; the next command makes a new one
     /// (after a change to /etc/subuid or /etc/subgid).
     Migrate,
+    /// df, prune, info, events (issue 7).
+    #[command(flatten)]
+    Part2(crate::part2::SystemPart2),
 }
 
 /// Runs a command inside the user's namespace (which the start-up hook has joined), replacing
@@ -118,6 +121,7 @@ pub fn system(global: &GlobalOptions, command: SystemCommand) -> anyhow::Result<
             migrate(global)?;
             Ok(ExitCode::SUCCESS)
         }
+        SystemCommand::Part2(command) => crate::part2::system(global, command),
     }
 }
 

@@ -140,6 +140,16 @@ mod tests {
         );
     }
 
+    // Rootless containers get at most the kernel's pid_max processes by default, as Podman's.
+    #[test]
+    fn rootless_nproc_is_capped_at_pid_max() {
+        let pid_max: u64 =
+            fs::read_to_string("/proc/sys/kernel/pid_max").unwrap().trim().parse().unwrap();
+        assert_eq!(rootless_nproc(true, u64::MAX), pid_max);
+        assert_eq!(rootless_nproc(true, 100), 100);
+        assert_eq!(rootless_nproc(false, u64::MAX), u64::MAX);
+    }
+
     // The test user made by the testkit has ranges in the real files; berth reads them.
     #[test]
     fn the_test_users_real_ranges() {

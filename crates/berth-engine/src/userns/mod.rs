@@ -61,7 +61,7 @@ pub enum UsernsError {
     IdMaps {
         user: String,
         #[source]
-        source: crate::spec::SpecError,
+        source: Box<crate::spec::SpecError>,
     },
     #[error("starting the pause process: {step}")]
     Start {
@@ -99,7 +99,8 @@ impl UsernsError {
     /// Whether the failure is the user's missing /etc/subuid or /etc/subgid ranges, for which
     /// the message already carries the fix.
     pub fn is_missing_ranges(&self) -> bool {
-        matches!(self, Self::IdMaps { source: crate::spec::SpecError::NoSubordinateIds { .. }, .. })
+        matches!(self, Self::IdMaps { source, .. }
+            if matches!(**source, crate::spec::SpecError::NoSubordinateIds { .. }))
     }
 }
 
@@ -213,7 +214,7 @@ pub fn join() -> Result<Joined, UsernsError> {
     }
     let user = user_name(ids.uid);
     let (uid_map, gid_map) = crate::spec::idmap::rootless_maps(&user, ids.uid, ids.gid)
-        .map_err(|source| UsernsError::IdMaps { user: user.clone(), source })?;
+        .map_err(|e| UsernsError::IdMaps { user: user.clone(), source: Box::new(e) })?;
     let pause = pause::start(&uid_map, &gid_map)?;
     write_pid_file(&pid_path, &pause)?;
     debug!(pid = pause.pid, path = %pid_path.display(), "pause process started");
