@@ -446,7 +446,6 @@ fn bad_input_is_one_line() {
             opts(|o| o.ulimits = vec!["nofile=9:1".into()]),
             "invalid --ulimit \"nofile=9:1\": the soft limit 9 is above the hard limit 1",
         ),
-        (opts(|o| o.network = Some("bridge".into())), "--network bridge is not supported yet"),
         (opts(|o| o.stop_signal = Some("SIGNOPE".into())), "invalid signal \"SIGNOPE\""),
         (opts(|o| o.labels = vec!["=x".into()]), "invalid --label \"=x\": the key is empty"),
         (

@@ -489,8 +489,9 @@ mod tests {
         assert!(TmpfsMount::parse("/a/../etc").is_err());
         assert_eq!(NetworkMode::parse(Some("host")).unwrap(), NetworkMode::Host);
         assert_eq!(NetworkMode::parse(None).unwrap(), NetworkMode::None);
-        let err = NetworkMode::parse(Some("bridge")).unwrap_err();
-        assert_eq!(err.to_string(), "--network bridge is not supported yet");
+        // Everything else is berth's networking, joined by path (crate::network::engine).
+        assert_eq!(NetworkMode::parse(Some("bridge")).unwrap(), NetworkMode::Attached);
+        assert_eq!(NetworkMode::parse(Some("container:abc")).unwrap(), NetworkMode::Attached);
     }
 
     #[test]
