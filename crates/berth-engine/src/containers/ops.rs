@@ -376,22 +376,22 @@ impl Containers {
         };
         let boot_id = self.store.boot_id().to_owned();
         let db = self.store.db();
-        db.update_state(
+        // Created and running in one transaction: one write to disk on the hot path.
+        let record = db.update_states(
             &record.id,
-            &StateChange::Created {
-                pid: Some(started.pid),
-                pid_start_time: Some(started.start_time),
-                boot_id: boot_id.clone(),
-            },
-        )?;
-        let record = db.update_state(
-            &record.id,
-            &StateChange::Running {
-                pid: started.pid,
-                pid_start_time: started.start_time,
-                boot_id,
-                at: Timestamp::now(),
-            },
+            &[
+                StateChange::Created {
+                    pid: Some(started.pid),
+                    pid_start_time: Some(started.start_time),
+                    boot_id: boot_id.clone(),
+                },
+                StateChange::Running {
+                    pid: started.pid,
+                    pid_start_time: started.start_time,
+                    boot_id,
+                    at: Timestamp::now(),
+                },
+            ],
         )?;
         let _ = started.recorded();
         drop(lock);

@@ -404,6 +404,17 @@ impl StateDb {
         id: &str,
         change: &StateChange,
     ) -> Result<ContainerRecord, StateError> {
+        self.update_states(id, std::slice::from_ref(change))
+    }
+
+    /// Applies `changes` in order to container `id` in one transaction (one write to disk),
+    /// each checked against the state the one before left; none is applied if one is not
+    /// allowed.
+    pub fn update_states(
+        &mut self,
+        id: &str,
+        changes: &[StateChange],
+    ) -> Result<ContainerRecord, StateError> {
         let what = format!("changing the state of container {id}");
         let tx = self
             .conn
@@ -411,27 +422,31 @@ impl StateDb {
             .map_err(write_err(&what))?;
         let mut record = read_one(&tx, id)?
             .ok_or_else(|| StateError::NoSuchContainer { query: id.to_owned() })?;
-        let from = record.state;
-        let to = change.target();
-        let allowed = match change {
-            StateChange::Unpaused => from == ContainerState::Paused,
-            StateChange::Running { .. } => from != ContainerState::Paused && from.can_become(to),
-            // The monitor's late word: reconciliation saw the process gone first and recorded
-            // no code; the monitor that reaped it knows the code.
-            StateChange::Exited { exit_code: Some(_), .. }
-                if from == ContainerState::Exited && record.exit_code.is_none() =>
-            {
-                true
+        for change in changes {
+            let from = record.state;
+            let to = change.target();
+            let allowed = match change {
+                StateChange::Unpaused => from == ContainerState::Paused,
+                StateChange::Running { .. } => {
+                    from != ContainerState::Paused && from.can_become(to)
+                }
+                // The monitor's late word: reconciliation saw the process gone first and
+                // recorded no code; the monitor that reaped it knows the code.
+                StateChange::Exited { exit_code: Some(_), .. }
+                    if from == ContainerState::Exited && record.exit_code.is_none() =>
+                {
+                    true
+                }
+                _ => from.can_become(to),
+            };
+            if !allowed {
+                return Err(StateError::InvalidTransition { id: id.to_owned(), from, to });
             }
-            _ => from.can_become(to),
-        };
-        if !allowed {
-            return Err(StateError::InvalidTransition { id: id.to_owned(), from, to });
+            apply_change(&mut record, change);
+            debug!(%id, %from, %to, "container state changed");
         }
-        apply_change(&mut record, change);
         write_state(&tx, &record).map_err(write_err(&what))?;
         tx.commit().map_err(write_err(&what))?;
-        debug!(%id, %from, %to, "container state changed");
         Ok(record)
     }
 }

@@ -212,6 +212,32 @@ fn state_changes_follow_the_state_machine() {
     assert!(db.update_state(&id, &StateChange::Paused).is_err());
 }
 
+// Several changes in one transaction: all or none, each checked against the one before; and
+// a monitor's late exit code fills in what reconciliation left unknown.
+#[test]
+fn changes_in_one_transaction_and_a_late_exit_code() {
+    let (_dir, mut db) = open_temp();
+    let id = db.create(&new_container(None)).unwrap().id;
+    let boot = "boot-1".to_owned();
+    let created =
+        StateChange::Created { pid: Some(42), pid_start_time: Some(7), boot_id: boot.clone() };
+    let at = Timestamp::now();
+    let running = StateChange::Running { pid: 42, pid_start_time: 7, boot_id: boot, at };
+    let err = db.update_states(&id, &[created.clone(), StateChange::Unpaused]).unwrap_err();
+    assert!(err.to_string().contains("cannot go from created to running"), "{err}");
+    assert_eq!(db.get(&id).unwrap().state, ContainerState::Configured, "half a change stuck");
+    let record = db.update_states(&id, &[created, running]).unwrap();
+    assert_eq!((record.state, record.pid), (ContainerState::Running, Some(42)));
+    db.update_state(&id, &StateChange::Exited { exit_code: None, at, error: Some("gone".into()) })
+        .unwrap();
+    let late = db
+        .update_state(&id, &StateChange::Exited { exit_code: Some(137), at, error: None })
+        .unwrap();
+    assert_eq!(late.exit_code, Some(137));
+    let again = db.update_state(&id, &StateChange::Exited { exit_code: Some(1), at, error: None });
+    assert!(again.is_err(), "a known exit code was overwritten");
+}
+
 struct FakeProbe(Vec<(i32, u64)>);
 
 impl ProcessProbe for FakeProbe {
