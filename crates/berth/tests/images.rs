@@ -614,4 +614,21 @@ fn platform_selection_from_an_index() {
     assert!(digests.contains(&format!("{}/platforms/bb@sha256:{hex}", registry.addr()).as_str()));
     assert!(digests
         .contains(&format!("{}/platforms/bb@{}", registry.addr(), built.manifest_digest).as_str()));
+
+    // A tag naming a single manifest has nothing to choose: the pull goes on, with a
+    // warning that the image is for another platform.
+    let single = format!("{}/platforms/single:1", registry.addr());
+    berth.ok(&["tag", &name, &single]);
+    berth.ok(&["push", "--tls-verify=false", &single]);
+    let other = Berth::new();
+    let out = other.run(&["pull", "--tls-verify=false", "--platform", "linux/s390x", &single]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "image platform (linux/{}) does not match the expected platform (linux/s390x)",
+            berth_testkit::layout::host_arch()
+        )),
+        "{err}"
+    );
 }

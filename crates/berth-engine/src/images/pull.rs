@@ -26,7 +26,7 @@ use berth_image::registry::{download, ClientOptions, FetchedManifest, Registry, 
 use berth_image::store::{BlobWriter, StoreError};
 use berth_storage::layers::LayerError;
 use futures_util::StreamExt;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::{ImageError, Images};
 
@@ -130,7 +130,10 @@ pub enum Event {
 /// Asks the user which of several full names a short name means (short-name-mode on a
 /// terminal); returns the index chosen.
 #[derive(Clone)]
-pub struct Chooser(pub Arc<dyn Fn(&str, &[String]) -> io::Result<usize> + Send + Sync>);
+pub struct Chooser(pub Arc<ChooseFn>);
+
+/// Given the short name and the full names it may mean, returns the index of the one chosen.
+pub type ChooseFn = dyn Fn(&str, &[String]) -> io::Result<usize> + Send + Sync;
 
 impl std::fmt::Debug for Chooser {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -376,6 +379,22 @@ impl Images {
             .map_err(|source| {
                 ImageError::Pull(PullError::Config { digest: config_digest.clone(), source })
             })?;
+        // A tag naming one manifest has no choice to make; like Podman, say so when the
+        // image is not for the platform asked for.
+        if let Some(asked) = &options.platform {
+            if fetched.digest == top.digest
+                && (config.os != asked.os || config.architecture != asked.architecture)
+            {
+                warn!(
+                    image = %name,
+                    "image platform ({}/{}) does not match the expected platform ({}/{})",
+                    config.os,
+                    config.architecture,
+                    asked.os,
+                    asked.architecture
+                );
+            }
+        }
         if config.rootfs.diff_ids.len() != manifest.layers.len() {
             return Err(ImageError::LayerCount {
                 digest: config_digest,

@@ -67,6 +67,12 @@ impl Read for BlobReader {
     }
 }
 
+/// The sending side of the queue: the channel and the byte budget it draws on.
+struct Queue {
+    tx: mpsc::Sender<io::Result<Bytes>>,
+    budget: Arc<Semaphore>,
+}
+
 /// Starts downloading `digest` (of `size` bytes) from byte `offset` on `runtime`.
 pub fn start(
     runtime: &tokio::runtime::Handle,
@@ -81,7 +87,7 @@ pub fn start(
     // number of chunks that fit in it.
     let (tx, rx) = mpsc::channel(1024);
     let budget = Arc::new(Semaphore::new(BUFFER_BYTES));
-    let task_budget = budget.clone();
+    let queue = Queue { tx, budget: budget.clone() };
     let task = runtime.spawn(async move {
         let mut position = offset;
         let mut attempt = 0;
@@ -92,20 +98,19 @@ pub fn start(
                 &digest,
                 size,
                 &mut position,
-                &tx,
-                &task_budget,
+                &queue,
                 progress.as_deref(),
             )
             .await;
             match result {
                 Ok(()) => return,
-                Err(e) if attempt + 1 < ATTEMPTS && position < size && !tx.is_closed() => {
+                Err(e) if attempt + 1 < ATTEMPTS && position < size && !queue.tx.is_closed() => {
                     attempt += 1;
                     warn!(%digest, position, error = %e, "blob download interrupted; resuming");
                     tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
                 }
                 Err(e) => {
-                    let _ = tx.send(Err(e)).await;
+                    let _ = queue.tx.send(Err(e)).await;
                     return;
                 }
             }
@@ -120,8 +125,7 @@ async fn fetch(
     digest: &Digest,
     size: u64,
     position: &mut u64,
-    tx: &mpsc::Sender<io::Result<Bytes>>,
-    budget: &Semaphore,
+    queue: &Queue,
     progress: Option<&(dyn Fn(u64) + Send + Sync)>,
 ) -> io::Result<()> {
     let (response, ranged) =
@@ -143,11 +147,11 @@ async fn fetch(
             progress(chunk.len() as u64);
         }
         // Wait for room; the semaphore is never closed, so this only fails if it were.
-        match budget.acquire_many(permits(chunk.len())).await {
+        match queue.budget.acquire_many(permits(chunk.len())).await {
             Ok(permit) => permit.forget(),
             Err(_) => return Ok(()),
         }
-        if tx.send(Ok(chunk)).await.is_err() {
+        if queue.tx.send(Ok(chunk)).await.is_err() {
             // The reader is gone (it failed or finished): nothing more to do.
             return Ok(());
         }
