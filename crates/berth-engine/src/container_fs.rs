@@ -30,13 +30,13 @@ pub enum ContainerFsError {
     Mount {
         name: String,
         #[source]
-        source: berth_storage::ContainerLayerError,
+        source: Box<berth_storage::ContainerLayerError>,
     },
     #[error("finding the image of container {name}")]
     Image {
         name: String,
         #[source]
-        source: crate::images::ImageError,
+        source: Box<crate::images::ImageError>,
     },
     #[error("copying {path}")]
     Copy {
@@ -68,18 +68,19 @@ impl MountedRoot {
     pub fn open(ctx: &EngineContext, record: &ContainerRecord) -> Result<Self, ContainerFsError> {
         let layers = ContainerLayers::new(&ctx.root, &ctx.runroot);
         let layer = layers.layer(&record.id);
-        let images = Images::open(&ctx.root)
-            .map_err(|source| ContainerFsError::Image { name: record.name.clone(), source })?;
-        let image = images
-            .find(&record.image_id)
-            .map_err(|source| ContainerFsError::Image { name: record.name.clone(), source })?;
+        let image_err = |source| ContainerFsError::Image {
+            name: record.name.clone(),
+            source: Box::new(source),
+        };
+        let images = Images::open(&ctx.root).map_err(image_err)?;
+        let image = images.find(&record.image_id).map_err(image_err)?;
         let mut lower = images.layer_dirs(&image);
         lower.reverse();
         let mounted = berth_storage::container::is_mount_point(&layer.merged);
         if !mounted {
-            layers
-                .mount(&record.id, ctx.storage_driver, &lower)
-                .map_err(|source| ContainerFsError::Mount { name: record.name.clone(), source })?;
+            layers.mount(&record.id, ctx.storage_driver, &lower).map_err(|source| {
+                ContainerFsError::Mount { name: record.name.clone(), source: Box::new(source) }
+            })?;
         }
         Ok(Self {
             merged: layer.merged,
@@ -339,7 +340,7 @@ mod tests {
         fs::write(upper.path().join("etc/new"), "x").unwrap();
         rustix::fs::mknodat(
             rustix::fs::CWD,
-            &upper.path().join("gone"),
+            upper.path().join("gone"),
             rustix::fs::FileType::CharacterDevice,
             rustix::fs::Mode::empty(),
             0,

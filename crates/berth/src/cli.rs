@@ -41,6 +41,8 @@ pub struct GlobalOptions {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once per process: the size of the `run` flags does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Show the berth version.
     Version,

@@ -654,10 +654,10 @@ pub fn info(global: &GlobalOptions, args: InfoArgs) -> Result<ExitCode> {
     let mut containers = Containers::open(&ctx).context("opening the container store")?;
     let records = containers.list()?;
     let count = |f: &dyn Fn(ContainerState) -> bool| records.iter().filter(|r| f(r.state)).count();
-    let images = berth_engine::images::Images::open(&ctx.root)
-        .and_then(|i| i.list())
-        .map(|l| l.len())
-        .unwrap_or(0);
+    let images = match berth_engine::images::Images::open(&ctx.root) {
+        Ok(store) => store.list().map(|l| l.len()).unwrap_or(0),
+        Err(_) => 0,
+    };
     let volumes = berth_engine::volumes::VolumeStore::open(&ctx.root)
         .and_then(|s| s.list())
         .map(|l| l.len())
@@ -991,7 +991,7 @@ fn system_df(global: &GlobalOptions) -> Result<ExitCode> {
     let running_size: u64 = running.iter().map(|r| upper(&r.id)).sum();
     let reclaim = |total: u64, active: u64| {
         let free = total.saturating_sub(active);
-        let pct = if total > 0 { free * 100 / total } else { 0 };
+        let pct = (free * 100).checked_div(total).unwrap_or(0);
         format!("{} ({pct}%)", human_size(free))
     };
     let rows = vec![

@@ -173,7 +173,7 @@ impl VolumeStore {
         })
     }
 
-    fn from_row(&self, row: &rusqlite::Row<'_>) -> rusqlite::Result<Volume> {
+    fn read_row(&self, row: &rusqlite::Row<'_>) -> rusqlite::Result<Volume> {
         let name: String = row.get(0)?;
         let labels: String = row.get(3)?;
         let options: String = row.get(4)?;
@@ -196,7 +196,7 @@ impl VolumeStore {
                 "SELECT name, driver, created_at, labels, options, anonymous, needs_copy_up \
                  FROM volumes WHERE name = ?1",
                 [name],
-                |row| self.from_row(row),
+                |row| self.read_row(row),
             )
             .optional()
             .map_err(query("looking up a volume"))?
@@ -213,7 +213,7 @@ impl VolumeStore {
             )
             .map_err(query("listing volumes"))?;
         let rows = stmt
-            .query_map([], |row| self.from_row(row))
+            .query_map([], |row| self.read_row(row))
             .map_err(query("listing volumes"))?
             .collect::<Result<Vec<_>, _>>()
             .map_err(query("listing volumes"))?;
