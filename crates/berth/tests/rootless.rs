@@ -463,3 +463,51 @@ fn migrate_stops_running_containers() {
     b.ok(&["rm", "long"]);
     assert_eq!(b.mounts(), Vec::<String>::new());
 }
+
+// The spec of a rootless container matches what Podman 4.3 writes for a rootless `podman
+// create`: no user namespace or id maps of its own (it shares the per-user one), no cgroup
+// resources or cgroupsPath, a fresh read-only sysfs, devpts with gid=5, RLIMIT_NPROC at most
+// the kernel's pid_max.
+#[test]
+fn the_rootless_spec_follows_podmans() {
+    let b = Rootless::new();
+    b.load_busybox();
+    let id = b.ok(&["create", "localhost/busybox:latest", "true"]).trim().to_owned();
+    let config = find(&b.runroot(), "config.json")
+        .or_else(|| find(&b.root(), "config.json"))
+        .expect("the container's config.json");
+    assert!(config.to_string_lossy().contains(&id), "{}", config.display());
+    let spec: serde_json::Value = serde_json::from_slice(&fs::read(&config).unwrap()).unwrap();
+    let linux = &spec["linux"];
+    let types: Vec<&str> = linux["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["pid", "network", "ipc", "uts", "mount"]);
+    for absent in ["uidMappings", "gidMappings", "resources", "cgroupsPath"] {
+        assert!(linux.get(absent).is_none(), "{absent}: {}", linux[absent]);
+    }
+    let mount = |dest: &str| {
+        spec["mounts"].as_array().unwrap().iter().find(|m| m["destination"] == dest).cloned()
+    };
+    let sys = mount("/sys").unwrap();
+    assert_eq!(sys["type"], "sysfs");
+    assert!(sys["options"].as_array().unwrap().iter().any(|o| o == "ro"));
+    let devpts = mount("/dev/pts").unwrap();
+    assert!(devpts["options"].as_array().unwrap().iter().any(|o| o == "gid=5"));
+    assert_eq!(mount("/sys/fs/cgroup").unwrap()["type"], "cgroup");
+    let pid_max: u64 =
+        fs::read_to_string("/proc/sys/kernel/pid_max").unwrap().trim().parse().unwrap();
+    let nproc = spec["process"]["rlimits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["type"] == "RLIMIT_NPROC")
+        .unwrap()["hard"]
+        .as_u64()
+        .unwrap();
+    assert!(nproc <= pid_max, "RLIMIT_NPROC {nproc} above pid_max {pid_max}");
+    b.ok(&["rm", &id]);
+}
