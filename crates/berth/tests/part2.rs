@@ -301,3 +301,67 @@ fn stats_shows_the_memory_a_container_allocated() {
     let limit = berth.ok(&["stats", "--no-stream", "--format", "{{.MemLimit}}", "hog"]);
     assert_eq!(limit.trim(), (100u64 << 20).to_string());
 }
+
+// cp into a container and back out keeps the tree, its modes and its owners; diff shows what
+// the container changed; events lists the lifecycle of a run.
+#[test]
+fn cp_round_trips_a_directory_with_modes_and_owners() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if !is_root() {
+        return;
+    }
+    let berth = Berth::new();
+    let host = tempfile::tempdir().unwrap();
+    let tree = host.path().join("tree");
+    std::fs::create_dir_all(tree.join("sub")).unwrap();
+    std::fs::write(tree.join("sub/file"), "data").unwrap();
+    std::fs::set_permissions(tree.join("sub/file"), std::fs::Permissions::from_mode(0o640))
+        .unwrap();
+    std::fs::set_permissions(tree.join("sub"), std::fs::Permissions::from_mode(0o750)).unwrap();
+    std::os::unix::fs::chown(tree.join("sub/file"), Some(1000), Some(1000)).unwrap();
+    std::os::unix::fs::symlink("sub/file", tree.join("link")).unwrap();
+
+    berth.ok(&["create", "--name", "box", "localhost/bb", "true"]);
+    // The image has no /srv: as in Docker, the tree becomes /srv, and back out it becomes
+    // the host's `back`.
+    berth.ok(&["cp", tree.to_str().unwrap(), "box:/srv"]);
+    let out_dir = host.path().join("back");
+    berth.ok(&["cp", "box:/srv", out_dir.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(out_dir.join("sub/file")).unwrap(), "data");
+    let file = std::fs::metadata(out_dir.join("sub/file")).unwrap();
+    assert_eq!((file.mode() & 0o7777, file.uid(), file.gid()), (0o640, 1000, 1000));
+    let sub = std::fs::metadata(out_dir.join("sub")).unwrap();
+    assert_eq!(sub.mode() & 0o7777, 0o750);
+    assert_eq!(std::fs::read_link(out_dir.join("link")).unwrap(), Path::new("sub/file"));
+
+    // The copied tree is what the container added.
+    let diff = berth.ok(&["diff", "box"]);
+    assert!(diff.lines().any(|l| l == "A /srv/sub/file"), "{diff}");
+    assert!(diff.lines().any(|l| l == "A /srv"), "{diff}");
+
+    // As a tar stream on stdout.
+    let out = berth.run(&["cp", "box:/srv/sub/file", "-"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut archive = tar::Archive::new(&out.stdout[..]);
+    let names: Vec<String> = archive
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    assert_eq!(names, ["file"]);
+
+    berth.ok(&["run", "--rm", "--name", "short", "localhost/bb", "true"]);
+    let events = || {
+        berth.ok(&[
+            "events",
+            "--stream=false",
+            "--filter",
+            "container=short",
+            "--format",
+            "{{.Status}}",
+        ])
+    };
+    // The monitor writes `died` as it records the exit, which may be just after `run` returns.
+    berth.until("the died event", || events().contains("died"));
+    assert_eq!(events(), "create\nstart\ndied\n");
+}
