@@ -9,13 +9,13 @@ pub mod build_steps;
 pub mod images;
 pub mod network;
 
+pub mod container_fs;
 pub mod containers;
 pub mod context;
+pub mod events;
 pub mod monitor;
 pub mod spec;
 pub mod state;
-pub mod userns;
-pub mod container_fs;
-pub mod events;
 pub mod stats;
+pub mod userns;
 pub mod volumes;
