@@ -24,9 +24,17 @@ pub struct Bundle {
 
 static ROOTFS: OnceLock<PathBuf> = OnceLock::new();
 
-/// One busybox tree per test run, copied (hard links would share inodes) per bundle.
+/// One busybox tree per test run, copied (hard links would share inodes) per bundle. A static
+/// has no destructor, so each run removes the trees of earlier runs whose process is gone.
 fn template() -> &'static Path {
     ROOTFS.get_or_init(|| {
+        for entry in fs::read_dir("/var/tmp").into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name.strip_prefix("berth-oci-tests-") else { continue };
+            if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+                let _ = fs::remove_dir_all(entry.path());
+            }
+        }
         let dir = PathBuf::from(format!("/var/tmp/berth-oci-tests-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
