@@ -18,13 +18,17 @@ ROUNDS=${1:-10}
 [ "$(id -u)" = 0 ] || { echo "build.sh: run as root" >&2; exit 2; }
 
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
-cargo build --release -p berth -p berth-testkit --bin berth --bin berth-fixture \
-    --manifest-path "$REPO/Cargo.toml" >&2
+# PROFILE=debug times the debug build instead (when a release build cannot be had).
+PROFILE=${PROFILE:-release}
+if [ "$PROFILE" = release ]; then
+    cargo build --release -p berth -p berth-testkit --bin berth --bin berth-fixture \
+        --manifest-path "$REPO/Cargo.toml" >&2
+fi
 TARGET=$(cargo metadata --format-version 1 --no-deps --manifest-path "$REPO/Cargo.toml" \
-    | jq -r .target_directory)
+    | jq -r .target_directory)/$PROFILE
 
 WORK=$(mktemp -d /var/tmp/berth-bench-build.XXXXXX)
-B="$TARGET/release/berth --root $WORK/berth --runroot $WORK/berth-run"
+B="$TARGET/berth --root $WORK/berth --runroot $WORK/berth-run"
 P="podman --root $WORK/podman --runroot $WORK/podman-run --runtime runc \
 --cgroup-manager cgroupfs --events-backend file --storage-driver overlay"
 cleanup() {
@@ -34,7 +38,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$TARGET/release/berth-fixture" busybox-layout "$WORK/layout" >/dev/null
+"$TARGET/berth-fixture" busybox-layout "$WORK/layout" >/dev/null
 $B load -i "$WORK/layout" >/dev/null
 $B tag "$($B images -q | head -n 1)" localhost/busybox:latest
 skopeo copy --quiet "oci:$WORK/layout:latest" \
