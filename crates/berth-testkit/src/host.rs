@@ -1,5 +1,6 @@
 //! This machine's facts that tests must work around, handled in code rather than by hand:
-//! /dev/net/tun is mode 0600 here while rootless pasta and slirp4netns need 0666, and the hard
+//! /dev/net/tun and /dev/fuse are mode 0600 here while rootless pasta, slirp4netns and
+//! fuse-overlayfs need 0666 (Debian's usual mode), and the hard
 //! RLIMIT_NOFILE (20000 here) is below what Podman's defaults ask for.
 
 use std::fs;
@@ -9,16 +10,20 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 pub const TUN: &str = "/dev/net/tun";
+pub const FUSE: &str = "/dev/fuse";
 
-/// Makes the host ready for rootless networking tests: /dev/net/tun readable and writable by
-/// everyone, as distributions that ship rootless Podman set it. Needs root; idempotent.
+/// Makes the host ready for rootless tests: /dev/net/tun (networking) and /dev/fuse
+/// (fuse-overlayfs) readable and writable by everyone, as distributions that ship rootless
+/// Podman set them. Needs root; idempotent.
 pub fn prepare() -> Result<()> {
-    let tun = Path::new(TUN);
-    if tun.exists() {
-        let mode = fs::metadata(tun)?.permissions().mode();
+    for device in [TUN, FUSE].map(Path::new) {
+        if !device.exists() {
+            continue;
+        }
+        let mode = fs::metadata(device)?.permissions().mode();
         if mode & 0o666 != 0o666 {
-            fs::set_permissions(tun, fs::Permissions::from_mode((mode & !0o777) | 0o666))
-                .with_context(|| format!("making {TUN} mode 0666"))?;
+            fs::set_permissions(device, fs::Permissions::from_mode((mode & !0o777) | 0o666))
+                .with_context(|| format!("making {} mode 0666", device.display()))?;
         }
     }
     Ok(())
