@@ -305,7 +305,7 @@ fn a_container_whose_monitor_died_is_cleaned_up_by_the_next_command() {
         assert!(links().contains(&"btest22".to_owned()));
 
         let done = attach::detach_orphans(&paths, |_| true).unwrap();
-        assert_eq!(done, [id.clone()]);
+        assert_eq!(done, std::slice::from_ref(&id));
         assert_eq!(links(), ["lo"]);
         assert_eq!(run("nft", &["list", "tables"]), "");
         assert!(!netns::path_for(roots.runroot.path(), &id).exists());

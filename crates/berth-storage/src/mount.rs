@@ -600,14 +600,14 @@ mod tests {
             fs::write(top.join("opaque/seen"), "x").map_err(io("write"))?;
             rustix::fs::mknodat(
                 rustix::fs::CWD,
-                &top.join("gone"),
+                top.join("gone"),
                 rustix::fs::FileType::CharacterDevice,
                 rustix::fs::Mode::empty(),
                 rustix::fs::makedev(0, 0),
             )
             .map_err(|e| format!("whiteout mknod: {e}"))?;
             rustix::fs::setxattr(
-                &top.join("opaque"),
+                top.join("opaque"),
                 "user.overlay.opaque",
                 b"y",
                 rustix::fs::XattrFlags::empty(),

@@ -329,7 +329,7 @@ fn layers_keep_the_images_owners_and_whiteouts() {
         fs::write(base.join(f), "x").unwrap();
     }
     rustix::fs::chown(
-        &base.join("data/owned"),
+        base.join("data/owned"),
         Some(rustix::process::Uid::from_raw(1000)),
         Some(rustix::process::Gid::from_raw(1000)),
     )
