@@ -131,6 +131,8 @@ pub enum Command {
     Pause { id: String },
     /// Thaw a paused container.
     Resume { id: String },
+    /// Change the resource limits of a container's cgroup.
+    Update(UpdateArgs),
     /// Print what this runtime supports (the runtime spec's features document).
     Features,
     /// Write an example config.json.
@@ -190,4 +192,49 @@ pub struct ExecArgs {
     /// The command and its arguments (unless --process is given).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
+}
+
+/// `runc update`'s flags. With --resources the other flags are ignored, as in runc.
+#[derive(Debug, clap::Args)]
+pub struct UpdateArgs {
+    /// A JSON file with the `linux.resources` to update, or `-` for stdin.
+    #[arg(long, short = 'r', value_name = "FILE")]
+    pub resources: Option<PathBuf>,
+    /// CFS period of the CPU hard cap, in microseconds.
+    #[arg(long, value_name = "N")]
+    pub cpu_period: Option<u64>,
+    /// CFS quota of the CPU hard cap, in microseconds per period.
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub cpu_quota: Option<i64>,
+    /// CPU shares (weight relative to other containers).
+    #[arg(long = "cpu-share", visible_alias = "cpu-shares", value_name = "N")]
+    pub cpu_shares: Option<u64>,
+    /// Realtime period, in microseconds.
+    #[arg(long, value_name = "N")]
+    pub cpu_rt_period: Option<u64>,
+    /// Realtime runtime, in microseconds per period.
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub cpu_rt_runtime: Option<i64>,
+    /// CPUs to run on (`0-2,4`).
+    #[arg(long, value_name = "CPUS")]
+    pub cpuset_cpus: Option<String>,
+    /// Memory nodes to use.
+    #[arg(long, value_name = "MEMS")]
+    pub cpuset_mems: Option<String>,
+    /// Memory limit (bytes, or with a unit: 64m, 1g).
+    #[arg(long, value_name = "BYTES", allow_hyphen_values = true)]
+    pub memory: Option<String>,
+    /// Memory soft limit.
+    #[arg(long, value_name = "BYTES", allow_hyphen_values = true)]
+    pub memory_reservation: Option<String>,
+    /// Memory plus swap; -1 for unlimited swap.
+    #[arg(long, value_name = "BYTES", allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    /// Maximum number of processes.
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    /// Block IO weight, 10 to 1000.
+    #[arg(long, value_name = "N")]
+    pub blkio_weight: Option<u16>,
+    pub id: String,
 }

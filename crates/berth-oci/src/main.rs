@@ -17,9 +17,10 @@ use anyhow::{bail, Context, Result};
 use berth_runtime::create::{self, CreateOptions, Mode};
 use berth_runtime::exec::ExecOptions;
 use berth_runtime::state::{self, StateRoot, Status};
-use berth_runtime::{delete, exec, features, kill, pause, start};
+use berth_runtime::{cgroups, delete, exec, features, kill, pause, start};
 use clap::Parser;
 use cli::{Cli, Command, ListFormat, LogFormat};
+use oci_spec::runtime::LinuxResources;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -205,6 +206,11 @@ fn run(cli: &Cli) -> Result<i32> {
             pause::resume(&root, id)?;
             Ok(0)
         }
+        Command::Update(args) => {
+            let resources = update_resources(args)?;
+            berth_runtime::update::update(&root, &args.id, &resources)?;
+            Ok(0)
+        }
         Command::Features => {
             println!("{}", serde_json::to_string_pretty(&features::features())?);
             Ok(0)
@@ -221,6 +227,35 @@ fn run(cli: &Cli) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// The `linux.resources` an `update` asks for: the --resources document alone when one is
+/// given (runc ignores the other flags then), else the flags.
+fn update_resources(args: &cli::UpdateArgs) -> Result<LinuxResources> {
+    if let Some(path) = &args.resources {
+        if path == Path::new("-") {
+            return Ok(cgroups::oci::resources_from_reader("stdin", std::io::stdin().lock())?);
+        }
+        let file = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        return Ok(cgroups::oci::resources_from_reader(&path.display().to_string(), file)?);
+    }
+    let request = cgroups::oci::UpdateRequest {
+        memory: args.memory.clone(),
+        memory_reservation: args.memory_reservation.clone(),
+        memory_swap: args.memory_swap.clone(),
+        kernel_memory: None,
+        kernel_memory_tcp: None,
+        cpu_shares: args.cpu_shares,
+        cpu_quota: args.cpu_quota,
+        cpu_period: args.cpu_period,
+        cpu_rt_period: args.cpu_rt_period,
+        cpu_rt_runtime: args.cpu_rt_runtime,
+        cpuset_cpus: args.cpuset_cpus.clone(),
+        cpuset_mems: args.cpuset_mems.clone(),
+        pids_limit: args.pids_limit,
+        blkio_weight: args.blkio_weight,
+    };
+    Ok(request.to_resources(None)?)
 }
 
 fn list(root: &StateRoot, format: ListFormat, quiet: bool) -> Result<i32> {

@@ -249,6 +249,7 @@ pub fn launch(root: &StateRoot, opts: &CreateOptions, mode: Mode) -> Result<Cont
         own_cgroup: String::new(),
         systemd_cgroup: opts.systemd_cgroup,
         cgroup_state: None,
+        resources: linux.resources().clone(),
         hooks: spec.hooks().clone(),
         started: false,
     };

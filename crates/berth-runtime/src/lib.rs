@@ -9,7 +9,7 @@
 //! of the fork runs ordinary Rust code until it execs the container's process.
 //!
 //! One file per operation: [`create`] (create and run), [`start`], [`kill`], [`delete`],
-//! [`exec`], [`pause`]; the container's side of create is [`init`].
+//! [`exec`], [`pause`], [`update`]; the container's side of create is [`init`].
 
 pub mod cgroups;
 pub mod console;
@@ -31,6 +31,7 @@ pub mod start;
 pub mod state;
 pub mod sync;
 pub mod sys;
+pub mod update;
 
 /// Every error of the crate, by module.
 #[derive(Debug, thiserror::Error)]
@@ -55,4 +56,6 @@ pub enum Error {
     Exec(#[from] exec::ExecError),
     #[error(transparent)]
     Pause(#[from] pause::PauseError),
+    #[error(transparent)]
+    Update(#[from] update::UpdateError),
 }

@@ -127,6 +127,10 @@ pub struct Record {
     /// sit at different paths); absent in state files written before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cgroup_state: Option<crate::cgroups::CgroupState>,
+    /// The config's `linux.resources` with every `update` since merged in; absent in state
+    /// files written before it was kept, and when the config set none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<oci_spec::runtime::LinuxResources>,
     /// The hooks of the bundle's config, kept for start, delete and poststop.
     #[serde(default)]
     pub hooks: Option<oci_spec::runtime::Hooks>,
@@ -420,6 +424,7 @@ mod tests {
                 own_cgroup: String::new(),
                 systemd_cgroup: false,
                 cgroup_state: None,
+                resources: None,
                 hooks: None,
                 started: true,
             },
