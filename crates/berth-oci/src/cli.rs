@@ -133,6 +133,17 @@ pub enum Command {
     Resume { id: String },
     /// Change the resource limits of a container's cgroup.
     Update(UpdateArgs),
+    /// Print a container's resource usage (and OOM kills) as JSON events.
+    Events {
+        /// Print one stats event and exit.
+        #[arg(long)]
+        stats: bool,
+        /// How often to print a stats event when watching (runc's default 5s).
+        #[arg(long, value_name = "DURATION", default_value = "5s",
+              value_parser = humantime::parse_duration)]
+        interval: std::time::Duration,
+        id: String,
+    },
     /// Print what this runtime supports (the runtime spec's features document).
     Features,
     /// Write an example config.json.

@@ -12,6 +12,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use berth_runtime::create::{self, CreateOptions, Mode};
@@ -211,6 +212,7 @@ fn run(cli: &Cli) -> Result<i32> {
             berth_runtime::update::update(&root, &args.id, &resources)?;
             Ok(0)
         }
+        Command::Events { stats, interval, id } => events(&root, id, *stats, *interval),
         Command::Features => {
             println!("{}", serde_json::to_string_pretty(&features::features())?);
             Ok(0)
@@ -256,6 +258,38 @@ fn update_resources(args: &cli::UpdateArgs) -> Result<LinuxResources> {
         blkio_weight: args.blkio_weight,
     };
     Ok(request.to_resources(None)?)
+}
+
+/// `events`: one stats line with `--stats`; else a stats line every `interval` and an `oom`
+/// line for each new OOM kill, until the container stops (or stdout is closed).
+fn events(root: &StateRoot, id: &str, once: bool, interval: Duration) -> Result<i32> {
+    if interval.is_zero() {
+        bail!("--interval: must be greater than 0");
+    }
+    let c = root.load(id)?;
+    if c.status() == Status::Stopped {
+        bail!("container {id} is not running");
+    }
+    let disabled = c.record.cgroup_state.as_ref().is_some_and(|s| s.disabled.is_some());
+    let cgroup = c.cgroup_manager().filter(|_| !disabled).with_context(|| {
+        format!("container {id} has no cgroup (rootless without cgroup delegation): no stats")
+    })?;
+    if once {
+        let event = cgroups::oci::stats_event(&cgroup, id)
+            .with_context(|| format!("reading the stats of container {id}"))?;
+        println!("{}", serde_json::to_string(&event)?);
+        return Ok(0);
+    }
+
+    let mut out = std::io::stdout().lock();
+    cgroups::oci::watch(&cgroup, id, interval, |event| {
+        // A closed stdout ends the watch quietly, as a stopped container does.
+        c.init_alive()
+            && serde_json::to_string(event)
+                .is_ok_and(|line| writeln!(out, "{line}").and_then(|()| out.flush()).is_ok())
+    })
+    .with_context(|| format!("watching the cgroup of container {id}"))?;
+    Ok(0)
 }
 
 fn list(root: &StateRoot, format: ListFormat, quiet: bool) -> Result<i32> {
