@@ -73,9 +73,26 @@ pub fn run(args: InitArgs<'_>) -> ! {
     // Told to the runtime if it still listens (create, run), else to the container's stderr.
     if chan.send(&Msg::Error(msg.clone())).is_err() {
         eprintln!("berth-oci init: {msg}");
+    } else {
+        drain_until_closed(&chan);
     }
     let _ = chan_fd;
     sys::exit_child(1)
+}
+
+/// Reads and drops what the runtime sent that we went past (in `run`, the Ack of our pid)
+/// until it hangs up after reading our error, or for at most five seconds. A unix socket
+/// closed with unread data resets its peer's connection, and the runtime would then read
+/// ECONNRESET instead of the error we just sent.
+fn drain_until_closed(chan: &Channel) {
+    let mut pollfd = libc::pollfd { fd: chan.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: pollfd is one valid, initialised entry for the length we pass.
+    while unsafe { libc::poll(&mut pollfd, 1, 5000) } > 0 {
+        match chan.recv() {
+            Ok(Some(_)) => continue,
+            Ok(None) | Err(_) => break,
+        }
+    }
 }
 
 enum Never {}
