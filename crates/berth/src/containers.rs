@@ -197,11 +197,32 @@ pub struct RunArgs {
     /// Resource and mount flags (issue 7).
     #[command(flatten)]
     pub part2: crate::part2::Part2RunArgs,
-    /// The image.
+    /// The image, then the command and its arguments. Flags end at the image, as in Podman:
+    /// `run IMAGE -c x` passes `-c x` to the container.
+    #[arg(
+        value_name = "IMAGE [COMMAND [ARG...]]",
+        required = true,
+        num_args = 1..,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    image_and_command: Vec<String>,
+    /// The image (the first of `image_and_command`).
+    #[arg(skip)]
     pub image: String,
-    /// The command and its arguments.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    /// The command and its arguments (the rest of `image_and_command`).
+    #[arg(skip)]
     pub command: Vec<String>,
+}
+
+impl RunArgs {
+    /// Splits the positional arguments into the image and the command.
+    fn split_positionals(mut self) -> Self {
+        let mut rest = std::mem::take(&mut self.image_and_command).into_iter();
+        self.image = rest.next().unwrap_or_default();
+        self.command = rest.collect();
+        self
+    }
 }
 
 #[derive(Debug, Args)]
@@ -364,8 +385,8 @@ pub struct RenameArgs {
 /// Runs a container command.
 pub fn dispatch(global: &GlobalOptions, command: ContainerCommand) -> Result<ExitCode> {
     match command {
-        ContainerCommand::Run(args) => run(global, args, true),
-        ContainerCommand::Create(args) => run(global, args, false),
+        ContainerCommand::Run(args) => run(global, args.split_positionals(), true),
+        ContainerCommand::Create(args) => run(global, args.split_positionals(), false),
         ContainerCommand::Start(args) => start(global, args),
         ContainerCommand::Stop(args) => stop(global, args, false),
         ContainerCommand::Restart(args) => stop(global, args, true),

@@ -308,6 +308,9 @@ fn exit_codes() {
     let berth = Berth::new();
     assert_eq!(berth.ok(&["run", "--rm", "localhost/busybox", "echo", "hi"]), "hi\n");
     berth.fails(&["run", "--rm", "localhost/busybox", "sh", "-c", "exit 3"], 3);
+    // Flags end at the image: `-c` here is the entrypoint's, not berth's --cpu-shares.
+    let out = berth.ok(&["run", "--rm", "--entrypoint", "sh", "localhost/busybox", "-c", "echo x"]);
+    assert_eq!(out, "x\n");
     let err = berth.fails(&["run", "--rm", "localhost/busybox", "no-such-command"], 127);
     assert!(err.contains("\"no-such-command\" not found"), "{err}");
     berth.fails(&["run", "--rm", "localhost/busybox", "/no/such/file"], 127);
