@@ -324,12 +324,7 @@ impl Containers {
         }
         let images = Images::open(&self.ctx.root)?;
         let image = images.find(&record.image_id)?;
-        let layer =
-            self.layers.mount(&record.id, self.ctx.storage_driver, &lower_dirs(&images, &image))?;
-        if let Err(e) = check_command_path(&record, &layer.merged) {
-            let _ = self.layers.unmount(&record.id);
-            return Err(e);
-        }
+        self.layers.mount(&record.id, self.ctx.storage_driver, &lower_dirs(&images, &image))?;
         let userdata = options.userdata_dir.clone();
         let _ = fs::remove_file(monitor::exit_file(&userdata));
         let config = MonitorConfig {
@@ -668,25 +663,6 @@ impl Containers {
             OpsError::Exec { code: monitor::launch_failure_code(&message, &rootfs), message }
         })
     }
-}
-
-/// A command given by path that does not exist in the root is "not found" (127) before any
-/// process is made, as the runtime's own check would say for a name looked up in PATH.
-fn check_command_path(record: &ContainerRecord, rootfs: &std::path::Path) -> Result<(), OpsError> {
-    let spec: serde_json::Value = serde_json::from_str(&record.spec_json)
-        .map_err(|source| ContainerError::DecodeSpec { id: record.id.clone(), source })?;
-    let Some(command) = spec["process"]["args"][0].as_str() else { return Ok(()) };
-    if !command.starts_with('/') {
-        return Ok(());
-    }
-    let inside = rootfs.join(command.trim_start_matches('/'));
-    if fs::symlink_metadata(&inside).is_err() {
-        return Err(OpsError::Exec {
-            code: lifecycle::NOT_FOUND,
-            message: format!("executable file {command:?} not found: no such file or directory"),
-        });
-    }
-    Ok(())
 }
 
 /// The image's layer directories, top-most first, as overlay's lowerdir wants them.
