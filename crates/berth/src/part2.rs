@@ -19,9 +19,9 @@ use serde::Serialize;
 use crate::cli::GlobalOptions;
 use crate::format::{write_table, Format};
 
-/// The flags issue 7 adds to `run` and `create` (flattened into their arguments).
+/// The cgroup limits both `run`/`create` and `update` take (flattened into each).
 #[derive(Debug, Args, Clone, Default)]
-pub struct Part2RunArgs {
+pub struct LimitArgs {
     /// Memory limit (e.g. 512m, 1g).
     #[arg(short, long, value_name = "SIZE", allow_hyphen_values = true)]
     pub memory: Option<String>,
@@ -43,6 +43,29 @@ pub struct Part2RunArgs {
     /// Limit the number of processes (-1 for unlimited; default 2048).
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub pids_limit: Option<i64>,
+}
+
+impl LimitArgs {
+    /// These limits as the engine's options, with nothing else set.
+    fn options(&self) -> ResourceOptions {
+        ResourceOptions {
+            memory: self.memory.clone(),
+            memory_swap: self.memory_swap.clone(),
+            memory_reservation: self.memory_reservation.clone(),
+            cpus: self.cpus.clone(),
+            cpu_shares: self.cpu_shares,
+            cpuset_cpus: self.cpuset_cpus.clone(),
+            pids_limit: self.pids_limit,
+            ..Default::default()
+        }
+    }
+}
+
+/// The flags issue 7 adds to `run` and `create` (flattened into their arguments).
+#[derive(Debug, Args, Clone, Default)]
+pub struct Part2RunArgs {
+    #[command(flatten)]
+    pub limits: LimitArgs,
     /// Add a host device: HOST[:CONTAINER][:PERMISSIONS].
     #[arg(long, value_name = "DEVICE")]
     pub device: Vec<String>,
@@ -64,16 +87,10 @@ pub struct Part2RunArgs {
 impl Part2RunArgs {
     pub fn resources(&self) -> ResourceOptions {
         ResourceOptions {
-            memory: self.memory.clone(),
-            memory_swap: self.memory_swap.clone(),
-            memory_reservation: self.memory_reservation.clone(),
-            cpus: self.cpus.clone(),
-            cpu_shares: self.cpu_shares,
-            cpuset_cpus: self.cpuset_cpus.clone(),
-            pids_limit: self.pids_limit,
             devices: self.device.clone(),
             oom_score_adj: self.oom_score_adj,
             shm_size: self.shm_size.clone(),
+            ..self.limits.options()
         }
     }
 
@@ -89,27 +106,8 @@ impl Part2RunArgs {
 /// `berth update`.
 #[derive(Debug, Args)]
 pub struct UpdateArgs {
-    /// Memory limit.
-    #[arg(short, long, value_name = "SIZE", allow_hyphen_values = true)]
-    pub memory: Option<String>,
-    /// Memory plus swap limit (-1: unlimited).
-    #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
-    pub memory_swap: Option<String>,
-    /// Memory soft limit.
-    #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
-    pub memory_reservation: Option<String>,
-    /// Number of CPUs.
-    #[arg(long, value_name = "N", allow_hyphen_values = true)]
-    pub cpus: Option<String>,
-    /// CPU shares.
-    #[arg(short = 'c', long, value_name = "N")]
-    pub cpu_shares: Option<u64>,
-    /// CPUs the container may run on.
-    #[arg(long, value_name = "LIST")]
-    pub cpuset_cpus: Option<String>,
-    /// Process limit (-1: unlimited).
-    #[arg(long, value_name = "N", allow_negative_numbers = true)]
-    pub pids_limit: Option<i64>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
     /// The container.
     pub container: String,
 }
@@ -231,16 +229,7 @@ pub fn update(global: &GlobalOptions, args: UpdateArgs) -> Result<ExitCode> {
             record.state
         );
     }
-    let opts = ResourceOptions {
-        memory: args.memory,
-        memory_swap: args.memory_swap,
-        memory_reservation: args.memory_reservation,
-        cpus: args.cpus,
-        cpu_shares: args.cpu_shares,
-        cpuset_cpus: args.cpuset_cpus,
-        pids_limit: args.pids_limit,
-        ..Default::default()
-    };
+    let opts = args.limits.options();
     stats::update(containers.context(), &record.id, &opts)?;
     println!("{}", record.id);
     Ok(ExitCode::SUCCESS)
