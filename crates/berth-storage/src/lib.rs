@@ -8,6 +8,8 @@ pub mod container;
 pub mod diff;
 pub mod layers;
 pub mod mount;
+#[cfg(test)]
+mod test_support;
 pub mod unpack;
 
 pub use container::{ContainerLayer, ContainerLayerError, ContainerLayers};

@@ -363,43 +363,7 @@ fn mount_classic(driver: Driver, overlay: &Overlay<'_>, target: &Path) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn is_root() -> bool {
-        rustix::process::geteuid().is_root()
-    }
-
-    /// Runs `f` in a child with a private mount namespace, so nothing it mounts is seen by the
-    /// rest of the test process or left behind when it fails.
-    fn in_private_mount_ns(f: impl FnOnce() -> Result<(), String>) {
-        // SAFETY: the child only calls unshare, runs `f` (file-system work) and exits; it
-        // never returns into the test harness.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0, "fork failed");
-        if pid == 0 {
-            let code = (|| {
-                // SAFETY: the forked child is single-threaded; a new mount namespace affects
-                // only it.
-                unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
-                    .map_err(|e| format!("unshare: {e}"))?;
-                rustix::mount::mount_change(
-                    "/",
-                    rustix::mount::MountPropagationFlags::PRIVATE
-                        | rustix::mount::MountPropagationFlags::REC,
-                )
-                .map_err(|e| format!("making / private: {e}"))?;
-                f()
-            })();
-            if let Err(e) = &code {
-                eprintln!("{e}");
-            }
-            // SAFETY: _exit ends the forked child without running the parent's destructors.
-            unsafe { libc::_exit(i32::from(code.is_err())) };
-        }
-        let mut status = 0;
-        // SAFETY: waiting for our own child.
-        unsafe { libc::waitpid(pid, &mut status, 0) };
-        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "child failed");
-    }
+    use crate::test_support::{in_private_mount_ns, in_private_user_ns, is_root};
 
     fn layers(root: &Path, n: usize) -> Vec<PathBuf> {
         // Top-most first: layer 0 shadows the others.
@@ -644,40 +608,5 @@ mod tests {
             Ok(())
         });
         println!("MOUNTED {}", std::env::var("BERTH_TEST_DRIVER").unwrap_or_default());
-    }
-
-    /// Runs `f` in a forked child that is root of a new user namespace mapping only `uid` and
-    /// `gid`, with a mount namespace of its own.
-    fn in_private_user_ns(uid: u32, gid: u32, f: impl FnOnce() -> Result<(), String>) {
-        // SAFETY: the child unshares, writes its maps, runs `f` and _exits; the helper test runs
-        // with one test thread, so no lock is held by another thread at the fork.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0, "fork failed");
-        if pid == 0 {
-            let code = (|| {
-                // SAFETY: the forked child is single-threaded; the namespaces are its own.
-                unsafe {
-                    rustix::thread::unshare_unsafe(
-                        rustix::thread::UnshareFlags::NEWUSER | rustix::thread::UnshareFlags::NEWNS,
-                    )
-                }
-                .map_err(|e| format!("unshare: {e}"))?;
-                fs::write("/proc/self/setgroups", "deny").map_err(|e| format!("setgroups: {e}"))?;
-                fs::write("/proc/self/uid_map", format!("0 {uid} 1"))
-                    .map_err(|e| format!("uid_map: {e}"))?;
-                fs::write("/proc/self/gid_map", format!("0 {gid} 1"))
-                    .map_err(|e| format!("gid_map: {e}"))?;
-                f()
-            })();
-            if let Err(e) = &code {
-                eprintln!("{e}");
-            }
-            // SAFETY: _exit ends the forked child without running the parent's destructors.
-            unsafe { libc::_exit(i32::from(code.is_err())) };
-        }
-        let mut status = 0;
-        // SAFETY: waiting for our own child.
-        unsafe { libc::waitpid(pid, &mut status, 0) };
-        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "child failed");
     }
 }

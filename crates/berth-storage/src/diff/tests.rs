@@ -4,41 +4,7 @@ use std::os::unix::fs::PermissionsExt;
 
 use super::*;
 
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
-}
-
-/// Runs `f` in a forked child with a private mount namespace, so what it mounts disappears
-/// with it even when it fails.
-fn in_private_mount_ns(f: impl FnOnce() -> Result<(), String>) {
-    // SAFETY: the child only unshares, does file-system work in `f` and _exits; it never
-    // returns into the test harness.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        let result = (|| {
-            // SAFETY: the forked child is single-threaded; the new namespace is its own.
-            unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
-                .map_err(|e| format!("unshare: {e}"))?;
-            rustix::mount::mount_change(
-                "/",
-                rustix::mount::MountPropagationFlags::PRIVATE
-                    | rustix::mount::MountPropagationFlags::REC,
-            )
-            .map_err(|e| format!("making / private: {e}"))?;
-            f()
-        })();
-        if let Err(e) = &result {
-            eprintln!("{e}");
-        }
-        // SAFETY: ends the forked child without running the parent's destructors.
-        unsafe { libc::_exit(i32::from(result.is_err())) };
-    }
-    let mut status = 0;
-    // SAFETY: waits for our own child.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "child failed");
-}
+use crate::test_support::{in_private_mount_ns, is_root};
 
 /// path → (type, mode, uid, gid, size or link target, xattrs)
 type Listing = BTreeMap<String, (char, u32, u64, u64, String, Vec<String>)>;
