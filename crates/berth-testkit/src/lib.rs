@@ -8,6 +8,7 @@
 //! is shipped; tests and benchmarks depend on it as a dev-dependency.
 
 pub mod busybox;
+pub mod cli;
 pub mod debian;
 pub mod digest;
 pub mod host;

@@ -11,187 +11,24 @@ use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-/// One throwaway engine: its roots, the busybox image as `localhost/busybox:latest`.
-struct Berth {
-    dir: tempfile::TempDir,
-}
+use berth_testkit::cli::Berth;
 
-impl Berth {
-    fn new() -> Self {
-        if !rustix::process::geteuid().is_root() {
-            panic!("the rootful container tests need root");
-        }
-        let berth = Self { dir: tempfile::tempdir().unwrap() };
-        let layout = berth.dir.path().join("layout");
-        berth_testkit::busybox::image_layout(&layout).unwrap();
-        let out = berth.ok(&["load", "-i", layout.to_str().unwrap()]);
-        let id = out.trim().strip_prefix("Loaded image: sha256:").unwrap().to_owned();
-        berth.ok(&["tag", &id, "localhost/busybox:latest"]);
-        berth
+/// A throwaway engine with the busybox image as `localhost/busybox:latest`.
+fn engine() -> Berth {
+    if !rustix::process::geteuid().is_root() {
+        panic!("the rootful container tests need root");
     }
-
-    fn root(&self) -> PathBuf {
-        self.dir.path().join("root")
-    }
-
-    fn runroot(&self) -> PathBuf {
-        self.dir.path().join("run")
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
-        command
-            .arg("--root")
-            .arg(self.root())
-            .arg("--runroot")
-            .arg(self.runroot())
-            .args(args)
-            .env("REGISTRIES_CONFIG_PATH", "/nonexistent");
-        command
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).stdin(Stdio::null()).output().expect("running berth")
-    }
-
-    /// Runs and expects success; returns standard output.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "berth {args:?} failed ({:?}): {}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// Runs and expects failure with `code`; returns standard error.
-    fn fails(&self, args: &[&str], code: i32) -> String {
-        let out = self.run(args);
-        assert_eq!(
-            out.status.code(),
-            Some(code),
-            "berth {args:?}: stdout {} stderr {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stderr).unwrap()
-    }
-
-    /// Polls `check` until it holds, for up to a minute (the machine may be loaded).
-    fn eventually(&self, what: &str, mut check: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !check() {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn ids(&self) -> Vec<String> {
-        self.ok(&["ps", "-aq", "--no-trunc"]).lines().map(str::to_owned).collect()
-    }
-
-    /// The mounts under this engine's directories.
-    fn mounts(&self) -> Vec<String> {
-        let dir = self.dir.path().to_string_lossy().into_owned();
-        fs::read_to_string("/proc/self/mountinfo")
-            .unwrap()
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .filter(|m| m.starts_with(&dir))
-            .map(str::to_owned)
-            .collect()
-    }
-
-    /// Monitor processes of this engine that still run.
-    fn monitors(&self) -> Vec<i32> {
-        let run = self.runroot().to_string_lossy().into_owned();
-        fs::read_dir("/proc")
-            .unwrap()
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-            .filter(|pid| {
-                let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                let text = String::from_utf8_lossy(&cmdline);
-                text.contains("__berth-monitor") && text.contains(&run)
-            })
-            .collect()
-    }
-
-    /// What is left of containers: mounts, monitors, runtime state, cgroups, directories.
-    fn leftovers(&self) -> Vec<String> {
-        let mut left = self.mounts();
-        left.extend(self.monitors().iter().map(|p| format!("monitor process {p}")));
-        for dir in ["runtime", "containers", "overlay-containers"] {
-            let path = self.runroot().join(dir);
-            for entry in fs::read_dir(&path).into_iter().flatten().flatten() {
-                if !entry.file_name().to_string_lossy().starts_with('.') {
-                    left.push(entry.path().display().to_string());
-                }
-            }
-        }
-        for entry in fs::read_dir(self.root().join("overlay-containers")).into_iter().flatten() {
-            left.push(entry.unwrap().path().display().to_string());
-        }
-        for id in self.created_ids() {
-            for controller in ["pids", "memory", "cpu", "devices"] {
-                let cg =
-                    PathBuf::from(format!("/sys/fs/cgroup/{controller}/berth_parent/berth-{id}"));
-                if cg.exists() {
-                    left.push(cg.display().to_string());
-                }
-            }
-        }
-        left
-    }
-
-    /// Ids this engine ever gave (from the lock and layer directories, both per container).
-    fn created_ids(&self) -> Vec<String> {
-        let mut ids = Vec::new();
-        for dir in [self.runroot().join("locks"), self.root().join("overlay-containers")] {
-            for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                ids.push(name.trim_end_matches(".lock").to_owned());
-            }
-        }
-        ids
-    }
-}
-
-impl Drop for Berth {
-    fn drop(&mut self) {
-        // Remove whatever the test left, then make sure nothing of it stays on the host.
-        let _ = self.run(&["rm", "-af", "-t", "0"]);
-        for pid in self.monitors() {
-            // SAFETY: kill takes a pid and a signal by value.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-        for m in self.mounts().iter().rev() {
-            let _ = rustix::mount::unmount(m.as_str(), rustix::mount::UnmountFlags::DETACH);
-        }
-        for id in self.created_ids() {
-            for controller in ["pids", "memory", "cpu", "cpuacct", "devices", "freezer", "blkio"] {
-                let _ =
-                    fs::remove_dir(format!("/sys/fs/cgroup/{controller}/berth_parent/berth-{id}"));
-            }
-        }
-    }
-}
-
-/// Nothing of the containers is left once they are removed: checked right after removal.
-fn assert_clean(berth: &Berth) {
-    let left = berth.leftovers();
-    assert!(left.is_empty(), "left behind: {left:#?}");
+    Berth::with_busybox(env!("CARGO_BIN_EXE_berth"), "localhost/busybox:latest")
 }
 
 // run -d, ps, logs, exec, inspect, pause and unpause, rename, stop of a shell trapping
 // SIGTERM, wait and rm: the whole lifecycle as a user drives it.
 #[test]
 fn lifecycle_of_a_detached_container() {
-    let berth = Berth::new();
+    let berth = engine();
     let script = "echo started; trap 'echo got TERM; exit 7' TERM; while true; do sleep 0.1; done";
     let id = berth.ok(&["run", "-d", "--name", "web", "localhost/busybox", "sh", "-c", script]);
     let id = id.trim();
@@ -263,14 +100,14 @@ fn lifecycle_of_a_detached_container() {
     assert!(err.contains("running"), "{err}");
     assert_eq!(berth.ok(&["rm", "-f", "site"]).trim(), "site");
     assert!(berth.ids().is_empty());
-    assert_clean(&berth);
+    berth.assert_clean();
 }
 
 // A shell that ignores SIGTERM is killed after -t seconds with Podman's warning; kill -s
 // sends the signal asked for; wait reports 128+N.
 #[test]
 fn stop_timeout_kill_and_wait() {
-    let berth = Berth::new();
+    let berth = engine();
     berth.ok(&[
         "run",
         "-d",
@@ -298,14 +135,14 @@ fn stop_timeout_kill_and_wait() {
     let err = berth.fails(&["kill", "victim"], 125);
     assert!(err.contains("can only kill running containers"), "{err}");
     berth.ok(&["rm", "stubborn", "victim"]);
-    assert_clean(&berth);
+    berth.assert_clean();
 }
 
 // The exit codes a user scripts against: the container's own, 125 for berth's failures,
 // 126 for a command that cannot run, 127 for one that is not there, 137 for SIGKILL.
 #[test]
 fn exit_codes() {
-    let berth = Berth::new();
+    let berth = engine();
     assert_eq!(berth.ok(&["run", "--rm", "localhost/busybox", "echo", "hi"]), "hi\n");
     berth.fails(&["run", "--rm", "localhost/busybox", "sh", "-c", "exit 3"], 3);
     // Flags end at the image: `-c` here is the entrypoint's, not berth's --cpu-shares.
@@ -333,7 +170,7 @@ fn exit_codes() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(137), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(berth.ids().is_empty(), "--rm containers stay: {:?}", berth.ids());
-    assert_clean(&berth);
+    berth.assert_clean();
 }
 
 // What a default container sees from inside: only its own processes, Podman's 11
@@ -341,7 +178,7 @@ fn exit_codes() {
 // and what --read-only --tmpfs, --cap-drop ALL and -u change.
 #[test]
 fn isolation_from_inside() {
-    let berth = Berth::new();
+    let berth = engine();
     let out = berth.ok(&[
         "run",
         "--rm",
@@ -408,13 +245,13 @@ fn isolation_from_inside() {
     ]);
     assert_eq!(out, "CapEff:\t0000000000000000\n");
     assert_eq!(berth.ok(&["run", "--rm", "-u", "1000", "localhost/busybox", "id", "-u"]), "1000\n");
-    assert_clean(&berth);
+    berth.assert_clean();
 }
 
 // Bad input: one line, exit 125, nothing created.
 #[test]
 fn bad_input_is_one_line_and_leaves_nothing() {
-    let berth = Berth::new();
+    let berth = engine();
     berth.ok(&["create", "--name", "taken", "localhost/busybox", "true"]);
     let cases: &[&[&str]] = &[
         &["run", "--pull", "never", "localhost/unknown-image", "true"],
@@ -437,14 +274,14 @@ fn bad_input_is_one_line_and_leaves_nothing() {
     }
     assert_eq!(berth.ids().len(), 1, "a failed command created a container");
     berth.ok(&["rm", "taken"]);
-    assert_clean(&berth);
+    berth.assert_clean();
 }
 
 // 20 parallel `run -d` then 20 parallel `rm -f`: every container ran, the database lists
 // exactly them, and nothing is left afterwards.
 #[test]
 fn twenty_parallel_runs_and_removals() {
-    let berth = Berth::new();
+    let berth = engine();
     let runs: Vec<_> = (0..20)
         .map(|_| {
             berth
@@ -486,14 +323,14 @@ fn twenty_parallel_runs_and_removals() {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
     assert!(berth.ids().is_empty());
-    assert_clean(&berth);
+    berth.assert_clean();
 }
 
 // A monitor killed with SIGKILL: ps tells the truth (still running while the process
 // lives, exited once it is gone) and rm removes everything.
 #[test]
 fn a_killed_monitor_leaves_a_truthful_container() {
-    let berth = Berth::new();
+    let berth = engine();
     berth.ok(&["run", "-d", "--name", "orphan", "localhost/busybox", "sleep", "1000"]);
     let monitors = berth.monitors();
     assert_eq!(monitors.len(), 1);
@@ -510,7 +347,7 @@ fn a_killed_monitor_leaves_a_truthful_container() {
     });
     berth.ok(&["rm", "orphan"]);
     assert!(berth.ids().is_empty());
-    assert_clean(&berth);
+    berth.assert_clean();
 
     // Killed while the container runs, then rm -f: the same.
     berth.ok(&["run", "-d", "--name", "orphan2", "localhost/busybox", "sleep", "1000"]);
@@ -520,7 +357,7 @@ fn a_killed_monitor_leaves_a_truthful_container() {
     }
     berth.eventually("the monitor to die", || berth.monitors().is_empty());
     berth.ok(&["rm", "-f", "orphan2"]);
-    assert_clean(&berth);
+    berth.assert_clean();
 }
 
 /// A pty pair: (master, slave path).
@@ -590,7 +427,7 @@ fn wait_exit(child: &mut std::process::Child) -> Option<i32> {
 // too, and `attach` comes back to the container.
 #[test]
 fn run_it_through_a_pty_and_detach() {
-    let berth = Berth::new();
+    let berth = engine();
     let (mut child, mut master) =
         spawn_on_pty(&berth, &["run", "-it", "--rm", "--name", "tty", "localhost/busybox", "sh"]);
     master.write_all(b"tty; echo sum-$((40+2))\n").unwrap();
@@ -621,13 +458,13 @@ fn run_it_through_a_pty_and_detach() {
     assert_eq!(wait_exit(&mut child), Some(9));
     assert_eq!(berth.ok(&["wait", "keep"]).trim(), "9");
     berth.ok(&["rm", "keep"]);
-    assert_clean(&berth);
+    berth.assert_clean();
 }
 
 // stdin through -i, stdout and stderr kept apart, and the log keeps both streams.
 #[test]
 fn interactive_pipes_and_the_log() {
-    let berth = Berth::new();
+    let berth = engine();
     let mut child = berth
         .command(&[
             "run",
@@ -653,5 +490,5 @@ fn interactive_pipes_and_the_log() {
     assert_eq!(String::from_utf8_lossy(&logs.stdout), "line one\nline two\n");
     assert_eq!(String::from_utf8_lossy(&logs.stderr), "to-stderr\n");
     berth.ok(&["rm", "cat"]);
-    assert_clean(&berth);
+    berth.assert_clean();
 }

@@ -2,56 +2,21 @@
 //! pull and push against the reference registry, and the errors they print.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
+use berth_testkit::cli::Berth;
 use berth_testkit::registry::{Mode, Registry};
 
-struct Berth {
-    root: tempfile::TempDir,
-}
-
-impl Berth {
-    fn new() -> Self {
-        Self { root: tempfile::tempdir().unwrap() }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_berth"))
-            .arg("--root")
-            .arg(self.root.path())
-            .args(args)
-            .env("REGISTRIES_CONFIG_PATH", "/nonexistent")
-            .output()
-            .expect("running berth")
-    }
-
-    /// Runs and expects success; returns standard output.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "berth {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// Loads the busybox layout and names it `name`; returns the image id.
-    fn busybox(&self, name: &str) -> String {
-        let layout = tempfile::tempdir().unwrap();
-        berth_testkit::busybox::image_layout(layout.path()).unwrap();
-        let out = self.ok(&["load", "-i", layout.path().to_str().unwrap()]);
-        let id = out.trim().strip_prefix("Loaded image: sha256:").unwrap().to_owned();
-        self.ok(&["tag", &id, name]);
-        id
-    }
+/// A throwaway engine with empty roots.
+fn engine() -> Berth {
+    Berth::new(env!("CARGO_BIN_EXE_berth"))
 }
 
 // images lists Podman's columns; -q ids; inspect --format reads Go templates.
 #[test]
 fn load_list_inspect_tag_and_remove() {
-    let berth = Berth::new();
-    let id = berth.busybox("localhost/bb:1");
+    let berth = engine();
+    let id = berth.load_busybox("localhost/bb:1");
     let table = berth.ok(&["images"]);
     let mut lines = table.lines();
     let header: Vec<&str> =
@@ -87,8 +52,8 @@ fn load_list_inspect_tag_and_remove() {
 // save writes an archive podman and skopeo read; load reads it back as the same image.
 #[test]
 fn save_is_read_by_skopeo_and_loads_back() {
-    let berth = Berth::new();
-    let id = berth.busybox("localhost/bb:saved");
+    let berth = engine();
+    let id = berth.load_busybox("localhost/bb:saved");
     let dir = tempfile::tempdir().unwrap();
     let archive = dir.path().join("bb.tar");
     berth.ok(&["save", "-o", archive.to_str().unwrap(), "bb:saved"]);
@@ -99,7 +64,7 @@ fn save_is_read_by_skopeo_and_loads_back() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
-    let other = Berth::new();
+    let other = engine();
     assert_eq!(
         other.ok(&["load", "-i", archive.to_str().unwrap()]),
         "Loaded image: localhost/bb:saved\n"
@@ -119,12 +84,12 @@ fn save_is_read_by_skopeo_and_loads_back() {
 #[test]
 fn push_and_pull_through_the_registry() {
     let registry = Registry::start(Mode::Open).unwrap();
-    let berth = Berth::new();
+    let berth = engine();
     let name = format!("{}/cli/bb:1", registry.addr());
-    let id = berth.busybox(&name);
+    let id = berth.load_busybox(&name);
     berth.ok(&["push", "--tls-verify=false", &name]);
 
-    let other = Berth::new();
+    let other = engine();
     let out = other.run(&["pull", "--tls-verify=false", &name]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{id}\n"));
@@ -157,7 +122,7 @@ fn push_and_pull_through_the_registry() {
 fn login_and_logout() {
     use std::os::unix::fs::PermissionsExt;
     let registry = Registry::start(Mode::Htpasswd).unwrap();
-    let berth = Berth::new();
+    let berth = engine();
     let dir = tempfile::tempdir().unwrap();
     let authfile = dir.path().join("auth.json");
     let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
@@ -184,7 +149,7 @@ fn login_and_logout() {
     assert!(!String::from_utf8_lossy(&out.stderr).contains(Registry::PASSWORD));
     assert_eq!(std::fs::metadata(&authfile).unwrap().permissions().mode() & 0o777, 0o600);
     let name = format!("{}/auth/bb:1", registry.addr());
-    berth.busybox(&name);
+    berth.load_busybox(&name);
     berth.ok(&["push", "--tls-verify=false", "--authfile", authfile.to_str().unwrap(), &name]);
     berth.ok(&["logout", "--authfile", authfile.to_str().unwrap(), &registry.addr()]);
     assert!(
@@ -228,16 +193,16 @@ fn a_pull_killed_mid_layer_resumes() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
-    let berth = Berth::new();
+    let berth = engine();
     let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
         .arg("--root")
-        .arg(berth.root.path())
+        .arg(berth.root())
         .args(["pull", "-q", "--tls-verify=false", &name])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let ingest = berth.root.path().join("storage/ingest");
+    let ingest = berth.root().join("storage/ingest");
     let partial_size = || -> u64 {
         std::fs::read_dir(&ingest)
             .map(|entries| {
@@ -262,7 +227,7 @@ fn a_pull_killed_mid_layer_resumes() {
 
     // Consistent: the killed pull recorded no image and committed no layer.
     assert_eq!(berth.ok(&["images", "-q"]), "", "killed pull left an image (partial {left})");
-    let layers = berth.root.path().join("storage/layers");
+    let layers = berth.root().join("storage/layers");
     assert_eq!(std::fs::read_dir(&layers).unwrap().count(), 0);
 
     let out = berth.run(&["--log-level", "debug", "pull", "-q", "--tls-verify=false", &name]);
@@ -483,14 +448,14 @@ fn podman_saved_archives_load_with_the_same_tree() {
     podman(&["save", "-o", archive.to_str().unwrap(), "localhost/from-podman:1"]);
     let mounted = podman(&["image", "mount", "localhost/from-podman:1"]);
 
-    let berth = Berth::new();
+    let berth = engine();
     assert_eq!(
         berth.ok(&["load", "-i", archive.to_str().unwrap()]),
         "Loaded image: localhost/from-podman:1\n"
     );
     assert_eq!(berth.ok(&["images", "--format", "{{.Id}}"]).trim(), id);
     let layers: Vec<_> =
-        std::fs::read_dir(berth.root.path().join("storage/layers")).unwrap().flatten().collect();
+        std::fs::read_dir(berth.root().join("storage/layers")).unwrap().flatten().collect();
     assert_eq!(layers.len(), 1);
     assert_eq!(listing(&layers[0].path().join("diff")), listing(Path::new(mounted.trim())));
     podman(&["image", "unmount", "localhost/from-podman:1"]);
@@ -510,9 +475,9 @@ fn podman_saved_archives_load_with_the_same_tree() {
 #[test]
 fn push_mounts_blobs_across_repositories() {
     let registry = Registry::start(Mode::Open).unwrap();
-    let berth = Berth::new();
+    let berth = engine();
     let first = format!("{}/mount/a:1", registry.addr());
-    berth.busybox(&first);
+    berth.load_busybox(&first);
     berth.ok(&["push", "--tls-verify=false", &first]);
     let second = format!("{}/mount/b:1", registry.addr());
     let out = berth.run(&["--log-level", "debug", "push", "--tls-verify=false", &first, &second]);
@@ -587,7 +552,7 @@ fn platform_selection_from_an_index() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
-    let berth = Berth::new();
+    let berth = engine();
     let out = berth.run(&["pull", "--tls-verify=false", "--platform", "linux/s390x", &name]);
     assert_eq!(out.status.code(), Some(125));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -620,7 +585,7 @@ fn platform_selection_from_an_index() {
     let single = format!("{}/platforms/single:1", registry.addr());
     berth.ok(&["tag", &name, &single]);
     berth.ok(&["push", "--tls-verify=false", &single]);
-    let other = Berth::new();
+    let other = engine();
     let out = other.run(&["pull", "--tls-verify=false", "--platform", "linux/s390x", &single]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let err = String::from_utf8_lossy(&out.stderr);

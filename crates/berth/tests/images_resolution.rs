@@ -6,88 +6,50 @@
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
+use berth_testkit::cli::{stderr, Berth};
 use berth_testkit::registry::{Mode, Registry};
 
-struct Berth {
-    root: tempfile::TempDir,
-    /// registries.conf for every command (REGISTRIES_CONFIG_PATH).
-    conf: PathBuf,
+/// A throwaway engine whose registries.conf (REGISTRIES_CONFIG_PATH) starts empty.
+fn engine() -> Berth {
+    let mut berth = Berth::new(env!("CARGO_BIN_EXE_berth"));
+    let conf = conf_path(&berth);
+    std::fs::write(&conf, "").unwrap();
+    berth.set_env("REGISTRIES_CONFIG_PATH", &conf);
+    berth
 }
 
-impl Berth {
-    fn new() -> Self {
-        let root = tempfile::tempdir().unwrap();
-        let conf = root.path().join("registries.conf");
-        std::fs::write(&conf, "").unwrap();
-        Self { root, conf }
-    }
-
-    fn set_conf(&self, text: &str) {
-        std::fs::write(&self.conf, text).unwrap();
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
-        cmd.arg("--root")
-            .arg(self.root.path())
-            .args(args)
-            .env("REGISTRIES_CONFIG_PATH", &self.conf);
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).stdin(Stdio::null()).output().expect("running berth")
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "berth {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// Loads the busybox layout and names it `name`; returns the image id.
-    fn busybox(&self, name: &str) -> String {
-        let layout = tempfile::tempdir().unwrap();
-        berth_testkit::busybox::image_layout(layout.path()).unwrap();
-        let out = self.ok(&["load", "-i", layout.path().to_str().unwrap()]);
-        let id = out.trim().strip_prefix("Loaded image: sha256:").unwrap().to_owned();
-        self.ok(&["tag", &id, name]);
-        id
-    }
-
-    /// Imports a one-file root file system as `name` (an image unlike busybox); returns the
-    /// image id.
-    fn small_image(&self, name: &str, content: &str) -> String {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("tree")).unwrap();
-        std::fs::write(dir.path().join("tree/content"), content).unwrap();
-        let tar = dir.path().join("rootfs.tar");
-        let status = Command::new("tar")
-            .arg("-cf")
-            .arg(&tar)
-            .arg("-C")
-            .arg(dir.path().join("tree"))
-            .arg(".")
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let out = self.ok(&["import", tar.to_str().unwrap(), name]);
-        out.trim().trim_start_matches("sha256:").to_owned()
-    }
-
-    fn images(&self) -> String {
-        self.ok(&["images", "--no-trunc", "--format", "{{.Repository}}:{{.Tag}} {{.Id}}"])
-    }
+fn conf_path(berth: &Berth) -> PathBuf {
+    berth.dir().join("registries.conf")
 }
 
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
+fn set_conf(berth: &Berth, text: &str) {
+    std::fs::write(conf_path(berth), text).unwrap();
+}
+
+/// Imports a one-file root file system as `name` (an image unlike busybox); returns the
+/// image id.
+fn small_image(berth: &Berth, name: &str, content: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("tree")).unwrap();
+    std::fs::write(dir.path().join("tree/content"), content).unwrap();
+    let tar = dir.path().join("rootfs.tar");
+    let status = Command::new("tar")
+        .arg("-cf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(dir.path().join("tree"))
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = berth.ok(&["import", tar.to_str().unwrap(), name]);
+    out.trim().trim_start_matches("sha256:").to_owned()
+}
+
+fn images(berth: &Berth) -> String {
+    berth.ok(&["images", "--no-trunc", "--format", "{{.Repository}}:{{.Tag}} {{.Id}}"])
 }
 
 // Mirrors are tried in order before the primary: a tag the mirror has comes from it (with
@@ -98,9 +60,9 @@ fn stderr(out: &Output) -> String {
 fn mirrors_are_tried_before_the_primary_and_fall_through() {
     let primary = Registry::start(Mode::Open).unwrap();
     let mirror = Registry::start(Mode::Open).unwrap();
-    let publisher = Berth::new();
-    let on_primary = publisher.busybox("localhost/bb:1");
-    let on_mirror = publisher.small_image("localhost/small:1", "from the mirror\n");
+    let publisher = engine();
+    let on_primary = publisher.load_busybox("localhost/bb:1");
+    let on_mirror = small_image(&publisher, "localhost/small:1", "from the mirror\n");
     for tag in ["1", "2"] {
         let name = format!("{}/mir/app:{tag}", primary.addr());
         publisher.ok(&["push", "--tls-verify=false", "localhost/bb:1", &name]);
@@ -117,28 +79,31 @@ fn mirrors_are_tried_before_the_primary_and_fall_through() {
             mirror.addr()
         )
     };
-    let berth = Berth::new();
-    berth.set_conf(&conf(""));
+    let berth = engine();
+    set_conf(&berth, &conf(""));
     let wanted = format!("{}/mir/app:1", primary.addr());
     assert_eq!(berth.ok(&["pull", "-q", &wanted]).trim(), on_mirror);
-    assert_eq!(berth.images(), format!("{wanted} {on_mirror}\n"));
+    assert_eq!(images(&berth), format!("{wanted} {on_mirror}\n"));
 
     let fallback = format!("{}/mir/app:2", primary.addr());
     let out = berth.run(&["pull", &fallback]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), on_primary);
 
-    let berth = Berth::new();
-    berth.set_conf(&conf("pull-from-mirror = \"digest-only\"\n"));
+    let berth = engine();
+    set_conf(&berth, &conf("pull-from-mirror = \"digest-only\"\n"));
     assert_eq!(berth.ok(&["pull", "-q", &wanted]).trim(), on_primary);
 
     // Without the insecure flags the plain-HTTP mirror and primary are both refused.
-    let berth = Berth::new();
-    berth.set_conf(&format!(
-        "[[registry]]\nlocation = \"{}\"\n[[registry.mirror]]\nlocation = \"{}/cache\"\n",
-        primary.addr(),
-        mirror.addr()
-    ));
+    let berth = engine();
+    set_conf(
+        &berth,
+        &format!(
+            "[[registry]]\nlocation = \"{}\"\n[[registry.mirror]]\nlocation = \"{}/cache\"\n",
+            primary.addr(),
+            mirror.addr()
+        ),
+    );
     let out = berth.run(&["pull", &wanted]);
     assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
     assert!(stderr(&out).contains("--tls-verify=false"), "{}", stderr(&out));
@@ -157,8 +122,8 @@ impl TwoRegistries {
     fn start() -> Self {
         let first = Registry::start(Mode::Open).unwrap();
         let second = Registry::start(Mode::Open).unwrap();
-        let publisher = Berth::new();
-        let id = publisher.busybox("localhost/bb:1");
+        let publisher = engine();
+        let id = publisher.load_busybox("localhost/bb:1");
         let name = format!("{}/short/app:1", second.addr());
         publisher.ok(&["push", "--tls-verify=false", "localhost/bb:1", &name]);
         Self { first, second, id }
@@ -183,8 +148,8 @@ impl TwoRegistries {
 #[test]
 fn short_names_without_a_terminal_follow_short_name_mode() {
     let registries = TwoRegistries::start();
-    let berth = Berth::new();
-    berth.set_conf(&registries.conf("short-name-mode = \"enforcing\""));
+    let berth = engine();
+    set_conf(&berth, &registries.conf("short-name-mode = \"enforcing\""));
     let out = berth.run(&["pull", "short/app:1"]);
     assert_eq!(out.status.code(), Some(125));
     let err = stderr(&out);
@@ -195,8 +160,8 @@ fn short_names_without_a_terminal_follow_short_name_mode() {
     assert_eq!(berth.ok(&["images", "-q"]), "");
 
     for mode in ["short-name-mode = \"permissive\"", "", "short-name-mode = \"disabled\""] {
-        let berth = Berth::new();
-        berth.set_conf(&registries.conf(mode));
+        let berth = engine();
+        set_conf(&berth, &registries.conf(mode));
         let out = berth.run(&["pull", "short/app:1"]);
         assert!(out.status.success(), "{mode}: {}", stderr(&out));
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), registries.id, "{mode}");
@@ -209,17 +174,20 @@ fn short_names_without_a_terminal_follow_short_name_mode() {
             .unwrap_or_else(|| panic!("{mode}: {err}"));
         assert!(first < second, "{mode}: {err}");
         assert_eq!(
-            berth.images(),
+            images(&berth),
             format!("{}/short/app:1 {}\n", registries.second.addr(), registries.id)
         );
     }
 
-    let berth = Berth::new();
-    berth.set_conf(&format!(
-        "unqualified-search-registries = [\"{0}\"]\nshort-name-mode = \"enforcing\"\n\
+    let berth = engine();
+    set_conf(
+        &berth,
+        &format!(
+            "unqualified-search-registries = [\"{0}\"]\nshort-name-mode = \"enforcing\"\n\
          [[registry]]\nlocation = \"{0}\"\ninsecure = true\n",
-        registries.second.addr()
-    ));
+            registries.second.addr()
+        ),
+    );
     assert_eq!(berth.ok(&["pull", "-q", "short/app:1"]).trim(), registries.id);
 }
 
@@ -331,14 +299,14 @@ fn an_ambiguous_short_name_on_a_terminal_asks_and_records_the_alias() {
 #[test]
 fn disabled_short_names_do_not_ask_on_a_terminal() {
     let registries = TwoRegistries::start();
-    let berth = Berth::new();
-    berth.set_conf(&registries.conf("short-name-mode = \"disabled\""));
+    let berth = engine();
+    set_conf(&berth, &registries.conf("short-name-mode = \"disabled\""));
     let mut script = Command::new("script");
-    script.env("REGISTRIES_CONFIG_PATH", &berth.conf);
+    script.env("REGISTRIES_CONFIG_PATH", conf_path(&berth));
     let pull = format!(
         "{} --root {} pull short/app:1",
         env!("CARGO_BIN_EXE_berth"),
-        berth.root.path().display()
+        berth.root().display()
     );
     let (status, screen) = on_terminal(script, &pull, "");
     assert!(status.success(), "{screen}");
@@ -444,7 +412,7 @@ fn progress_without_a_terminal_is_quiet_lines() {
     let work = tempfile::tempdir().unwrap();
     let (name, manifest) = two_layer_image(&registry, work.path());
     let manifest: serde_json::Value = serde_json::from_str(&manifest).unwrap();
-    let berth = Berth::new();
+    let berth = engine();
     let out = berth.run(&["pull", "--tls-verify=false", &name]);
     assert!(out.status.success(), "{}", stderr(&out));
     let lines: Vec<String> = stderr(&out).lines().map(str::to_owned).collect();
@@ -488,13 +456,13 @@ fn progress_on_a_terminal_draws_bars_and_ends_cleanly() {
     let work = tempfile::tempdir().unwrap();
     let (name, manifest) = two_layer_image(&registry, work.path());
     let manifest: serde_json::Value = serde_json::from_str(&manifest).unwrap();
-    let berth = Berth::new();
+    let berth = engine();
     let mut script = Command::new("script");
-    script.env("REGISTRIES_CONFIG_PATH", &berth.conf);
+    script.env("REGISTRIES_CONFIG_PATH", conf_path(&berth));
     let pull = format!(
         "{} --root {} pull --tls-verify=false {name}",
         env!("CARGO_BIN_EXE_berth"),
-        berth.root.path().display()
+        berth.root().display()
     );
     let (status, screen) = on_terminal(script, &pull, "");
     assert!(status.success(), "{screen}");

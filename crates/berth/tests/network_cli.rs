@@ -5,62 +5,34 @@
 //! routes, interfaces and firewall are neither consulted nor touched; the networks live in a
 //! temporary root's state database.
 
-use std::path::Path;
-use std::process::{Command, Output};
+use berth_testkit::cli::{stderr, stdout, Berth};
 
-struct Berth {
-    root: tempfile::TempDir,
-    runroot: tempfile::TempDir,
+/// A throwaway engine whose every command runs in a fresh network namespace.
+fn engine() -> Berth {
+    let mut berth = Berth::new(env!("CARGO_BIN_EXE_berth"));
+    berth.wrap_in(&["unshare", "--net", "--"]);
+    berth
 }
 
-impl Berth {
-    fn new() -> Self {
-        Self { root: tempfile::tempdir().unwrap(), runroot: tempfile::tempdir().unwrap() }
-    }
+/// Runs `args`, expecting exit 125 with one `berth:` line and nothing on stdout; returns the
+/// line.
+fn fails(b: &Berth, args: &[&str]) -> String {
+    let out = b.run(args);
+    assert_eq!(out.status.code(), Some(125), "berth {args:?} should fail");
+    assert!(out.stdout.is_empty(), "nothing on stdout: {}", stdout(&out));
+    let stderr = stderr(&out);
+    let first = stderr.lines().next().unwrap_or("").to_owned();
+    assert!(first.starts_with("berth: "), "{stderr}");
+    first
+}
 
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new("unshare")
-            .args(["--net", "--"])
-            .arg(env!("CARGO_BIN_EXE_berth"))
-            .arg("--root")
-            .arg(self.root.path())
-            .arg("--runroot")
-            .arg(self.runroot.path())
-            .args(args)
-            .output()
-            .expect("running berth")
-    }
-
-    /// Runs `args`, expecting success, and returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(out.status.success(), "berth {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// Runs `args`, expecting exit 125 with one `berth:` line, and returns that line.
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert_eq!(out.status.code(), Some(125), "berth {args:?} should fail");
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        let first = stderr.lines().next().unwrap_or("").to_owned();
-        assert!(first.starts_with("berth: "), "{stderr}");
-        assert!(
-            out.stdout.is_empty(),
-            "nothing on stdout: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        first
-    }
-
-    fn names(&self) -> Vec<String> {
-        self.ok(&["network", "ls", "-q"]).lines().map(str::to_owned).collect()
-    }
+fn names(b: &Berth) -> Vec<String> {
+    b.ok(&["network", "ls", "-q"]).lines().map(str::to_owned).collect()
 }
 
 #[test]
 fn create_list_inspect_and_remove_a_network() {
-    let b = Berth::new();
+    let b = engine();
     let name = b.ok(&[
         "network",
         "create",
@@ -92,7 +64,7 @@ fn create_list_inspect_and_remove_a_network() {
         lines[1..].iter().map(|l| l.split_whitespace().next().unwrap()).collect();
     assert!(id_column.iter().all(|id| id.len() == 12), "{table}");
 
-    assert_eq!(b.names(), ["berth1", "front"]);
+    assert_eq!(names(&b), ["berth1", "front"]);
     assert_eq!(b.ok(&["network", "ls", "--filter", "label=team=web", "-q"]), "front\n");
     assert_eq!(
         b.ok(&["network", "ls", "--filter", "name=ber", "--format", "{{.Name}} {{.Driver}}"]),
@@ -133,55 +105,54 @@ fn create_list_inspect_and_remove_a_network() {
     assert_eq!(b.ok(&["network", "inspect", "--format", "{{.name}}", &id[..10]]), "front\n");
 
     assert_eq!(b.ok(&["network", "rm", "front", "berth1"]), "front\nberth1\n");
-    assert!(b.names().is_empty());
+    assert!(names(&b).is_empty());
 }
 
 #[test]
 fn bad_input_is_one_line_exit_125_and_creates_nothing() {
-    let b = Berth::new();
+    let b = engine();
     b.ok(&["network", "create", "--subnet", "10.250.31.0/24", "one"]);
 
-    let err = b.fails(&["network", "create", "--subnet", "10.250.31.128/25", "two"]);
+    let err = fails(&b, &["network", "create", "--subnet", "10.250.31.128/25", "two"]);
     assert_eq!(
         err,
         "berth: subnet 10.250.31.128/25 overlaps the subnet 10.250.31.0/24 of network one"
     );
-    let err = b.fails(&["network", "create", "--subnet", "10.250.32.0/24", "one"]);
+    let err = fails(&b, &["network", "create", "--subnet", "10.250.32.0/24", "one"]);
     assert_eq!(err, "berth: network one already exists");
-    let err = b.fails(&["network", "create", "--subnet", "10.250.33.1/24", "three"]);
+    let err = fails(&b, &["network", "create", "--subnet", "10.250.33.1/24", "three"]);
     assert!(err.contains("host bits are set"), "{err}");
-    let err = b.fails(&["network", "create", "--gateway", "10.250.34.1", "four"]);
+    let err = fails(&b, &["network", "create", "--gateway", "10.250.34.1", "four"]);
     assert!(err.contains("--gateway needs a --subnet"), "{err}");
-    let err = b.fails(&["network", "create", "-d", "macvlan", "five"]);
+    let err = fails(&b, &["network", "create", "-d", "macvlan", "five"]);
     assert!(err.contains("not supported yet"), "{err}");
-    assert_eq!(b.names(), ["one"], "no failed create recorded anything");
+    assert_eq!(names(&b), ["one"], "no failed create recorded anything");
 
-    let err = b.fails(&["network", "inspect", "one", "nosuch"]);
+    let err = fails(&b, &["network", "inspect", "one", "nosuch"]);
     assert_eq!(err, "berth: network nosuch not found");
-    let err = b.fails(&["network", "rm", "nosuch"]);
+    let err = fails(&b, &["network", "rm", "nosuch"]);
     assert_eq!(err, "berth: network nosuch not found");
-    let err = b.fails(&["network", "rm", "one", "nosuch"]);
+    let err = fails(&b, &["network", "rm", "one", "nosuch"]);
     assert_eq!(err, "berth: network nosuch not found");
-    assert_eq!(b.names(), ["one"], "rm of a list with an unknown name removes none");
+    assert_eq!(names(&b), ["one"], "rm of a list with an unknown name removes none");
 }
 
 #[test]
 fn rm_refuses_a_network_in_use_and_prune_keeps_it() {
-    let b = Berth::new();
+    let b = engine();
     b.ok(&["network", "create", "--subnet", "10.250.35.0/24", "used"]);
     b.ok(&["network", "create", "--subnet", "10.250.36.0/24", "idle"]);
     // A container holding an address, as attach records it.
     {
         use berth_engine::network::ipam::IpamStore as _;
-        let mut db =
-            berth_engine::network::store::NetworkDb::open_root(Path::new(b.root.path())).unwrap();
+        let mut db = berth_engine::network::store::NetworkDb::open_root(&b.root()).unwrap();
         db.reserve("used", "10.250.35.2".parse().unwrap(), &"ab".repeat(32)).unwrap();
     }
-    let err = b.fails(&["network", "rm", "used"]);
+    let err = fails(&b, &["network", "rm", "used"]);
     assert!(err.contains("network used is in use by container(s) abababababab"), "{err}");
 
     assert_eq!(b.ok(&["network", "prune", "-f"]), "idle\n");
-    assert_eq!(b.names(), ["used"]);
+    assert_eq!(names(&b), ["used"]);
     assert_eq!(b.ok(&["network", "rm", "-f", "used"]), "used\n");
-    assert!(b.names().is_empty());
+    assert!(names(&b).is_empty());
 }

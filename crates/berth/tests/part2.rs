@@ -8,71 +8,12 @@
 //! with them their cgroups and mounts) also when an assertion fails.
 
 use std::path::Path;
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
 
-struct Berth {
-    root: tempfile::TempDir,
-    runroot: tempfile::TempDir,
-}
+use berth_testkit::cli::{stderr, Berth};
 
-impl Berth {
-    fn new() -> Self {
-        let berth =
-            Self { root: tempfile::tempdir().unwrap(), runroot: tempfile::tempdir().unwrap() };
-        let layout = tempfile::tempdir().unwrap();
-        berth_testkit::busybox::image_layout(layout.path()).unwrap();
-        let out = berth.ok(&["load", "-i", layout.path().to_str().unwrap()]);
-        let id = out.trim().strip_prefix("Loaded image: sha256:").unwrap().to_owned();
-        berth.ok(&["tag", &id, "localhost/bb"]);
-        berth
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_berth"))
-            .arg("--root")
-            .arg(self.root.path())
-            .arg("--runroot")
-            .arg(self.runroot.path())
-            .args(args)
-            .env("REGISTRIES_CONFIG_PATH", "/nonexistent")
-            .output()
-            .expect("running berth")
-    }
-
-    /// Runs and expects success; returns standard output.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "berth {args:?} failed ({:?}): {}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// Polls `check` for up to a minute (generous: the machine may be loaded).
-    fn until(&self, what: &str, mut check: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !check() {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Berth {
-    fn drop(&mut self) {
-        let ids = self.run(&["ps", "-aq", "--no-trunc"]);
-        for id in String::from_utf8_lossy(&ids.stdout).lines() {
-            let _ = self.run(&["rm", "-f", id]);
-        }
-    }
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
+/// A throwaway engine with the busybox image as `localhost/bb`.
+fn engine() -> Berth {
+    Berth::with_busybox(env!("CARGO_BIN_EXE_berth"), "localhost/bb")
 }
 
 fn is_root() -> bool {
@@ -85,7 +26,7 @@ fn bad_resource_flags_are_one_line_errors_and_create_nothing() {
     if !is_root() {
         return;
     }
-    let berth = Berth::new();
+    let berth = engine();
     for (args, says) in [
         (vec!["-m", "12x"], "invalid --memory \"12x\""),
         (vec!["--cpus", "-1"], "invalid --cpus \"-1\""),
@@ -112,7 +53,7 @@ fn a_memory_limit_oom_kills_a_larger_allocation() {
     if !is_root() {
         return;
     }
-    let berth = Berth::new();
+    let berth = engine();
     // busybox tail keeps a line it has not seen the end of in memory: all 100 MB of it.
     let out = berth.run(&[
         "run",
@@ -154,7 +95,7 @@ fn a_pids_limit_stops_a_fork_loop() {
     if !is_root() {
         return;
     }
-    let berth = Berth::new();
+    let berth = engine();
     let script = "i=0; while [ $i -lt 20 ]; do sleep 2 & i=$((i+1)); done; wait; echo finished";
     let out = berth.run(&["run", "--rm", "--pids-limit", "10", "localhost/bb", "sh", "-c", script]);
     let err = stderr(&out);
@@ -171,7 +112,7 @@ fn named_volumes_keep_data_and_are_prefilled_from_the_image() {
     if !is_root() {
         return;
     }
-    let berth = Berth::new();
+    let berth = engine();
     // First mounted over the image's /etc: it gets the image's passwd.
     let out = berth.ok(&[
         "run",
@@ -221,7 +162,7 @@ fn read_only_binds_refuse_writes() {
     if !is_root() {
         return;
     }
-    let berth = Berth::new();
+    let berth = engine();
     let host = tempfile::tempdir().unwrap();
     std::fs::write(host.path().join("in"), "from host").unwrap();
     let rw = format!("{}:/data", host.path().display());
@@ -252,7 +193,7 @@ fn stats_shows_the_memory_a_container_allocated() {
     if !is_root() {
         return;
     }
-    let berth = Berth::new();
+    let berth = engine();
     berth.ok(&[
         "run",
         "-d",
@@ -265,7 +206,7 @@ fn stats_shows_the_memory_a_container_allocated() {
         "-c",
         "dd if=/dev/zero of=/dev/shm/fill bs=1M count=64 2>/dev/null; echo filled; exec sleep 600",
     ]);
-    berth.until("the container to fill its memory", || {
+    berth.eventually("the container to fill its memory", || {
         String::from_utf8_lossy(&berth.run(&["logs", "hog"]).stdout).contains("filled")
     });
     let bytes: u64 = berth
@@ -310,7 +251,7 @@ fn cp_round_trips_a_directory_with_modes_and_owners() {
     if !is_root() {
         return;
     }
-    let berth = Berth::new();
+    let berth = engine();
     let host = tempfile::tempdir().unwrap();
     let tree = host.path().join("tree");
     std::fs::create_dir_all(tree.join("sub")).unwrap();
@@ -362,6 +303,6 @@ fn cp_round_trips_a_directory_with_modes_and_owners() {
         ])
     };
     // The monitor writes `died` as it records the exit, which may be just after `run` returns.
-    berth.until("the died event", || events().contains("died"));
+    berth.eventually("the died event", || events().contains("died"));
     assert_eq!(events(), "create\nstart\ndied\n");
 }
