@@ -33,7 +33,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use berth_engine::build_steps::{
-    self, BuiltLayer, ImageFormat, MergedView, Scratch, StepError, StepMount, StepSpec,
+    self, BuiltLayer, Driver, ImageFormat, MergedView, Scratch, StepError, StepMount, StepSpec,
 };
 use berth_engine::images::{Image, Images};
 use berth_engine::spec::NetworkMode;
@@ -167,6 +167,8 @@ pub struct BuildOptions {
     pub quiet: bool,
     /// SOURCE_DATE_EPOCH: fixed times for history, config and layer entries.
     pub source_date_epoch: Option<u64>,
+    /// How RUN steps and `--from` views mount their overlays (the store's driver).
+    pub storage_driver: Driver,
 }
 
 /// Pulls an image by reference through the engine, for FROM and `--from` images.
@@ -615,7 +617,7 @@ impl Runner<'_, '_> {
         };
         let layers = self.layers_of(step, stage, reference)?;
         let dirs = self.images.unpack_built(&layers)?;
-        let view = MergedView::mount(self.images.root(), &dirs)?;
+        let view = MergedView::mount(self.images.root(), &dirs, self.options.storage_driver)?;
         let root = view.root();
         let mut sources = Vec::new();
         let mut context = Context { root: root.clone(), entries: BTreeMap::new() };
@@ -715,7 +717,11 @@ impl Runner<'_, '_> {
                         Some(reference) => {
                             let layers = self.layers_of(step, stage, reference)?;
                             let dirs = self.images.unpack_built(&layers)?;
-                            let view = MergedView::mount(self.images.root(), &dirs)?;
+                            let view = MergedView::mount(
+                                self.images.root(),
+                                &dirs,
+                                self.options.storage_driver,
+                            )?;
                             let root = view.root();
                             views.push(view);
                             root
@@ -814,6 +820,7 @@ impl Runner<'_, '_> {
             env: &env,
             mounts: &mounts,
             network,
+            driver: self.options.storage_driver,
         };
         let outcome = {
             let quiet = self.options.quiet;

@@ -13,6 +13,12 @@
 //! process's code. What the step changed stays in the upper directory, which the caller turns
 //! into a layer ([`berth_storage::diff`]) and then drops with the [`Scratch`] guard.
 //!
+//! Rootless, berth has joined its per-user user namespace before the build starts, so the
+//! same steps run there: the overlay is mounted with the store's rootless driver (native
+//! overlay with `userxattr`, or fuse-overlayfs, which the child unmounts so its server ends),
+//! files keep the owners the namespace maps, and the step container shares that namespace as
+//! a rootless `berth run` does.
+//!
 //! A RUN container gets what Buildah gives one: Podman's default capabilities, seccomp
 //! profile, masked paths and mounts, a hostname of its own, and /etc/hosts and
 //! /etc/resolv.conf bind-mounted from outside the layer (so they never end up in it). Its
@@ -36,8 +42,10 @@ use berth_image::config::{chain_ids, ContainerConfig};
 use berth_image::digest::{Digest, Hasher, HashingWriter};
 use berth_image::manifest::{self, Compression, Descriptor, ImageManifest};
 use berth_storage::diff::{write_diff, DiffError, DiffOptions};
-use berth_storage::mount::{mount_overlay, Driver, Overlay};
+use berth_storage::mount::{mount_overlay, Overlay};
 use tracing::debug;
+
+pub use berth_storage::mount::Driver;
 
 use crate::images::{Image, ImageError, Images};
 use crate::spec::{self, HostInfo, NetworkMode, RunOptions, SpecInput};
@@ -96,6 +104,9 @@ pub struct StepSpec<'a> {
     pub env: &'a [String],
     pub mounts: &'a [StepMount],
     pub network: NetworkMode,
+    /// How the step's overlay is mounted: [`Driver::Overlay`] as root, the rootless driver
+    /// of the store ([`crate::context::EngineContext::storage_driver`]) in the user namespace.
+    pub driver: Driver,
 }
 
 /// The directories of one step; removed (after unmounting what may be left) when dropped.
@@ -363,7 +374,7 @@ fn child_main(
     }
     let upper = dir.join("upper");
     let work = dir.join("work");
-    mount_overlay(Driver::Overlay, &Overlay { lower: &lower, upper: &upper, work: &work }, &merged)
+    mount_overlay(step.driver, &Overlay { lower: &lower, upper: &upper, work: &work }, &merged)
         .map_err(|e| e.to_string())?;
 
     // The working directory exists before the process starts in it, as Buildah makes it.
@@ -437,6 +448,11 @@ fn child_main(
     let code = berth_runtime::create::wait_init(pid);
     if let Err(e) = berth_runtime::delete::delete(&root, &id, true) {
         tracing::warn!(id, error = %e, "deleting the step's container");
+    }
+    // The namespace goes with this process, but a fuse-overlayfs server would keep it (and
+    // itself) alive: unmounting ends the server.
+    if let Err(e) = berth_storage::unmount(&merged) {
+        tracing::warn!(id, error = %e, "unmounting the step's overlay");
     }
     Ok(code)
 }
@@ -622,8 +638,8 @@ pub struct MergedView {
 }
 
 impl MergedView {
-    /// Mounts `layers` (base first) at a new scratch directory under `root`.
-    pub fn mount(root: &Path, layers: &[PathBuf]) -> Result<Self, StepError> {
+    /// Mounts `layers` (base first) at a new scratch directory under `root` with `driver`.
+    pub fn mount(root: &Path, layers: &[PathBuf], driver: Driver) -> Result<Self, StepError> {
         let scratch = Scratch::new(root)?;
         let dir = scratch.path();
         let mut lower: Vec<PathBuf> = layers.iter().rev().cloned().collect();
@@ -631,12 +647,8 @@ impl MergedView {
             lower.push(dir.join("lower"));
         }
         let (upper, work, merged) = (dir.join("upper"), dir.join("work"), dir.join("merged"));
-        mount_overlay(
-            Driver::Overlay,
-            &Overlay { lower: &lower, upper: &upper, work: &work },
-            &merged,
-        )
-        .map_err(|e| StepError::Setup(e.to_string()))?;
+        mount_overlay(driver, &Overlay { lower: &lower, upper: &upper, work: &work }, &merged)
+            .map_err(|e| StepError::Setup(e.to_string()))?;
         Ok(Self { scratch })
     }
 

@@ -2,7 +2,8 @@
 //! this machine from Debian's packages: a busybox root file system and OCI image layout
 //! (busybox-static), a bigger Debian image for benchmarks (debootstrap), the reference
 //! registry in open, htpasswd and TLS modes (docker-registry), and an unprivileged user with
-//! subordinate id ranges for rootless tests (uidmap).
+//! subordinate id ranges for rootless tests (uidmap); and [`image_tree`], which reads a built
+//! image back as its config and file tree for comparisons.
 //!
 //! Every piece cleans up after itself when dropped, also when the test panics. Nothing here
 //! is shipped; tests and benchmarks depend on it as a dev-dependency.
@@ -12,6 +13,7 @@ pub mod cli;
 pub mod debian;
 pub mod digest;
 pub mod host;
+pub mod image_tree;
 pub mod layout;
 pub mod registry;
 pub mod user;

@@ -169,16 +169,22 @@ fn options(args: &BuildArgsCli) -> Result<BuildOptions> {
         network,
         quiet: args.quiet,
         source_date_epoch,
+        // Set by build() once berth's mounts are private: the rootless probe mounts.
+        storage_driver: build_steps::Driver::Overlay,
     })
 }
 
 pub fn build(global: &GlobalOptions, args: BuildArgsCli) -> Result<ExitCode> {
-    let options = options(&args)?;
+    let mut options = options(&args)?;
     // Before any thread exists: the build's own mounts stay in berth's namespace.
     build_steps::private_mounts().context("preparing the build")?;
     build_steps::handle_interrupts();
 
-    let root = crate::images::root_dir(global)?;
+    // Rootless, the process is in its per-user namespace already (main joined it) and the
+    // store's driver is the one rootless containers use.
+    let ctx = crate::containers::context(global)?;
+    options.storage_driver = ctx.storage_driver;
+    let root = ctx.root.clone();
     let images = Images::open(&root)
         .with_context(|| format!("opening the image store in {}", root.display()))?;
     let registry = RegistryOptions { tls_verify: args.tls_verify, ..RegistryOptions::default() };
