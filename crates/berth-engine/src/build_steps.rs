@@ -383,6 +383,14 @@ fn child_main(
         let path = berth_runtime::mounts::secure_join(&merged, Path::new(workdir));
         fs::create_dir_all(&path).map_err(|e| format!("making WORKDIR {workdir}: {e}"))?;
     }
+    // So do the mount points of the stage's VOLUMEs, as in Buildah's and Docker's (classic)
+    // RUN containers, so they end up in the layer as directories.
+    for volume in step.config.volumes.iter().flat_map(|v| v.keys()) {
+        let path = berth_runtime::mounts::secure_join(&merged, Path::new(volume));
+        if fs::symlink_metadata(&path).is_err() {
+            fs::create_dir_all(&path).map_err(|e| format!("making VOLUME {volume}: {e}"))?;
+        }
+    }
 
     let id = format!("berth-build-{}", dir.file_name().and_then(|n| n.to_str()).unwrap_or("step"));
     let options = RunOptions {
