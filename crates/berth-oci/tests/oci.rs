@@ -570,6 +570,25 @@ fn cgroup_namespace_shows_the_container_cgroup_as_root() {
     assert_eq!(out, "/\n42\n1\n0\nread-only\n", "{out}");
 }
 
+// Without a cgroup namespace the container still sees only its own cgroups, as with runc:
+// each hierarchy's mount is its own directory (its limit at the top, no other cgroup below),
+// read-only, while /proc/self/cgroup names the host's path.
+#[test]
+fn without_a_cgroup_namespace_the_container_sees_only_its_own_cgroups() {
+    let mut b = Bundle::new(&["true"]);
+    b.config["linux"]["resources"] = json!({"pids": {"limit": 42}});
+    b.config["linux"]["namespaces"].as_array_mut().unwrap().retain(|n| n["type"] != "cgroup");
+    let out = b.sh("grep -c berth /proc/self/cgroup; \
+         cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/pids.max 2>/dev/null; \
+         find /sys/fs/cgroup/pids /sys/fs/cgroup/memory -mindepth 1 -type d | wc -l; \
+         ls /sys/fs/cgroup/memory | grep -c '^memory.limit_in_bytes$'; \
+         test -e /sys/fs/cgroup/memory/berth_parent && echo host-tree || echo own; \
+         mkdir /sys/fs/cgroup/pids/x 2>/dev/null && echo writable || echo read-only");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_ne!(lines[0], "0", "the host path is in /proc/self/cgroup: {out}");
+    assert_eq!(lines[1..], ["42", "0", "1", "own", "read-only"], "{out}");
+}
+
 // An exec'd process joins the container's cgroups, as with runc: in the container's cgroup
 // namespace its cgroup is "/" everywhere (it would be "/.." or longer from outside).
 #[test]

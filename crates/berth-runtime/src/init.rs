@@ -254,6 +254,13 @@ fn init(
     let new_mount = args.plan.new_flags & libc::CLONE_NEWNS != 0;
     if new_mount {
         let mounts = spec.mounts().clone().unwrap_or_default();
+        // Without a cgroup namespace a `cgroup` mount binds this process's own cgroup
+        // directories, so they must be its final ones.
+        let cgroup_mount =
+            mounts.iter().any(|m| matches!(m.typ().as_deref(), Some("cgroup" | "cgroup2")));
+        if cgroup_mount && !args.plan.has(LinuxNamespaceType::Cgroup) {
+            placed.ensure(&args.chan)?;
+        }
         let devices = linux.devices().clone().unwrap_or_default();
         let cfg = RootfsConfig {
             rootfs: &bundle.rootfs,

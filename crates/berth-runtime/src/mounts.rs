@@ -437,12 +437,10 @@ fn mount_one(cfg: &RootfsConfig<'_>, m: &Mount) -> Result<(), MountError> {
             Err(e) => return Err(e),
         }
     } else if typ == "cgroup" || typ == "cgroup2" {
-        // Without a cgroup namespace the hierarchy is the host's: bind it (read-only if
-        // asked).
-        // TODO(cgroups seam): bind each v1 hierarchy's container directory, as runc does,
-        // once crate::cgroups hands the init its paths.
+        // Without a cgroup namespace the container still sees only its own cgroups: each
+        // hierarchy's directory of this process (the init is in its cgroups by now), bound.
         make_mount_point(&target, true)?;
-        bind_host_cgroup(&target, &opts, &destination)?;
+        bind_own_cgroups(&target, &opts, &destination)?;
     } else {
         make_mount_point(&target, true)?;
         let data = opts.data.join(",");
@@ -708,6 +706,79 @@ fn bind_host_cgroup(target: &Path, opts: &MountOptions, dest: &Path) -> Result<(
         set_attr(target, MOUNT_ATTR_RDONLY, 0, dest)?;
     }
     Ok(())
+}
+
+/// The cgroups of this process, as runc shows them to a container without a cgroup
+/// namespace: on a unified host its cgroup2 directory bound at the target; on v1 or hybrid a
+/// tmpfs holding, per host hierarchy, the directory of this process's cgroup in it, plus the
+/// host's links between hierarchies. Nothing of the host's other cgroups is in view.
+fn bind_own_cgroups(target: &Path, opts: &MountOptions, dest: &Path) -> Result<(), MountError> {
+    let host = Path::new("/sys/fs/cgroup");
+    let own = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let ro = opts.flags & libc::MS_RDONLY != 0;
+    let bind_dir = |source: &Path, at: &Path| -> Result<(), MountError> {
+        bind(source, at, libc::MS_BIND, dest)?;
+        let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+        let flags = if ro { flags | libc::MS_RDONLY } else { flags };
+        sys::mount(None, at, None, libc::MS_BIND | libc::MS_REMOUNT | flags, None)
+            .map_err(|source| MountError::Remount { destination: dest.to_owned(), source })
+    };
+    if host.join("cgroup.controllers").exists() {
+        let path = cgroup_of(&own, "cgroup2", "").unwrap_or_default();
+        return bind_dir(&host.join(path.trim_start_matches('/')), target);
+    }
+
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let known = fs::read_to_string("/proc/cgroups").unwrap_or_default();
+    let controllers: Vec<&str> = known
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    sys::mount(Some(Path::new("tmpfs")), target, Some("tmpfs"), flags, Some("mode=755")).map_err(
+        |source| MountError::Mount {
+            typ: "tmpfs".into(),
+            source_path: PathBuf::from("tmpfs"),
+            destination: dest.to_owned(),
+            source,
+        },
+    )?;
+    for h in hierarchies(&mountinfo, &controllers) {
+        let Some(path) = cgroup_of(&own, &h.fstype, &h.data) else { continue };
+        let at = target.join(&h.name);
+        make_mount_point(&at, true)?;
+        bind_dir(&host.join(&h.name).join(path.trim_start_matches('/')), &at)?;
+    }
+    for entry in fs::read_dir(host).into_iter().flatten().flatten() {
+        let Ok(link) = fs::read_link(entry.path()) else { continue };
+        let at = target.join(entry.file_name());
+        symlink(&link, &at)
+            .map_err(|source| MountError::MountPoint { path: at.clone(), source })?;
+    }
+    if ro {
+        let flags = libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | flags;
+        sys::mount(None, target, None, flags, None)
+            .map_err(|source| MountError::Remount { destination: dest.to_owned(), source })?;
+    }
+    Ok(())
+}
+
+/// The path of a process's cgroup in one hierarchy, from its /proc/PID/cgroup text: the
+/// cgroup2 line (`0::PATH`) for `cgroup2`, else the v1 line whose controller list is the
+/// hierarchy's (`data`, e.g. `cpu,cpuacct` or `name=systemd`), compared as sets.
+fn cgroup_of(proc_cgroup: &str, fstype: &str, data: &str) -> Option<String> {
+    let wanted: std::collections::BTreeSet<&str> = data.split(',').collect();
+    proc_cgroup.lines().find_map(|line| {
+        let mut fields = line.splitn(3, ':');
+        let (_, list, path) = (fields.next()?, fields.next()?, fields.next()?);
+        let matches = if fstype == "cgroup2" {
+            list.is_empty()
+        } else {
+            !list.is_empty() && list.split(',').collect::<std::collections::BTreeSet<_>>() == wanted
+        };
+        matches.then(|| path.to_owned())
+    })
 }
 
 /// One cgroup hierarchy the host has mounted directly below /sys/fs/cgroup.
@@ -1052,6 +1123,22 @@ pub fn remount_readonly(path: &Path) -> Result<(), MountError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_process_cgroup_is_found_per_hierarchy() {
+        let own = "12:pids:/berth_parent/berth-a\n4:cpu,cpuacct:/berth_parent/berth-a\n\
+                   1:name=systemd:/user.slice\n0::/init.scope\n";
+        assert_eq!(cgroup_of(own, "cgroup", "pids").as_deref(), Some("/berth_parent/berth-a"));
+        assert_eq!(
+            cgroup_of(own, "cgroup", "cpuacct,cpu").as_deref(),
+            Some("/berth_parent/berth-a"),
+            "the controller list is a set"
+        );
+        assert_eq!(cgroup_of(own, "cgroup", "name=systemd").as_deref(), Some("/user.slice"));
+        assert_eq!(cgroup_of(own, "cgroup2", "").as_deref(), Some("/init.scope"));
+        assert_eq!(cgroup_of(own, "cgroup", "memory"), None);
+        assert_eq!(cgroup_of(own, "cgroup", "cpu"), None, "cpu alone is not cpu,cpuacct");
+    }
 
     #[test]
     fn cgroup_hierarchies_come_from_mountinfo() {
