@@ -13,6 +13,7 @@ pub mod container_fs;
 pub mod containers;
 pub mod context;
 pub mod events;
+pub mod init;
 pub mod monitor;
 pub mod spec;
 pub mod state;

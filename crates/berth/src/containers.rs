@@ -523,6 +523,7 @@ fn run_options(args: &RunArgs) -> RunOptions {
         ulimits: args.ulimit.clone(),
         resources: args.part2.resources(),
         volumes: args.part2.volumes(),
+        init: args.part2.init(),
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use berth_engine::containers::ops::Containers;
+use berth_engine::init::InitOptions;
 use berth_engine::spec::resources::ResourceOptions;
 use berth_engine::state::{ContainerState, Timestamp};
 use berth_engine::stats::{self, Sample};
@@ -82,6 +83,12 @@ pub struct Part2RunArgs {
     /// Mount: type=bind|volume|tmpfs,source=…,target=…[,readonly,…].
     #[arg(long, value_name = "MOUNT")]
     pub mount: Vec<String>,
+    /// Run an init as PID 1 that reaps zombies and forwards signals to the command.
+    #[arg(long)]
+    pub init: bool,
+    /// The host executable --init runs (default: berth's own init).
+    #[arg(long, value_name = "PATH")]
+    pub init_path: Option<std::path::PathBuf>,
 }
 
 impl Part2RunArgs {
@@ -100,6 +107,10 @@ impl Part2RunArgs {
             mount: self.mount.clone(),
             resolved_mounts: Vec::new(),
         }
+    }
+
+    pub fn init(&self) -> InitOptions {
+        InitOptions { init: self.init, init_path: self.init_path.clone(), init_binary: None }
     }
 }
 

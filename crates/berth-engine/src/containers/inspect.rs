@@ -183,6 +183,8 @@ pub struct InspectHostConfig {
     pub devices: Vec<Value>,
     pub pids_limit: i64,
     pub ulimits: Vec<Value>,
+    /// `--init`
+    pub init: bool,
 }
 
 fn strings(value: &Value) -> Vec<String> {
@@ -409,6 +411,7 @@ impl InspectContainer {
                 devices: Vec::new(),
                 pids_limit: spec["linux"]["resources"]["pids"]["limit"].as_i64().unwrap_or(0),
                 ulimits,
+                init: options.run.init.init,
             },
         })
     }

@@ -55,10 +55,12 @@ impl ContainerSummary {
     pub fn from_record(record: &ContainerRecord, now: Timestamp) -> Result<Self, ContainerError> {
         let spec = spec_value(record)?;
         let options = CreateOptions::of(record)?;
-        let command = spec["process"]["args"]
+        let args: Vec<String> = spec["process"]["args"]
             .as_array()
             .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
             .unwrap_or_default();
+        // The command as the user gave it, without `--init`'s init in front (as Podman).
+        let command = crate::init::strip(&args).to_vec();
         let exited = matches!(record.state, ContainerState::Exited | ContainerState::Stopped);
         let state = match record.state {
             ContainerState::Configured => "created",

@@ -73,6 +73,9 @@ pub struct RunOptions {
     /// `-v` and `--mount`, and what they resolved to (issue 7, crate::volumes).
     #[serde(flatten)]
     pub volumes: crate::volumes::VolumeOptions,
+    /// `--init` and `--init-path`, and the init they resolved to (issue 7, crate::init).
+    #[serde(flatten)]
+    pub init: crate::init::InitOptions,
 }
 
 impl Default for RunOptions {
@@ -105,6 +108,7 @@ impl Default for RunOptions {
             ulimits: Vec::new(),
             resources: Default::default(),
             volumes: Default::default(),
+            init: Default::default(),
         }
     }
 }

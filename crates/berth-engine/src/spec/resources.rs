@@ -433,9 +433,9 @@ impl Resources {
 }
 
 /// Writes the flags of issue 7 into a generated spec (its JSON form, before it is typed):
-/// the resource flags, and the mounts [`crate::volumes::prepare`] resolved (each replacing a
-/// default mount at the same destination). Called once by [`super::generate::generate`] after
-/// the defaults are in place.
+/// the resource flags, the mounts [`crate::volumes::prepare`] resolved (each replacing a
+/// default mount at the same destination) and `--init` ([`crate::init::apply`]). Called once
+/// by [`super::generate::generate`] after the defaults are in place.
 pub fn apply(spec: &mut Value, opts: &RunOptions, host: &HostInfo) -> Result<(), ResourceError> {
     apply_resources(spec, &opts.resources, host)?;
     let extra = crate::volumes::spec_mounts(&opts.volumes);
@@ -448,6 +448,7 @@ pub fn apply(spec: &mut Value, opts: &RunOptions, host: &HostInfo) -> Result<(),
             mounts.extend(extra);
         }
     }
+    crate::init::apply(spec, &opts.init);
     Ok(())
 }
 

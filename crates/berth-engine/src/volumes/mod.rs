@@ -82,6 +82,8 @@ pub enum VolumeError {
     NotSupportedYet { what: String },
     #[error(transparent)]
     Resources(#[from] crate::spec::resources::ResourceError),
+    #[error(transparent)]
+    Init(#[from] crate::init::InitError),
 }
 
 /// The mount flags of `run`/`create`, as typed, and what they resolved to at create.
@@ -115,7 +117,8 @@ pub struct ResolvedMount {
 /// Resolves the mount flags of a new container whose root is mounted at `rootfs`: validates
 /// them, creates the volumes that do not exist yet, copies up, and returns the options with
 /// [`VolumeOptions::resolved_mounts`] filled in. The resource flags are validated first too,
-/// so that a bad limit fails before any volume is made.
+/// so that a bad limit fails before any volume is made, and `--init` is resolved to the host
+/// file the container's init is mounted from ([`crate::init::prepare`]).
 pub fn prepare(
     root: &Path,
     options: &RunOptions,
@@ -124,6 +127,7 @@ pub fn prepare(
     host: &HostInfo,
 ) -> Result<RunOptions, VolumeError> {
     options.resources.parse(host)?;
+    let init = crate::init::prepare(root, &options.init)?;
     let mut requests = Vec::new();
     for value in &options.volumes.volume {
         requests.push(MountRequest::parse_volume_flag(value)?);
@@ -149,7 +153,7 @@ pub fn prepare(
         }
     }
     if requests.is_empty() {
-        return Ok(options.clone());
+        return Ok(RunOptions { init, ..options.clone() });
     }
 
     let mut store = VolumeStore::open(root)?;
@@ -208,7 +212,7 @@ pub fn prepare(
         };
         resolved.push(mount);
     }
-    let mut out = options.clone();
+    let mut out = RunOptions { init, ..options.clone() };
     out.volumes.resolved_mounts = resolved;
     Ok(out)
 }
