@@ -44,9 +44,9 @@ fn main() {
     }
     // The build script's own environment may carry flags meant for berth's crates.
     command.env_remove("CARGO_ENCODED_RUSTFLAGS").env_remove("RUSTFLAGS");
-    let result = command.output().unwrap_or_else(|e| {
-        panic!("building {SOURCE}: running {}: {e}", rustc.to_string_lossy())
-    });
+    let result = command
+        .output()
+        .unwrap_or_else(|e| panic!("building {SOURCE}: running {}: {e}", rustc.to_string_lossy()));
     if !result.status.success() {
         panic!(
             "building {SOURCE} as a static executable failed ({}); it needs the C library's \

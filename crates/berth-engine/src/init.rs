@@ -107,7 +107,8 @@ pub fn install(root: &Path) -> Result<PathBuf, InitError> {
     }
     let fail = |source| InitError::Install { path: path.clone(), source };
     fs::create_dir_all(&dir).map_err(fail)?;
-    let mut temp = tempfile::Builder::new().prefix(".berth-init-").tempfile_in(&dir).map_err(fail)?;
+    let mut temp =
+        tempfile::Builder::new().prefix(".berth-init-").tempfile_in(&dir).map_err(fail)?;
     temp.write_all(BINARY).map_err(fail)?;
     temp.as_file().sync_all().map_err(fail)?;
     fs::set_permissions(temp.path(), fs::Permissions::from_mode(0o555)).map_err(fail)?;
@@ -207,7 +208,8 @@ mod tests {
         let (_root, init) = installed();
         let dir = tempfile::tempdir().unwrap();
         let ready = dir.path().join("ready");
-        let script = format!("trap 'exit 7' USR1; touch {}; while :; do sleep 0.05; done", ready.display());
+        let script =
+            format!("trap 'exit 7' USR1; touch {}; while :; do sleep 0.05; done", ready.display());
         let child = spawn(&init, &["--", "sh", "-c", &script]);
         let deadline = Instant::now() + Duration::from_secs(60);
         while !ready.exists() {
@@ -239,7 +241,10 @@ mod tests {
                     let stat = fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
                     let state = stat.rsplit_once(") ").map(|(_, r)| r[..1].to_owned());
                     let cmdline = fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
-                    (state.unwrap_or_default(), String::from_utf8_lossy(&cmdline).replace('\0', " "))
+                    (
+                        state.unwrap_or_default(),
+                        String::from_utf8_lossy(&cmdline).replace('\0', " "),
+                    )
                 })
                 .collect()
         };
@@ -273,8 +278,7 @@ mod tests {
         assert_eq!(spec["mounts"][0]["destination"], "/run/berth-init");
         assert_eq!(spec["mounts"][0]["source"], "/var/lib/berth/init/berth-init-ab");
         assert!(spec["mounts"][0]["options"].as_array().unwrap().contains(&json!("ro")));
-        let args: Vec<String> =
-            serde_json::from_value(spec["process"]["args"].clone()).unwrap();
+        let args: Vec<String> = serde_json::from_value(spec["process"]["args"].clone()).unwrap();
         assert_eq!(strip(&args), ["sh", "-c", "true"]);
 
         let mut plain = json!({"process": {"args": ["sh"]}});
@@ -288,11 +292,20 @@ mod tests {
         let alone = InitOptions { init_path: Some("/bin/true".into()), ..Default::default() };
         let err = prepare(root.path(), &alone).unwrap_err().to_string();
         assert!(err.contains("needs --init"), "{err}");
-        let missing = InitOptions { init: true, init_path: Some("/no/init".into()), ..Default::default() };
-        assert!(prepare(root.path(), &missing).unwrap_err().to_string().starts_with("--init-path /no/init"));
-        let not_exec = InitOptions { init: true, init_path: Some("/etc/passwd".into()), ..Default::default() };
-        assert!(prepare(root.path(), &not_exec).unwrap_err().to_string().contains("not executable"));
-        let given = InitOptions { init: true, init_path: Some("/bin/true".into()), ..Default::default() };
+        let missing =
+            InitOptions { init: true, init_path: Some("/no/init".into()), ..Default::default() };
+        assert!(prepare(root.path(), &missing)
+            .unwrap_err()
+            .to_string()
+            .starts_with("--init-path /no/init"));
+        let not_exec =
+            InitOptions { init: true, init_path: Some("/etc/passwd".into()), ..Default::default() };
+        assert!(prepare(root.path(), &not_exec)
+            .unwrap_err()
+            .to_string()
+            .contains("not executable"));
+        let given =
+            InitOptions { init: true, init_path: Some("/bin/true".into()), ..Default::default() };
         assert_eq!(prepare(root.path(), &given).unwrap().init_binary, Some("/bin/true".into()));
         let ours = prepare(root.path(), &InitOptions { init: true, ..Default::default() }).unwrap();
         assert!(ours.init_binary.unwrap().starts_with(root.path().join("init")));

@@ -302,7 +302,159 @@ fn cp_round_trips_a_directory_with_modes_and_owners() {
             "{{.Status}}",
         ])
     };
-    // The monitor writes `died` as it records the exit, which may be just after `run` returns.
-    berth.eventually("the died event", || events().contains("died"));
-    assert_eq!(events(), "create\nstart\ndied\n");
+    // The monitor writes `died` as it records the exit and, for --rm, `remove` as it removes
+    // the container, which may be just after `run` returns.
+    berth.eventually("the remove event", || events().contains("remove"));
+    assert_eq!(events(), "create\nstart\ndied\nremove\n");
+}
+
+/// `ps -o pid,ppid,stat,args` inside container `name`, without the ps itself:
+/// (pid, parent pid, state, command line).
+fn processes(berth: &Berth, name: &str) -> Vec<(u32, u32, String, String)> {
+    let out = berth.ok(&["exec", name, "ps", "-o", "pid,ppid,stat,args"]);
+    out.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let pid = fields.next()?.parse().ok()?;
+            let ppid = fields.next()?.parse().ok()?;
+            let stat = fields.next()?.to_owned();
+            let args = fields.collect::<Vec<_>>().join(" ");
+            Some((pid, ppid, stat, args))
+        })
+        .filter(|(_, _, _, args)| !args.starts_with("ps -o"))
+        .collect()
+}
+
+// With --init, PID 1 is berth's init and the command is its child; ps shows the command.
+#[test]
+fn init_is_pid_1_with_the_command_as_its_child() {
+    if !is_root() {
+        return;
+    }
+    let berth = engine();
+    let out = berth.ok(&["run", "--rm", "--init", "localhost/bb", "ps", "-o", "pid,ppid,args"]);
+    let rows: Vec<Vec<&str>> =
+        out.lines().skip(1).map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows[0][..4], ["1", "0", "/run/berth-init", "--"], "{out}");
+    assert!(rows.iter().any(|r| r[1] == "1" && r[2] == "ps"), "{out}");
+
+    berth.ok(&["run", "-d", "--init", "--name", "shown", "localhost/bb", "sleep", "3600"]);
+    assert_eq!(berth.ok(&["ps", "--format", "{{.Command}}"]).trim(), "sleep 3600");
+    let init = berth.ok(&["inspect", "--format", "{{.HostConfig.Init}} {{.Path}}", "shown"]);
+    assert_eq!(init.trim(), "true /run/berth-init");
+}
+
+// Orphans reparented to PID 1: without an init a command that never waits (here `sleep`,
+// exec'd by the shell) leaves them zombies; with --init none stays.
+#[test]
+fn init_leaves_no_zombies() {
+    if !is_root() {
+        return;
+    }
+    let berth = engine();
+    let workload = "(sleep 1 &); (sleep 1 &); exec sleep 3600";
+    berth.ok(&["run", "-d", "--name", "plain", "localhost/bb", "sh", "-c", workload]);
+    berth.ok(&["run", "-d", "--init", "--name", "init", "localhost/bb", "sh", "-c", workload]);
+
+    berth.eventually("a zombie without --init", || {
+        processes(&berth, "plain").iter().any(|(_, _, stat, _)| stat.starts_with('Z'))
+    });
+    // Once the shell has exec'd `sleep 3600`, both orphans exist; they must be reaped.
+    let mut seen = Vec::new();
+    berth.eventually("the orphans reaped with --init", || {
+        seen = processes(&berth, "init");
+        seen.len() == 2
+            && seen.iter().any(|(pid, _, _, args)| *pid == 1 && args.starts_with("/run/berth-init"))
+            && seen.iter().any(|(_, ppid, stat, args)| {
+                *ppid == 1 && args == "sleep 3600" && !stat.starts_with('Z')
+            })
+    });
+    assert!(seen.iter().all(|(_, _, stat, _)| !stat.starts_with('Z')), "{seen:?}");
+}
+
+// stop reaches the command through the init, and the exit code passes through: a command
+// without a SIGTERM handler ends with 143 (as PID 1 alone it would ignore SIGTERM until the
+// SIGKILL after the timeout: 137), a trap's `exit 3` is 3, and so is a plain `exit 3`.
+#[test]
+fn stop_reaches_the_command_through_the_init() {
+    if !is_root() {
+        return;
+    }
+    let berth = engine();
+    assert_eq!(
+        berth.code(&["run", "--rm", "--init", "localhost/bb", "sh", "-c", "exit 3"]),
+        Some(3)
+    );
+
+    berth.ok(&["run", "-d", "--init", "--name", "sleeper", "localhost/bb", "sleep", "3600"]);
+    berth.ok(&["stop", "-t", "60", "sleeper"]);
+    let code = berth.ok(&["inspect", "--format", "{{.State.ExitCode}}", "sleeper"]);
+    assert_eq!(code.trim(), "143");
+
+    let script = "trap 'exit 3' TERM; touch /ready; while :; do sleep 0.1; done";
+    berth.ok(&["run", "-d", "--init", "--name", "trap", "localhost/bb", "sh", "-c", script]);
+    berth.eventually("the trap set", || {
+        berth.code(&["exec", "trap", "test", "-e", "/ready"]) == Some(0)
+    });
+    berth.ok(&["stop", "-t", "60", "trap"]);
+    let code = berth.ok(&["inspect", "--format", "{{.State.ExitCode}}", "trap"]);
+    assert_eq!(code.trim(), "3");
+}
+
+fn volume_names(berth: &Berth) -> Vec<String> {
+    let mut names: Vec<String> =
+        berth.ok(&["volume", "ls", "-q"]).lines().map(str::to_owned).collect();
+    names.sort();
+    names
+}
+
+// rm -v removes a container's anonymous volumes and keeps its named ones; plain rm keeps
+// both; run --rm removes the anonymous ones as the container goes, and its monitor writes
+// the remove event; volume prune asks first unless -f, then removes every unused volume.
+#[test]
+fn anonymous_volumes_go_with_rm_v_and_run_rm() {
+    if !is_root() {
+        return;
+    }
+    let berth = engine();
+    berth.ok(&["create", "--name", "a", "-v", "keep:/keep", "-v", "/anon", "localhost/bb", "true"]);
+    assert_eq!(volume_names(&berth).len(), 2);
+    berth.ok(&["rm", "-v", "a"]);
+    assert_eq!(volume_names(&berth), ["keep"]);
+
+    berth.ok(&["create", "--name", "b", "-v", "/anon", "localhost/bb", "true"]);
+    berth.ok(&["rm", "b"]);
+    assert_eq!(volume_names(&berth).len(), 2, "rm without -v keeps the anonymous volume");
+
+    // Foreground: the volume is gone by the time run returns (the monitor removes it first).
+    let out = berth.run(&["run", "--rm", "--name", "c", "-v", "/anon", "localhost/bb", "true"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(volume_names(&berth).len(), 2);
+    let removed = berth.ok(&[
+        "events",
+        "--stream=false",
+        "--filter",
+        "event=remove",
+        "--format",
+        "{{.Name}}",
+    ]);
+    assert_eq!(removed.lines().filter(|n| *n == "c").count(), 1, "{removed}");
+    // Detached.
+    berth.ok(&["run", "-d", "--rm", "--name", "d", "-v", "/anon", "localhost/bb", "true"]);
+    // Its container goes before its volume: wait for both.
+    berth.eventually("d and its volume removed", || {
+        berth.ok(&["ps", "-aq"]).is_empty() && volume_names(&berth).len() == 2
+    });
+
+    // No answer on stdin: nothing is pruned.
+    let asked = berth.ok(&["volume", "prune"]);
+    assert!(asked.contains("Are you sure you want to continue? [y/N]"), "{asked}");
+    assert_eq!(volume_names(&berth).len(), 2);
+    let before = volume_names(&berth);
+    let mut pruned: Vec<String> =
+        berth.ok(&["volume", "prune", "-f"]).lines().map(str::to_owned).collect();
+    pruned.sort();
+    assert_eq!(pruned, before);
+    assert!(volume_names(&berth).is_empty());
 }
