@@ -265,7 +265,7 @@ pub struct RmArgs {
     /// Kill running containers first.
     #[arg(short, long)]
     pub force: bool,
-    /// Remove the containers' anonymous volumes (none exist yet).
+    /// Remove the containers' anonymous volumes too (named volumes stay).
     #[arg(short, long)]
     pub volumes: bool,
     /// Every container.
@@ -725,7 +725,16 @@ fn rm(global: &GlobalOptions, args: RmArgs) -> Result<ExitCode> {
             }
         }
         match containers.remove(query, args.force) {
-            Ok(removed) => println!("{}", if args.all { &removed.id } else { query }),
+            Ok(removed) => {
+                // -v: the container's anonymous volumes go too (issue 7).
+                if args.volumes {
+                    let root = &containers.context().root;
+                    berth_engine::volumes::remove_anonymous(root, &removed).with_context(|| {
+                        format!("removing the anonymous volumes of container {query}")
+                    })?;
+                }
+                println!("{}", if args.all { &removed.id } else { query })
+            }
             Err(e) => code = report(e),
         }
     }

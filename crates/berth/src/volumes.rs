@@ -84,6 +84,9 @@ pub struct PruneArgs {
     /// Do not ask for confirmation.
     #[arg(short, long)]
     pub force: bool,
+    /// Filter which volumes go: not supported yet.
+    #[arg(long, value_name = "FILTER")]
+    pub filter: Vec<String>,
 }
 
 /// Runs a `volume` subcommand.
@@ -168,21 +171,49 @@ pub fn volume(global: &GlobalOptions, command: VolumeCommand) -> Result<ExitCode
                 println!("{name}");
             }
         }
-        VolumeCommand::Prune(_args) => {
+        VolumeCommand::Prune(args) => {
             let users = volumes::users(&root)?;
-            let mut reclaimed = Vec::new();
-            for v in store.list()? {
-                if users_of(&users, &v.name).is_empty() {
-                    store.remove(&v.name, &[])?;
-                    reclaimed.push(v.name);
-                }
+            let unused: Vec<String> = store
+                .list()?
+                .into_iter()
+                .filter(|v| users_of(&users, &v.name).is_empty())
+                .map(|v| v.name)
+                .collect();
+            if !args.filter.is_empty() {
+                anyhow::bail!("volume prune --filter is not supported yet");
             }
-            for name in reclaimed {
+            if unused.is_empty() {
+                return Ok(ExitCode::SUCCESS);
+            }
+            // Podman asks first unless --force; anything but y/yes keeps the volumes.
+            if !args.force && !confirm_prune(&unused)? {
+                return Ok(ExitCode::SUCCESS);
+            }
+            for name in unused {
+                store.remove(&name, &[])?;
                 println!("{name}");
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Podman's question before `volume prune`; true when the answer is yes.
+fn confirm_prune(names: &[String]) -> Result<bool> {
+    let mut out = io::stdout().lock();
+    writeln!(
+        out,
+        "WARNING! This will remove all volumes not used by at least one container. The \
+         following volumes will be removed:"
+    )?;
+    for name in names {
+        writeln!(out, "{name}")?;
+    }
+    write!(out, "Are you sure you want to continue? [y/N] ")?;
+    out.flush()?;
+    let mut answer = String::new();
+    io::stdin().read_line(&mut answer).context("reading the answer")?;
+    Ok(matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes"))
 }
 
 fn users_of(users: &[(String, String)], name: &str) -> Vec<String> {

@@ -397,8 +397,13 @@ impl Containers {
 
     /// Removes a container that failed to start with `--rm`.
     pub fn remove_after_failed_start(&mut self, id: &str) {
-        if self.store.remove(id).is_ok() {
+        if let Ok(removed) = self.store.remove(id) {
             let _ = self.layers.remove(id);
+            // Its anonymous volumes too, as after a run (issue 7).
+            if let Err(e) = crate::volumes::remove_anonymous(&self.ctx.root, &removed) {
+                warn!(%id, error = %e, "removing the anonymous volumes (--rm)");
+            }
+            crate::events::record_container(&self.ctx.runroot, "remove", &removed, None);
         }
     }
 

@@ -832,8 +832,13 @@ fn finish(
     if config.auto_remove {
         // The container's lock is taken by remove; a concurrent `rm` may have won already.
         match store.remove(&config.id) {
-            Ok(_) => {
+            Ok(removed) => {
                 let _ = layers.remove(&config.id);
+                // Its anonymous volumes go with it, as with Podman's `run --rm` (issue 7).
+                if let Err(e) = crate::volumes::remove_anonymous(&config.root, &removed) {
+                    warn!(id = %config.id, error = %e, "removing the anonymous volumes (--rm)");
+                }
+                crate::events::record_container(&config.runroot, "remove", &removed, None);
             }
             Err(e) => debug!(id = %config.id, error = %e, "removing the container (--rm)"),
         }

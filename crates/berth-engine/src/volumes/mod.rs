@@ -84,6 +84,8 @@ pub enum VolumeError {
     Resources(#[from] crate::spec::resources::ResourceError),
     #[error(transparent)]
     Init(#[from] crate::init::InitError),
+    #[error(transparent)]
+    User(Box<crate::spec::SpecError>),
 }
 
 /// The mount flags of `run`/`create`, as typed, and what they resolved to at create.
@@ -155,6 +157,11 @@ pub fn prepare(
     if requests.is_empty() {
         return Ok(RunOptions { init, ..options.clone() });
     }
+    // The user the container runs as, before any volume is made: a fresh volume is given to
+    // it, and a bad user must leave nothing behind.
+    let user_spec = options.user.as_deref().or(image.and_then(|i| i.user.as_deref())).unwrap_or("");
+    let user = crate::spec::user::resolve(rootfs, user_spec, &options.group_add)
+        .map_err(|e| VolumeError::User(Box::new(e)))?;
 
     let mut store = VolumeStore::open(root)?;
     let mut resolved = Vec::new();
@@ -189,15 +196,22 @@ pub fn prepare(
                         Err(e) => return Err(e),
                     }
                 };
-                if volume.needs_copy_up && !request.no_copy {
-                    let inside = rootfs.join(request.destination.trim_start_matches('/'));
-                    copy::copy_up(&inside, &volume.mountpoint).map_err(|source| {
-                        VolumeError::CopyUp {
-                            name: volume.name.clone(),
-                            path: PathBuf::from(&request.destination),
-                            source,
-                        }
-                    })?;
+                if volume.needs_copy_up {
+                    // Podman's rule for a volume's first mount: it belongs to the container's
+                    // user, unless the image has the directory, whose owner and mode (and,
+                    // Docker's copy-up, content) it takes. Rootless, berth runs inside the
+                    // user namespace, so these are the container's ids, mapped by the kernel.
+                    let copy_error = |source| VolumeError::CopyUp {
+                        name: volume.name.clone(),
+                        path: PathBuf::from(&request.destination),
+                        source,
+                    };
+                    std::os::unix::fs::chown(&volume.mountpoint, Some(user.uid), Some(user.gid))
+                        .map_err(copy_error)?;
+                    if !request.no_copy {
+                        let inside = rootfs.join(request.destination.trim_start_matches('/'));
+                        copy::copy_up(&inside, &volume.mountpoint).map_err(copy_error)?;
+                    }
                     store.mark_copied_up(&volume.name)?;
                 }
                 ResolvedMount {
@@ -276,4 +290,42 @@ pub fn users(root: &Path) -> Result<Vec<(String, String)>, VolumeError> {
         }
     }
     Ok(out)
+}
+
+/// Removes the anonymous volumes of `container` (a record already removed from the database),
+/// as `rm -v` and `run --rm` do in Podman: named volumes stay, and so does an anonymous one
+/// another container still uses (`--volumes-from`-style sharing, or a `-v HASH:/path`).
+/// Returns the names removed.
+pub fn remove_anonymous(
+    root: &Path,
+    container: &crate::state::ContainerRecord,
+) -> Result<Vec<String>, VolumeError> {
+    let mounts = &container.create_options["run"]["resolvedMounts"];
+    let names: Vec<&str> =
+        mounts.as_array().into_iter().flatten().filter_map(|m| m["volume"].as_str()).collect();
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut store = VolumeStore::open(root)?;
+    let users = users(root)?;
+    let mut removed = Vec::new();
+    for name in names {
+        let volume = match store.get(name) {
+            Ok(v) => v,
+            // Removed already (a concurrent `rm -v`, or `volume rm` after the container went).
+            Err(VolumeError::NoSuchVolume { .. }) => continue,
+            Err(e) => return Err(e),
+        };
+        let using: Vec<String> = users
+            .iter()
+            .filter(|(v, c)| v == name && *c != container.name)
+            .map(|(_, c)| c.clone())
+            .collect();
+        if !volume.anonymous || !using.is_empty() {
+            continue;
+        }
+        store.remove(name, &[])?;
+        removed.push(name.to_owned());
+    }
+    Ok(removed)
 }
