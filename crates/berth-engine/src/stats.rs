@@ -45,6 +45,22 @@ pub enum StatsError {
     Host(#[from] crate::spec::SpecError),
     #[error("no resource flag given: nothing to update")]
     NothingToUpdate,
+    #[error(
+        "stats cannot be shown: berth runs rootless and {reason}, so containers run without a \
+         cgroup to read figures from"
+    )]
+    RootlessNoCgroup { reason: String },
+}
+
+/// Whether `stats` has figures to show in this context: rootless, berth gives containers no
+/// cgroup (see [`crate::spec::resources`]), and `stats` says why rather than print zeros.
+pub fn check_available(ctx: &EngineContext) -> Result<(), StatsError> {
+    if ctx.rootless {
+        let reason =
+            crate::spec::resources::no_cgroup_reason(crate::spec::resources::host_cgroup_v2());
+        return Err(StatsError::RootlessNoCgroup { reason });
+    }
+    Ok(())
 }
 
 /// The cgroup of running container `id`, or `None` when it runs without one.

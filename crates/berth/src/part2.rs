@@ -417,6 +417,7 @@ fn print_stats(rows: &[StatsRow], format: Option<&str>, out: &mut impl Write) ->
 /// `berth stats`.
 pub fn stats(global: &GlobalOptions, args: StatsArgs) -> Result<ExitCode> {
     let mut containers = open(global)?;
+    stats::check_available(containers.context())?;
     let mut watched = select(&mut containers, &args)?;
     let ctx = containers.context().clone();
     let stdout = io::stdout();

@@ -39,7 +39,7 @@ pub enum ResourceError {
         "{flag} cannot be applied: berth runs rootless and {reason}, so there is no cgroup to \
          set the limit in; run berth as root to use resource limits"
     )]
-    RootlessNoCgroup { flag: &'static str, reason: &'static str },
+    RootlessNoCgroup { flag: &'static str, reason: String },
     #[error("{what} is not supported yet")]
     NotSupportedYet { what: String },
 }
@@ -370,12 +370,10 @@ impl ResourceOptions {
         }
         if host.rootless {
             if let Some(flag) = self.cgroup_flag() {
-                let reason = if host.cgroup_v2 {
-                    "berth does not use a delegated cgroup v2 subtree yet"
-                } else {
-                    "this host has cgroup v1, which delegates no cgroup to an unprivileged user"
-                };
-                return Err(ResourceError::RootlessNoCgroup { flag, reason });
+                return Err(ResourceError::RootlessNoCgroup {
+                    flag,
+                    reason: no_cgroup_reason(host.cgroup_v2),
+                });
             }
         }
         Ok(Resources {
@@ -390,6 +388,41 @@ impl ResourceOptions {
             oom_score_adj: self.oom_score_adj,
             shm_size,
         })
+    }
+}
+
+/// Whether /sys/fs/cgroup is a cgroup v2 hierarchy.
+pub fn host_cgroup_v2() -> bool {
+    // f_type's integer type differs between architectures, hence the casts.
+    #[allow(clippy::unnecessary_cast)]
+    rustix::fs::statfs("/sys/fs/cgroup")
+        .map(|s| s.f_type as i64 == libc::CGROUP2_SUPER_MAGIC as i64)
+        .unwrap_or(false)
+}
+
+/// Why a rootless berth has no cgroup to put limits in (or read figures from), on a host
+/// whose /sys/fs/cgroup is v2 or not.
+pub fn no_cgroup_reason(cgroup_v2: bool) -> String {
+    if !cgroup_v2 {
+        return "this host has cgroup v1, which delegates no cgroup to an unprivileged user"
+            .to_owned();
+    }
+    // cgroup v2: delegated means the user may write the cgroup it runs in (systemd's
+    // user@.service delegates one; cgroups(7), "Cgroups v2 delegation").
+    let own = std::fs::read_to_string("/proc/self/cgroup")
+        .ok()
+        .and_then(|t| t.lines().find_map(|l| l.strip_prefix("0::").map(str::to_owned)));
+    let Some(own) = own else {
+        return "berth's own cgroup v2 cgroup is unknown (/proc/self/cgroup has no 0:: line)"
+            .to_owned();
+    };
+    let dir = Path::new("/sys/fs/cgroup").join(own.trim_start_matches('/'));
+    match rustix::fs::access(&dir, rustix::fs::Access::WRITE_OK) {
+        Ok(()) => "berth does not use a delegated cgroup v2 subtree yet".to_owned(),
+        Err(_) => format!(
+            "this host delegates no cgroup v2 subtree to this user ({} is not writable)",
+            dir.display()
+        ),
     }
 }
 
@@ -468,13 +501,35 @@ fn apply_resources(
     } else if linux.get("resources").is_none() {
         linux["resources"] = json!({"pids": {"limit": DEFAULT_PIDS_LIMIT}});
     }
-    if let Some(fields) = resources.cgroup_json().as_object() {
+    // Rootless, `parse` refused every limit; what is left (`--pids-limit -1`, unlimited)
+    // needs no cgroup.
+    if let (false, Some(fields)) = (host.rootless, resources.cgroup_json().as_object()) {
         for (key, value) in fields {
             linux["resources"][key] = value.clone();
         }
     }
 
-    for device in &resources.devices {
+    // Rootless, a user namespace may not mknod, and there is no device cgroup: the host's
+    // node is bind-mounted at the container's path instead, as Podman does.
+    if host.rootless {
+        if !spec["mounts"].is_array() {
+            spec["mounts"] = json!([]);
+        }
+        if let Some(mounts) = spec["mounts"].as_array_mut() {
+            for device in &resources.devices {
+                mounts.retain(|m| m["destination"] != json!(device.container_path));
+                let mode = if device.access.contains('w') { "rw" } else { "ro" };
+                mounts.push(json!({
+                    "destination": device.container_path,
+                    "type": "bind",
+                    "source": device.host_path,
+                    "options": ["bind", "rprivate", "nosuid", "noexec", mode],
+                }));
+            }
+        }
+    }
+    let linux = &mut spec["linux"];
+    for device in resources.devices.iter().filter(|_| !host.rootless) {
         if !linux["devices"].is_array() {
             linux["devices"] = json!([]);
         }
@@ -612,10 +667,32 @@ mod tests {
         let err = opts.parse(&host(true)).unwrap_err().to_string();
         assert!(err.starts_with("--memory cannot be applied: berth runs rootless"), "{err}");
         assert!(err.contains("cgroup v1"), "{err}");
-        // Without limits, the default pids limit is dropped rather than refused.
+        // Without limits, the default pids limit is dropped rather than refused, and so is
+        // an unlimited one.
         let mut spec = json!({"linux": {"resources": {"pids": {"limit": 2048}}}});
         apply(&mut spec, &RunOptions::default(), &host(true)).unwrap();
         assert!(spec["linux"]["resources"].get("pids").is_none());
+        let unlimited = ResourceOptions { pids_limit: Some(-1), ..Default::default() };
+        let mut spec = json!({"linux": {"resources": {"pids": {"limit": 2048}}}});
+        apply_resources(&mut spec, &unlimited, &host(true)).unwrap();
+        assert!(spec["linux"]["resources"].get("pids").is_none());
+    }
+
+    // Rootless, a device is a bind mount of the host's node: no mknod, no device cgroup.
+    #[test]
+    fn rootless_devices_are_bind_mounts() {
+        let opts =
+            ResourceOptions { devices: vec!["/dev/null:/dev/n2:r".into()], ..Default::default() };
+        let mut spec = json!({"linux": {}, "mounts": []});
+        apply_resources(&mut spec, &opts, &host(true)).unwrap();
+        assert!(spec["linux"].get("devices").is_none());
+        assert!(spec["linux"]["resources"].get("devices").is_none());
+        let mount = &spec["mounts"][0];
+        assert_eq!(
+            (&mount["destination"], &mount["source"]),
+            (&json!("/dev/n2"), &json!("/dev/null"))
+        );
+        assert!(mount["options"].as_array().unwrap().contains(&json!("ro")));
     }
 
     #[test]
