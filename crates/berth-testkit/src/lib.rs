@@ -16,6 +16,7 @@ pub mod host;
 pub mod image_tree;
 pub mod layout;
 pub mod registry;
+pub mod rootless_cli;
 pub mod user;
 
 use std::path::PathBuf;
