@@ -458,3 +458,64 @@ fn anonymous_volumes_go_with_rm_v_and_run_rm() {
     assert_eq!(pruned, before);
     assert!(volume_names(&berth).is_empty());
 }
+
+// An image's VOLUME gets an anonymous volume, pre-filled from the image, that `rm -v` removes;
+// --mount makes tmpfs mounts of the size asked for and read-only binds.
+#[test]
+fn image_volumes_and_mount_types() {
+    if !is_root() {
+        return;
+    }
+    let berth = engine();
+    let tree = tempfile::tempdir().unwrap();
+    berth_testkit::busybox::rootfs(tree.path()).unwrap();
+    std::fs::create_dir(tree.path().join("data")).unwrap();
+    std::fs::write(tree.path().join("data/seed"), "from the image\n").unwrap();
+    let layout = tempfile::tempdir().unwrap();
+    let mut builder = berth_testkit::layout::LayoutBuilder::new(layout.path()).unwrap();
+    builder.add_dir_layer(tree.path()).unwrap();
+    builder
+        .finish(
+            serde_json::json!({"Cmd": ["sh"], "Volumes": {"/data": {}},
+                "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]}),
+            "latest",
+        )
+        .unwrap();
+    let out = berth.ok(&["load", "-i", layout.path().to_str().unwrap()]);
+    let id = out.trim().strip_prefix("Loaded image: sha256:").unwrap().to_owned();
+    berth.ok(&["tag", &id, "localhost/vol"]);
+
+    let out = berth.ok(&[
+        "run",
+        "--name",
+        "v",
+        "localhost/vol",
+        "sh",
+        "-c",
+        "cat /data/seed; grep ' /data ' /proc/mounts | wc -l",
+    ]);
+    assert_eq!(out, "from the image\n1\n");
+    let names = volume_names(&berth);
+    assert!(names.len() == 1 && names[0].len() == 64, "{names:?}");
+    let anonymous = berth.ok(&["volume", "inspect", "--format", "{{.Anonymous}}", &names[0]]);
+    assert_eq!(anonymous.trim(), "true");
+    berth.ok(&["rm", "-v", "v"]);
+    assert!(volume_names(&berth).is_empty());
+
+    let out = berth.ok(&[
+        "run",
+        "--rm",
+        "--mount",
+        "type=tmpfs,target=/t,tmpfs-size=1m",
+        "localhost/bb",
+        "sh",
+        "-c",
+        "grep ' /t ' /proc/mounts | cut -d' ' -f3; df -k /t | tail -n 1 | awk '{print $2}'",
+    ]);
+    assert_eq!(out, "tmpfs\n1024\n");
+    let host = tempfile::tempdir().unwrap();
+    let bind = format!("type=bind,source={},target=/b,readonly", host.path().display());
+    let out = berth.run(&["run", "--rm", "--mount", &bind, "localhost/bb", "touch", "/b/x"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(stderr(&out).contains("Read-only file system"), "{}", stderr(&out));
+}

@@ -175,6 +175,7 @@ pub struct InspectHostConfig {
     pub console_size: [u32; 2],
     pub cpu_shares: u64,
     pub memory: i64,
+    pub memory_reservation: i64,
     pub nano_cpus: i64,
     pub cpu_period: u64,
     pub cpu_quota: i64,
@@ -273,6 +274,8 @@ impl InspectContainer {
         let private =
             |ns: &str| if namespaces.iter().any(|n| n == ns) { "private" } else { "host" };
 
+        let resources = &spec["linux"]["resources"];
+        let cpu_period = resources["cpu"]["period"].as_u64().unwrap_or(0);
         Ok(Self {
             id: record.id.clone(),
             created: record.created_at.to_rfc3339_nanos(),
@@ -385,7 +388,7 @@ impl InspectContainer {
                 ipc_mode: private("ipc").to_owned(),
                 cgroup: String::new(),
                 cgroups: "default".to_owned(),
-                oom_score_adj: 0,
+                oom_score_adj: spec["process"]["oomScoreAdj"].as_i64().unwrap_or(0) as i32,
                 pid_mode: private("pid").to_owned(),
                 privileged: run.privileged,
                 publish_all_ports: false,
@@ -398,23 +401,61 @@ impl InspectContainer {
                 } else {
                     String::new()
                 },
-                shm_size: 65_536 * 1024,
+                shm_size: shm_size(&spec),
                 runtime: "oci".to_owned(),
                 console_size: [0, 0],
-                cpu_shares: 0,
-                memory: 0,
-                nano_cpus: 0,
-                cpu_period: 0,
-                cpu_quota: 0,
-                cpuset_cpus: String::new(),
-                memory_swap: 0,
-                devices: Vec::new(),
+                // The limits as the spec has them (issue 7), in Podman's fields.
+                cpu_shares: resources["cpu"]["shares"].as_u64().unwrap_or(0),
+                memory: resources["memory"]["limit"].as_i64().unwrap_or(0),
+                memory_reservation: resources["memory"]["reservation"].as_i64().unwrap_or(0),
+                nano_cpus: match (resources["cpu"]["quota"].as_i64(), cpu_period) {
+                    (Some(quota), period) if period > 0 => {
+                        (quota as f64 / period as f64 * 1e9) as i64
+                    }
+                    _ => 0,
+                },
+                cpu_period,
+                cpu_quota: resources["cpu"]["quota"].as_i64().unwrap_or(0),
+                cpuset_cpus: resources["cpu"]["cpus"].as_str().unwrap_or_default().to_owned(),
+                memory_swap: resources["memory"]["swap"].as_i64().unwrap_or(0),
+                devices: devices(run),
                 pids_limit: spec["linux"]["resources"]["pids"]["limit"].as_i64().unwrap_or(0),
                 ulimits,
                 init: options.run.init.init,
             },
         })
     }
+}
+
+/// The size of the spec's /dev/shm tmpfs (`--shm-size`; 64 MiB when it says none).
+fn shm_size(spec: &Value) -> u64 {
+    let shm =
+        spec["mounts"].as_array().into_iter().flatten().find(|m| m["destination"] == "/dev/shm");
+    let size = shm
+        .and_then(|m| m["options"].as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|o| o.as_str()?.strip_prefix("size="))
+        .next_back();
+    match size {
+        Some(s) if s.ends_with('k') => {
+            s.trim_end_matches('k').parse::<u64>().map_or(0, |k| k * 1024)
+        }
+        Some(s) => s.parse().unwrap_or(0),
+        None => 65_536 * 1024,
+    }
+}
+
+/// `--device`s as Podman lists them: the host's node, the container's path, the access.
+fn devices(run: &crate::spec::RunOptions) -> Vec<Value> {
+    run.resources
+        .devices
+        .iter()
+        .filter_map(|d| crate::spec::resources::split_device(d))
+        .map(|(host, container, access)| {
+            json!({"PathOnHost": host, "PathInContainer": container, "CgroupPermissions": access})
+        })
+        .collect()
 }
 
 /// Whether the spec mounts something at `destination`.
@@ -438,6 +479,43 @@ mod tests {
         let mut v: Vec<String> = list.iter().map(|s| s.to_string()).collect();
         v.sort();
         v
+    }
+
+    // The resource flags show in HostConfig as Podman shows them (issue 7), and --init too.
+    #[test]
+    fn resource_flags_show_in_host_config() {
+        let rootfs = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(rootfs.path().join("etc")).unwrap();
+        std::fs::write(rootfs.path().join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n")
+            .unwrap();
+        let mut opts = RunOptions::default();
+        opts.resources.memory = Some("32m".into());
+        opts.resources.memory_reservation = Some("16m".into());
+        opts.resources.cpus = Some("0.5".into());
+        opts.resources.cpu_shares = Some(512);
+        opts.resources.pids_limit = Some(10);
+        opts.resources.shm_size = Some("1m".into());
+        opts.resources.oom_score_adj = Some(100);
+        opts.resources.devices = vec!["/dev/null:/dev/n2:r".into()];
+        opts.init.init = true;
+        opts.init.init_binary = Some("/var/lib/berth/init/berth-init-x".into());
+        let record = record_for(opts, rootfs.path());
+        let json = serde_json::to_value(InspectContainer::from_record(&record).unwrap()).unwrap();
+        let host = &json["HostConfig"];
+        assert_eq!(host["Memory"], 32 << 20);
+        assert_eq!(host["MemoryReservation"], 16 << 20);
+        assert_eq!((&host["CpuQuota"], &host["CpuPeriod"]), (&json!(50_000), &json!(100_000)));
+        assert_eq!(host["NanoCpus"], 500_000_000);
+        assert_eq!(host["CpuShares"], 512);
+        assert_eq!(host["PidsLimit"], 10);
+        assert_eq!(host["ShmSize"], 1 << 20);
+        assert_eq!(host["OomScoreAdj"], 100);
+        assert_eq!(
+            host["Devices"],
+            json!([{"PathOnHost": "/dev/null", "PathInContainer": "/dev/n2", "CgroupPermissions": "r"}])
+        );
+        assert_eq!(host["Init"], true);
+        assert_eq!((&json["Path"], &json["Args"][0]), (&json!("/run/berth-init"), &json!("--")));
     }
 
     // The same flags Podman was given for its own inspect output: field names, nesting and

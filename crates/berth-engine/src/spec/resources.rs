@@ -208,6 +208,22 @@ pub fn parse_pids_limit(value: i64) -> Result<i64, ResourceError> {
     }
 }
 
+fn is_access(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 3 && s.chars().all(|c| "rwm".contains(c))
+}
+
+/// The parts of a `--device` value: (host path, container path, permissions), unchecked.
+pub fn split_device(value: &str) -> Option<(&str, &str, &str)> {
+    let parts: Vec<&str> = value.split(':').collect();
+    match parts.as_slice() {
+        [host] => Some((*host, *host, "rwm")),
+        [host, second] if is_access(second) => Some((*host, *host, *second)),
+        [host, container] => Some((*host, *container, "rwm")),
+        [host, container, access] => Some((*host, *container, *access)),
+        _ => None,
+    }
+}
+
 /// Parses one `--device HOST[:CONTAINER][:PERMISSIONS]`, reading the host device under
 /// `dev_root` (the host's `/`; tests pass a directory of their own).
 pub fn parse_device(value: &str, dev_root: &Path) -> Result<Device, ResourceError> {
@@ -215,14 +231,8 @@ pub fn parse_device(value: &str, dev_root: &Path) -> Result<Device, ResourceErro
         value: value.to_owned(),
         reason: reason.to_owned(),
     };
-    let is_access = |s: &str| !s.is_empty() && s.len() <= 3 && s.chars().all(|c| "rwm".contains(c));
-    let parts: Vec<&str> = value.split(':').collect();
-    let (host, container, access) = match parts.as_slice() {
-        [host] => (*host, *host, "rwm"),
-        [host, second] if is_access(second) => (*host, *host, *second),
-        [host, container] => (*host, *container, "rwm"),
-        [host, container, access] => (*host, *container, *access),
-        _ => return Err(bad("expected HOST[:CONTAINER][:PERMISSIONS]")),
+    let Some((host, container, access)) = split_device(value) else {
+        return Err(bad("expected HOST[:CONTAINER][:PERMISSIONS]"));
     };
     if !is_access(access) {
         return Err(bad("the permissions are a combination of r, w and m"));
