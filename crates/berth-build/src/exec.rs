@@ -18,9 +18,11 @@
 //! A failing step stops the build before anything is committed or tagged; its scratch
 //! directories are removed by their guards.
 //!
-//! Stages run one after another in the graph's batch order.
-//! TODO: run the stages of one batch in parallel; the step runner forks per step, so
-//! threads around it are safe, but output would need per-stage buffering.
+//! Stages build in the graph's batches: a batch's stages need only stages of earlier
+//! batches, so they build at the same time, one thread each. A RUN forks a single-threaded
+//! child of its own whatever threads run, so threads around the step runner are safe. A
+//! batch of one streams its output; a larger one buffers each stage's and shows it stage by
+//! stage when the batch ends. Stages the target does not need are not in any batch.
 
 // ExecError carries the position, snippet and typed cause of a failed step; it is made at
 // most once per build, so its size costs nothing measurable.
@@ -31,6 +33,7 @@ use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use berth_engine::build_steps::{
     self, BuiltLayer, Driver, ImageFormat, MergedView, Scratch, StepError, StepMount, StepSpec,
@@ -110,6 +113,8 @@ pub enum ExecError {
     Engine(#[from] StepError),
     #[error("--platform {0}: only the host's platform is supported yet")]
     Platform(String),
+    #[error("stopped because another stage failed")]
+    Aborted,
 }
 
 fn tail_text(tail: &[String]) -> String {
@@ -288,26 +293,75 @@ pub fn build(
         stage_keys.insert(index, keys);
     }
 
-    let mut runner = Runner {
+    let shared = Shared {
         images,
         options,
         prepared: &prepared,
         external: &external,
-        out,
-        stages: BTreeMap::new(),
         cache_dir: root.join("build").join("cache"),
-        ran: 0,
-        cached: 0,
         multi: order.len() > 1,
-        stage_number: 0,
         stage_count: order.len(),
+        numbers: order.iter().enumerate().map(|(n, &index)| (index, n + 1)).collect(),
+        abort: AtomicBool::new(false),
     };
-    for &index in &order {
-        runner.stage_number += 1;
-        runner.run_stage(index, &stage_keys[&index])?;
+    let mut finished: BTreeMap<usize, StageState> = BTreeMap::new();
+    let (mut ran, mut cached) = (0, 0);
+    for batch in &prepared.batches {
+        if let [index] = batch.as_slice() {
+            // One stage: its output streams as it comes.
+            let mut runner = shared.runner(*index, &finished, &mut *out);
+            let state = runner.run_stage(*index, &stage_keys[index])?;
+            (ran, cached) = (ran + runner.ran, cached + runner.cached);
+            finished.insert(*index, state);
+            continue;
+        }
+        // Independent stages build at the same time, each on a thread of its own (a RUN
+        // forks its own single-threaded child); their output is shown stage by stage as
+        // the batch ends, and the first failure stops the others at their next step.
+        let results: Vec<StageRun> = std::thread::scope(|scope| {
+            let handles: Vec<_> = batch
+                .iter()
+                .map(|&index| {
+                    let (shared, finished, keys) = (&shared, &finished, &stage_keys[&index]);
+                    scope.spawn(move || {
+                        let mut buffer = Vec::new();
+                        let mut runner = shared.runner(index, finished, &mut buffer);
+                        let result = runner.run_stage(index, keys);
+                        if result.is_err() {
+                            shared.abort.store(true, Ordering::SeqCst);
+                        }
+                        let (ran, cached) = (runner.ran, runner.cached);
+                        StageRun { index, output: buffer, result, ran, cached }
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+                .collect()
+        });
+        let mut failure = None;
+        for StageRun { index, output, result, ran: stage_ran, cached: stage_cached } in results {
+            out.write_all(&output).map_err(ExecError::Output)?;
+            (ran, cached) = (ran + stage_ran, cached + stage_cached);
+            match result {
+                Ok(state) => {
+                    finished.insert(index, state);
+                }
+                // The stage that failed first, not one stopped because of it.
+                Err(ExecError::Aborted) => {}
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
     }
+    let mut runner = shared.runner(prepared.target, &finished, &mut *out);
     let image = runner.commit(prepared.target)?;
-    Ok(Built { image, ran: runner.ran, cached: runner.cached })
+    Ok(Built { image, ran, cached })
 }
 
 fn is_host_platform(platform: &str) -> bool {
@@ -361,19 +415,64 @@ pub fn one_line(error: &dyn std::error::Error) -> String {
     text
 }
 
-struct Runner<'a, 'o> {
+/// One stage built on a thread of a batch: its buffered output and its outcome.
+struct StageRun {
+    index: usize,
+    output: Vec<u8>,
+    result: Result<StageState, ExecError>,
+    ran: usize,
+    cached: usize,
+}
+
+/// What every stage of one build reads, shared by the threads of a batch.
+struct Shared<'a> {
     images: &'a Images,
     options: &'a BuildOptions,
     prepared: &'a Prepared,
     external: &'a BTreeMap<String, Image>,
-    out: &'o mut dyn Write,
-    stages: BTreeMap<usize, StageState>,
     cache_dir: PathBuf,
+    multi: bool,
+    stage_count: usize,
+    /// A stage's number in the output (`[n/m]`), by index.
+    numbers: BTreeMap<usize, usize>,
+    /// Set when a stage of the running batch failed: the others stop at their next step.
+    abort: AtomicBool,
+}
+
+impl<'a> Shared<'a> {
+    fn runner<'r>(
+        &'r self,
+        index: usize,
+        stages: &'r BTreeMap<usize, StageState>,
+        out: &'r mut dyn Write,
+    ) -> Runner<'r, 'a> {
+        Runner {
+            shared: self,
+            images: self.images,
+            options: self.options,
+            prepared: self.prepared,
+            external: self.external,
+            out,
+            stages,
+            ran: 0,
+            cached: 0,
+            stage_number: self.numbers.get(&index).copied().unwrap_or(0),
+        }
+    }
+}
+
+/// One stage's build (or the commit), over the stages finished before it.
+struct Runner<'r, 'a> {
+    shared: &'r Shared<'a>,
+    images: &'a Images,
+    options: &'a BuildOptions,
+    prepared: &'a Prepared,
+    external: &'a BTreeMap<String, Image>,
+    out: &'r mut dyn Write,
+    stages: &'r BTreeMap<usize, StageState>,
     ran: usize,
     cached: usize,
-    multi: bool,
     stage_number: usize,
-    stage_count: usize,
 }
 
 impl Runner<'_, '_> {
@@ -393,8 +492,8 @@ impl Runner<'_, '_> {
     }
 
     fn prefix(&self) -> String {
-        if self.multi {
-            format!("[{}/{}] ", self.stage_number, self.stage_count)
+        if self.shared.multi {
+            format!("[{}/{}] ", self.stage_number, self.shared.stage_count)
         } else {
             String::new()
         }
@@ -417,7 +516,7 @@ impl Runner<'_, '_> {
         }
     }
 
-    fn run_stage(&mut self, index: usize, keys: &[String]) -> Result<(), ExecError> {
+    fn run_stage(&mut self, index: usize, keys: &[String]) -> Result<StageState, ExecError> {
         let plan = &self.prepared.plan;
         let stage = &plan.stages[index];
         let total = stage.steps.len() + 1;
@@ -462,6 +561,9 @@ impl Runner<'_, '_> {
         };
 
         for (number, (step, key)) in stage.steps.iter().zip(keys).enumerate() {
+            if self.shared.abort.load(Ordering::SeqCst) {
+                return Err(ExecError::Aborted);
+            }
             let shown = if step.trigger {
                 format!("{} (ONBUILD trigger)", step.original)
             } else {
@@ -505,8 +607,7 @@ impl Runner<'_, '_> {
             self.say(&format!("--> {}", &key_hex(key)[..12]))?;
             state.layers.push(layer);
         }
-        self.stages.insert(index, state);
-        Ok(())
+        Ok(state)
     }
 
     fn stage_config_json(&self, state: &StageState) -> Value {
@@ -520,7 +621,7 @@ impl Runner<'_, '_> {
     }
 
     fn cache_path(&self, key: &str) -> PathBuf {
-        self.cache_dir.join(format!("{}.json", key_hex(key)))
+        self.shared.cache_dir.join(format!("{}.json", key_hex(key)))
     }
 
     fn cached_layer(&self, key: &str) -> Option<BuiltLayer> {
@@ -539,7 +640,7 @@ impl Runner<'_, '_> {
         }
         let path = self.cache_path(key);
         let err = |source| ExecError::CacheStore { path: path.clone(), source };
-        fs::create_dir_all(&self.cache_dir).map_err(err)?;
+        fs::create_dir_all(&self.shared.cache_dir).map_err(err)?;
         let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
         let bytes = serde_json::to_vec(layer).expect("a layer record serialises");
         fs::write(&tmp, bytes).map_err(err)?;
@@ -622,18 +723,23 @@ impl Runner<'_, '_> {
         let mut sources = Vec::new();
         let mut context = Context { root: root.clone(), entries: BTreeMap::new() };
         for source in &copy_instruction.sources {
-            if source.contains(['*', '?', '[']) {
-                return Err(ExecError::NotSupported {
-                    file: self.file(),
-                    position: step.position,
-                    what: format!("a wildcard in COPY --from ({source:?})"),
-                    snippet: self.snippet(step.position),
-                });
-            }
             let cleaned = clean(source.trim_start_matches('/'));
-            partial_context(&root, &cleaned, &mut context.entries)
-                .map_err(|e| self.step_error(step, format!("{source} in {reference}: {e}")))?;
-            sources.push(cleaned);
+            let failed =
+                |e: io::Error| self.step_error(step, format!("{source} in {reference}: {e}"));
+            if !cleaned.contains(['*', '?', '[']) {
+                partial_context(&root, &cleaned, &mut context.entries).map_err(failed)?;
+                sources.push(cleaned);
+                continue;
+            }
+            // A wildcard: the tree below the directory before its first wildcard is read,
+            // and the pattern matched against it as against a build context.
+            let parts: Vec<&str> = cleaned.split('/').collect();
+            let literal = parts.iter().take_while(|p| !p.contains(['*', '?', '['])).count();
+            let prefix = parts[..literal].join("/");
+            let real = resolve_in_root(&root, &prefix).map_err(failed)?;
+            partial_context(&root, &real, &mut context.entries).map_err(failed)?;
+            let rest = parts[literal..].join("/");
+            sources.push(if real.is_empty() { rest } else { format!("{real}/{rest}") });
         }
         let local = crate::dockerfile::Copy { from: None, sources, ..copy_instruction.clone() };
         let entries = copy::plan_copy(&context, &local, &options)

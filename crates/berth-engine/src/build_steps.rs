@@ -36,7 +36,7 @@ use std::fs;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 
 use berth_image::config::{chain_ids, ContainerConfig};
 use berth_image::digest::{Digest, Hasher, HashingWriter};
@@ -183,15 +183,47 @@ pub struct StepOutcome {
 }
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-static STEP_INIT: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// The inits of the steps running now (stages build in parallel), 0 for a free slot; the
+/// interrupt handler kills them. A step that finds no free slot waits for one.
+static STEP_INITS: [AtomicI32; 16] = [const { AtomicI32::new(0) }; 16];
 
 extern "C" fn on_interrupt(_: libc::c_int) {
     INTERRUPTED.store(true, Ordering::SeqCst);
-    let pid = STEP_INIT.load(Ordering::SeqCst);
-    if pid > 0 {
-        // SAFETY: kill(2) is async-signal-safe. The init of a pid namespace ignores signals
-        // it has no handler for, so only SIGKILL is sure to end the step.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
+    for slot in &STEP_INITS {
+        let pid = slot.load(Ordering::SeqCst);
+        if pid > 0 {
+            // SAFETY: kill(2) is async-signal-safe. The init of a pid namespace ignores
+            // signals it has no handler for, so only SIGKILL is sure to end the step.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+/// A claimed slot of [`STEP_INITS`], freed when dropped.
+struct InitSlot(&'static AtomicI32);
+
+impl InitSlot {
+    /// Claims a free slot (-1 marks it taken until the pid is known).
+    fn claim() -> Self {
+        loop {
+            for slot in &STEP_INITS {
+                if slot.compare_exchange(0, -1, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+                    return Self(slot);
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    fn set(&self, pid: i32) {
+        self.0.store(pid, Ordering::SeqCst);
+    }
+}
+
+impl Drop for InitSlot {
+    fn drop(&mut self) {
+        self.0.store(0, Ordering::SeqCst);
     }
 }
 
@@ -241,9 +273,12 @@ pub fn run_step(
     let (out_read, out_write) = pipe()?;
     let (err_read, err_write) = pipe()?;
     let (pid_read, pid_write) = pipe()?;
+    let slot = InitSlot::claim();
 
     // SAFETY: the child only runs the step (file-system work, the runtime's launch, which
-    // wants a single-threaded caller — a forked child is one) and leaves with _exit.
+    // wants a single-threaded caller — a forked child is one) and leaves with _exit. Other
+    // threads' locks are not taken on its way: it logs only on failure, and glibc's fork
+    // leaves malloc usable in the child.
     let child = unsafe { libc::fork() };
     if child < 0 {
         return Err(StepError::Fork(io::Error::last_os_error()));
@@ -252,6 +287,9 @@ pub fn run_step(
         drop(out_read);
         drop(err_read);
         drop(pid_read);
+        // A step of another stage running at the same time must not hold this one's pipes
+        // open (its reader would wait for this step to end): only ours stay.
+        close_other_fds(&[out_write.as_raw_fd(), err_write.as_raw_fd(), pid_write.as_raw_fd()]);
         let code = match child_main(step, scratch, &host, &out_write, pid_write) {
             Ok(code) => code,
             Err(message) => {
@@ -283,7 +321,7 @@ pub fn run_step(
                     pid_bytes.extend_from_slice(&b[..n]);
                     if pid_bytes.ends_with(b"\n") {
                         let pid = String::from_utf8_lossy(&pid_bytes).trim().parse().unwrap_or(0);
-                        STEP_INIT.store(pid, Ordering::SeqCst);
+                        slot.set(pid);
                         if interrupted() {
                             on_interrupt(0);
                         }
@@ -318,7 +356,7 @@ pub fn run_step(
             return Err(StepError::Wait(e));
         }
     };
-    STEP_INIT.store(0, Ordering::SeqCst);
+    drop(slot);
     let mut message = String::new();
     let _ = fs::File::from(err_read).read_to_string(&mut message);
     if interrupted() {
@@ -333,6 +371,23 @@ pub fn run_step(
         128 + libc::WTERMSIG(status)
     };
     Ok(StepOutcome { exit_code, tail: tail.lines() })
+}
+
+/// Closes every descriptor from 3 up but those in `keep`.
+fn close_other_fds(keep: &[i32]) {
+    let mut keep = keep.to_vec();
+    keep.sort_unstable();
+    let mut first = 3u32;
+    for fd in keep.into_iter().filter_map(|fd| u32::try_from(fd).ok()) {
+        if fd > first {
+            // SAFETY: close_range(2) only closes descriptors of this (forked) process; none
+            // in the range is in use by anything that runs after the fork.
+            unsafe { libc::syscall(libc::SYS_close_range, first, fd - 1, 0) };
+        }
+        first = first.max(fd + 1);
+    }
+    // SAFETY: as above, for everything above the last kept descriptor.
+    unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0) };
 }
 
 /// The child's work: mount, generate the spec, launch, wait, clean up. Returns the exit code.
