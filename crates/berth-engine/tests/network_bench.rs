@@ -203,14 +203,14 @@ fn bench_connect_disconnect() {
             rootful::connect(&req("c", c.0.id(), ports), &mut store).unwrap();
             up.push(t.elapsed());
             let t = Instant::now();
-            rootful::disconnect(&net, "c", &mut store).unwrap();
+            rootful::disconnect(&net, "c", true, &mut store).unwrap();
             down.push(t.elapsed());
             let t = Instant::now();
             rootful::connect(&req("c", c.0.id(), &[]), &mut store).unwrap();
             up_noports.push(t.elapsed());
-            rootful::disconnect(&net, "c", &mut store).unwrap();
+            rootful::disconnect(&net, "c", true, &mut store).unwrap();
         }
-        rootful::disconnect(&net, "keep", &mut store).unwrap();
+        rootful::disconnect(&net, "keep", true, &mut store).unwrap();
         println!(
             "rootful connect with -p: median {:?}; without -p: {:?}; disconnect: {:?} (20 rounds)",
             median(up),
@@ -263,7 +263,7 @@ fn bench_throughput() {
         let server = serve_once(&Netns::Pid(c.0.id()), 9000);
         let rate = download(SocketAddr::from((Ipv4Addr::LOCALHOST, 8301)));
         server.join().unwrap();
-        rootful::disconnect(&net, "c", &mut store).unwrap();
+        rootful::disconnect(&net, "c", true, &mut store).unwrap();
         rate
     });
     println!("rootful bridge + nftables DNAT from 127.0.0.1: {dnat:.0} MB/s");

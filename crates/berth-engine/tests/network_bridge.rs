@@ -282,6 +282,10 @@ fn the_bridge_keeps_its_mac_address_while_ports_join() {
         bridge::ensure_bridge("btest14", &[addr("10.250.14.1/24")], None).unwrap();
         let mac = mac_of("btest14");
         assert_eq!(mac, bridge::bridge_mac("btest14"));
+        // The address tells whose bridge it is (hostwide: another state root's is left alone).
+        assert_eq!(bridge::owner("btest14", "btest14").unwrap(), Some(true));
+        assert_eq!(bridge::owner("btest14", "another network id").unwrap(), Some(false));
+        assert_eq!(bridge::owner("btest14none", "btest14").unwrap(), None);
         let containers: Vec<Container> =
             (0..6).map(|_| Container::start(&["sleep", "600"])).collect();
         for (i, c) in containers.iter().enumerate() {
@@ -399,7 +403,7 @@ mod connect {
             interface: Some(bridge.into()),
             ..Default::default()
         };
-        plan_network(&opts, "id", &[], &[]).unwrap()
+        plan_network(&opts, &format!("id-{name}"), &[], &[]).unwrap()
     }
 
     fn request<'a>(
@@ -444,11 +448,11 @@ mod connect {
             assert_eq!(fetch(None, "127.0.0.1:8090"), "served by a\n");
 
             // Disconnecting b keeps the bridge for a; a's departure takes the rest.
-            rootful::disconnect(&net, "ctr-b", &mut store).unwrap();
+            rootful::disconnect(&net, "ctr-b", true, &mut store).unwrap();
             assert!(links().contains(&"btest5".to_owned()));
             assert_eq!(fetch(None, "127.0.0.1:8090"), "served by a\n");
-            rootful::disconnect(&net, "ctr-a", &mut store).unwrap();
-            rootful::disconnect(&net, "ctr-a", &mut store).unwrap();
+            rootful::disconnect(&net, "ctr-a", true, &mut store).unwrap();
+            rootful::disconnect(&net, "ctr-a", true, &mut store).unwrap();
             assert_eq!(links(), ["lo"]);
             assert_eq!(nft_tables(), "");
             assert!(store.allocated("web").unwrap().is_empty());
@@ -465,7 +469,7 @@ mod connect {
                 interface: Some("btest8".into()),
                 ..Default::default()
             };
-            let net = plan_network(&opts, "id", &[], &[]).unwrap();
+            let net = plan_network(&opts, "id-dual", &[], &[]).unwrap();
             assert!(net.ipv6_enabled);
             let mut store = MemoryStore::default();
             let root = web_root("v6 too\n");
@@ -503,8 +507,8 @@ mod connect {
             assert_eq!(fetch(Some(&b), "[fd00:250:8::2]:80"), "v6 too\n");
             assert_eq!(fetch(Some(&b), "[fd00:250:8::1]:8092"), "v6 too\n");
 
-            rootful::disconnect(&net, "ctr-a", &mut store).unwrap();
-            rootful::disconnect(&net, "ctr-b", &mut store).unwrap();
+            rootful::disconnect(&net, "ctr-a", true, &mut store).unwrap();
+            rootful::disconnect(&net, "ctr-b", true, &mut store).unwrap();
             assert_eq!(links(), ["lo"]);
             assert_eq!(nft_tables(), "");
         });
@@ -540,10 +544,10 @@ mod connect {
             );
 
             // Without the network's isolation rules, the same request gets through.
-            firewall::remove_network_rules("in").unwrap();
+            firewall::remove_network_rules("btest11").unwrap();
             assert_eq!(fetch(Some(&a), "10.250.12.2:80"), "outside\n");
 
-            rootful::disconnect(&inner, "ctr-a", &mut store).unwrap();
+            rootful::disconnect(&inner, "ctr-a", true, &mut store).unwrap();
             // `network rm --force` with a container still on it.
             rootful::remove_network(&out).unwrap();
             rootful::remove_network(&out).unwrap();
@@ -687,7 +691,7 @@ mod connect {
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
             assert!(stat.is_empty() || stat.contains(") Z "), "aardvark-dns still runs");
             for id in ["ctr-a", "ctr-b", "ctr-c"] {
-                rootful::disconnect(&net, id, &mut store).unwrap();
+                rootful::disconnect(&net, id, true, &mut store).unwrap();
             }
             assert_eq!(links(), ["lo"]);
         });
@@ -734,7 +738,7 @@ mod connect {
                 .unwrap()
                 .iter()
                 .any(|r| r.comment == "berth ctr=ctr-d"));
-            rootful::disconnect(&net, "ctr-d", &mut store).unwrap();
+            rootful::disconnect(&net, "ctr-d", true, &mut store).unwrap();
             assert_eq!(links(), ["lo"]);
             assert_eq!(nft_tables(), "");
             assert!(store.allocated("web").unwrap().is_empty());

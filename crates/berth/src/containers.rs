@@ -137,13 +137,14 @@ pub struct RunArgs {
     /// paths, writable /sys, all host devices. The namespaces stay.
     #[arg(long)]
     pub privileged: bool,
-    /// The network: none or host (bridges and named networks: not yet).
+    /// The network: bridge (the default rootful), pasta (the default rootless), slirp4netns,
+    /// none, host, NAME, container:ID or ns:PATH.
     #[arg(long, visible_alias = "net", value_name = "MODE")]
     pub network: Option<String>,
-    /// Publish a port (not yet).
+    /// Publish a port: [IP:][HOSTPORT:]CONTAINERPORT[/tcp|udp], ranges allowed.
     #[arg(short, long, value_name = "PORT")]
     pub publish: Vec<String>,
-    /// Publish all exposed ports (not yet).
+    /// Publish every port the image EXPOSEs on a free host port.
     #[arg(short = 'P', long)]
     pub publish_all: bool,
     /// A DNS server for the container's resolv.conf (repeatable).
@@ -771,8 +772,18 @@ fn ps(global: &GlobalOptions, args: PsArgs) -> Result<ExitCode> {
     let last = if args.latest { Some(1) } else { args.last };
     let records = select(records, args.all, last, &filter);
     let now = Timestamp::now();
-    let summaries: Vec<ContainerSummary> =
+    let mut summaries: Vec<ContainerSummary> =
         records.iter().map(|r| ContainerSummary::from_record(r, now)).collect::<Result<_, _>>()?;
+    // The networking engineer's lines: published ports of the running containers.
+    let ctx = containers.context();
+    let net = berth_engine::network::attach::NetworkPaths::new(&ctx.root, &ctx.runroot);
+    let statuses = berth_engine::network::attach::statuses(&net)?;
+    for s in &mut summaries {
+        if let Some(status) = statuses.get(&s.id) {
+            s.ports = Some(berth_engine::network::report::ports_json(&status.ports));
+            s.networks = status.networks.iter().map(|n| n.name.clone()).collect();
+        }
+    }
     let mut out = io::stdout().lock();
     if args.quiet {
         for s in &summaries {
@@ -801,7 +812,10 @@ fn ps(global: &GlobalOptions, args: PsArgs) -> Result<ExitCode> {
                 running_for: s.created_at.clone(),
                 status: s.status.clone(),
                 state: s.state_title(),
-                ports: String::new(),
+                ports: statuses
+                    .get(&s.id)
+                    .map(|n| berth_engine::network::report::ports_column(&n.ports))
+                    .unwrap_or_default(),
                 names: s.names_joined(),
                 labels: s.labels.clone(),
                 exit_code: s.exit_code,
@@ -1085,9 +1099,20 @@ fn attach(global: &GlobalOptions, args: AttachArgs) -> Result<ExitCode> {
 fn inspect(global: &GlobalOptions, args: InspectArgs) -> Result<ExitCode> {
     let mut containers = open(global)?;
     let mut docs = Vec::new();
+    let ctx = containers.context();
+    let net = berth_engine::network::attach::NetworkPaths::new(&ctx.root, &ctx.runroot);
     for query in &args.containers {
         let record = containers.lookup(query)?;
-        docs.push(InspectContainer::from_record(&record)?);
+        let mut doc = InspectContainer::from_record(&record)?;
+        // The networking engineer's lines: what the running container is connected to.
+        let status = berth_engine::network::attach::status(&net, &record.id)?;
+        doc.network_settings = berth_engine::network::report::network_settings(status.as_ref());
+        if let Some(status) = &status {
+            doc.host_config.network_mode = status.mode.clone();
+            doc.host_config.port_bindings =
+                berth_engine::network::report::port_bindings(&status.ports);
+        }
+        docs.push(doc);
     }
     let mut out = io::stdout().lock();
     match args.format.as_deref() {

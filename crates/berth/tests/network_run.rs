@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 struct Berth {
     dir: tempfile::TempDir,
     netns: String,
+    /// Whether dropping this engine deletes the namespace (the first of engines sharing it).
+    owns_netns: bool,
 }
 
 impl Berth {
@@ -20,14 +22,30 @@ impl Berth {
         let netns = format!("berthtest-{tag}-{}", std::process::id());
         let added = Command::new("ip").args(["netns", "add", &netns]).status().unwrap();
         assert!(added.success(), "ip netns add {netns}");
-        let berth = Self { dir: tempfile::tempdir().unwrap(), netns };
+        let berth = Self { dir: tempfile::tempdir().unwrap(), netns, owns_netns: true };
         berth.host(&["ip", "link", "set", "lo", "up"]);
+        berth.load_busybox();
+        berth
+    }
+
+    /// A second, independent engine (its own --root) in the same "host" namespace.
+    fn beside(other: &Berth) -> Self {
+        let berth = Self {
+            dir: tempfile::tempdir().unwrap(),
+            netns: other.netns.clone(),
+            owns_netns: false,
+        };
+        berth.load_busybox();
+        berth
+    }
+
+    fn load_busybox(&self) {
+        let berth = self;
         let layout = berth.dir.path().join("layout");
         berth_testkit::busybox::image_layout(&layout).unwrap();
         let out = berth.ok(&["load", "-i", layout.to_str().unwrap()]);
         let id = out.trim().strip_prefix("Loaded image: sha256:").unwrap().to_owned();
         berth.ok(&["tag", &id, "localhost/busybox:latest"]);
-        berth
     }
 
     /// nsenter's option to enter the test's namespace: only the network namespace, unlike
@@ -115,7 +133,9 @@ impl Drop for Berth {
     fn drop(&mut self) {
         let _ = self.run(&["rm", "-af"]);
         let _ = self.run(&["network", "prune", "-f"]);
-        let _ = Command::new("ip").args(["netns", "del", &self.netns]).status();
+        if self.owns_netns {
+            let _ = Command::new("ip").args(["netns", "del", &self.netns]).status();
+        }
     }
 }
 
@@ -259,4 +279,169 @@ fn the_next_command_cleans_up_after_a_killed_monitor() {
     b.ok(&["ps", "-a"]);
     assert_eq!(links(&b), ["lo"], "no bridge or veth is left");
     assert_eq!(b.host(&["nft", "list", "tables"]), "", "no rule is left");
+}
+
+/// Runs and expects exit 125 with a one-line error; returns that line.
+fn fails(b: &Berth, args: &[&str]) -> String {
+    let out = b.run(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(125), "berth {args:?}: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    stderr
+}
+
+/// What networking could leave in the test's "host" namespace and under the engines' runroots.
+fn leftovers(engines: &[&Berth]) -> Vec<String> {
+    let b = engines[0];
+    let mut out: Vec<String> =
+        links(b).into_iter().filter(|l| l != "lo").map(|l| format!("interface {l}")).collect();
+    out.extend(b.host(&["nft", "list", "tables"]).lines().map(|t| format!("nftables {t}")));
+    for e in engines {
+        if let Ok(dir) = std::fs::read_dir(e.dir.path().join("run/netns")) {
+            out.extend(dir.flatten().map(|f| format!("namespace file {}", f.path().display())));
+        }
+        let dns = e.dir.path().join("run/network/aardvark-dns");
+        out.extend(pids_mentioning(&dns.display().to_string()).iter().map(|p| format!("pid {p}")));
+    }
+    out
+}
+
+#[test]
+fn the_default_bridge_network_of_independent_roots_and_host() {
+    let a = Berth::new("default");
+    let b = Berth::beside(&a);
+    // No --network: eth0 on the default bridge network, with a default route.
+    let script = "ip -o -4 addr show eth0; ip route show default; sleep 600";
+    a.ok(&["run", "-d", "--name", "one", "localhost/busybox", "sh", "-c", script]);
+    let serve = "ip -o -4 addr show eth0; ip route show default; echo two > /tmp/index.html; \
+        exec httpd -f -p 80 -h /tmp";
+    b.ok(&["run", "-d", "--name", "two", "localhost/busybox", "sh", "-c", serve]);
+    let addr_of = |e: &Berth, name: &str| -> String {
+        let mut log = String::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !log.contains("default via") {
+            assert!(Instant::now() < deadline, "no address in the log of {name}: {log}");
+            std::thread::sleep(Duration::from_millis(20));
+            log = e.ok(&["logs", name]);
+        }
+        log.split_whitespace().nth(3).unwrap().split('/').next().unwrap().to_owned()
+    };
+    let (one, two) = (addr_of(&a, "one"), addr_of(&b, "two"));
+    assert!(one.starts_with("10.89.") && two.starts_with("10.89."), "{one} {two}");
+    // Two state roots, one host: each default network got a subnet and bridge of its own.
+    assert_ne!(one.rsplit_once('.').unwrap().0, two.rsplit_once('.').unwrap().0);
+    let bridges: Vec<String> = links(&a).into_iter().filter(|l| l.starts_with("berth")).collect();
+    assert_eq!(bridges.len(), 2, "{bridges:?}");
+    // Each reaches the other's container through the host (routed, masqueraded).
+    let get = format!("wget -q -O /tmp/got http://{two}/ && cat /tmp/got");
+    assert_eq!(a.ok(&["exec", "one", "sh", "-c", &get]), "two\n");
+
+    // --network host sees the host's interfaces, both bridges included.
+    let out = a.ok(&["run", "--rm", "--network", "host", "localhost/busybox", "ip", "-o", "link"]);
+    for bridge in &bridges {
+        assert!(out.contains(&format!(": {bridge}:")), "{bridge} not seen: {out}");
+    }
+
+    // The first root's bridge goes with its last container; the second's stays.
+    a.ok(&["rm", "-f", "one"]);
+    let left: Vec<String> = links(&a).into_iter().filter(|l| l.starts_with("berth")).collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+    b.ok(&["rm", "-f", "two"]);
+    assert_eq!(leftovers(&[&a, &b]), Vec::<String>::new());
+}
+
+#[test]
+fn publish_all_ports_held_and_a_failed_start_leaves_nothing() {
+    let b = Berth::new("ports");
+    let tree = tempfile::tempdir().unwrap();
+    berth_testkit::busybox::rootfs(tree.path()).unwrap();
+    let layout = b.dir.path().join("exposed");
+    let mut builder = berth_testkit::layout::LayoutBuilder::new(&layout).unwrap();
+    builder.add_dir_layer(tree.path()).unwrap();
+    builder
+        .finish(
+            serde_json::json!({
+                "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
+                "ExposedPorts": {"80/tcp": {}, "8080/tcp": {}},
+                "Cmd": ["sh", "-c", "echo eighty > /tmp/index.html; mkdir /tmp/b; \
+                    echo eighty-eighty > /tmp/b/index.html; httpd -p 8080 -h /tmp/b; \
+                    exec httpd -f -p 80 -h /tmp"],
+            }),
+            "latest",
+        )
+        .unwrap();
+    let out = b.ok(&["load", "-i", layout.to_str().unwrap()]);
+    let id = out.trim().strip_prefix("Loaded image: sha256:").unwrap().to_owned();
+    b.ok(&["tag", &id, "localhost/exposed:latest"]);
+
+    // -P: every exposed port on a free host port, shown by `berth port`, answering.
+    b.ok(&["run", "-d", "--name", "all", "-P", "localhost/exposed"]);
+    let ports = b.ok(&["port", "all"]);
+    let mut lines: Vec<&str> = ports.lines().collect();
+    lines.sort();
+    assert_eq!(lines.len(), 2, "{ports}");
+    let mut held = Vec::new();
+    for (line, (container, body)) in lines.iter().zip([("80", "eighty"), ("8080", "eighty-eighty")])
+    {
+        let (left, host) = line.split_once(" -> ").unwrap();
+        assert_eq!(left, format!("{container}/tcp"), "{ports}");
+        let host_port = host.rsplit_once(':').unwrap().1.to_owned();
+        assert_eq!(b.fetch(&format!("127.0.0.1:{host_port}")), format!("{body}\n"));
+        held.push(host_port);
+    }
+
+    // inspect's NetworkSettings and ps's PORTS column, as Podman shows them.
+    let json: serde_json::Value = serde_json::from_str(&b.ok(&["inspect", "all"])).unwrap();
+    let settings = &json[0]["NetworkSettings"];
+    let ip = settings["IPAddress"].as_str().unwrap();
+    assert!(ip.starts_with("10.89."), "{settings}");
+    assert_eq!(settings["Networks"]["berth"]["IPAddress"], ip);
+    assert_eq!(settings["Gateway"], settings["Networks"]["berth"]["Gateway"]);
+    assert_eq!(settings["MacAddress"].as_str().unwrap().len(), 17, "{settings}");
+    assert_eq!(settings["Ports"]["80/tcp"][0]["HostPort"], held[0].as_str());
+    assert_eq!(json[0]["HostConfig"]["NetworkMode"], "bridge");
+    let ps = b.ok(&["ps", "--format", "{{.Ports}}"]);
+    assert_eq!(ps.trim(), format!("0.0.0.0:{}->80/tcp, 0.0.0.0:{}->8080/tcp", held[0], held[1]));
+
+    // A published port stays taken while its container runs: by another container…
+    let again = format!("{}:80", held[0]);
+    let err =
+        fails(&b, &["run", "-d", "--name", "twice", "-p", &again, "localhost/busybox", "true"]);
+    assert!(err.contains(&held[0]) && err.contains("in use"), "{err}");
+    // …and by a host process, which cannot bind it either.
+    let bound = b.host(&["sh", "-c", &format!("busybox nc -l -p {} -w 1 2>&1 || true", held[0])]);
+    assert!(bound.contains("in use"), "a host process took a published port: {bound}");
+    // A port a host process listens on cannot be published.
+    let port = b.free_port();
+    let mut listener = Command::new("ip")
+        .args(["netns", "exec", &b.netns, "busybox", "nc", "-l", "-p", &port.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let taken = format!("127.0.0.1:{port}:80");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let err = loop {
+        let out =
+            b.run(&["run", "-d", "--name", "taken", "-p", &taken, "localhost/busybox", "true"]);
+        if out.status.code() == Some(125) {
+            break String::from_utf8_lossy(&out.stderr).into_owned();
+        }
+        // The listener was not up yet; the container ran: remove it and try again.
+        b.ok(&["rm", "-f", "taken"]);
+        assert!(Instant::now() < deadline, "the host listener never came up");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = listener.kill();
+    let _ = listener.wait();
+    assert!(err.contains(&port.to_string()) && err.lines().count() == 1, "{err}");
+
+    // A start that fails (no such program) with a published port takes its network down.
+    let publish = format!("127.0.0.1:{}:80", b.free_port());
+    let out = b.run(&["run", "--rm", "-p", &publish, "localhost/busybox", "/no/such"]);
+    assert_eq!(out.status.code(), Some(127), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(b.ok(&["ps", "-a", "--format", "{{.Names}}"]), "all\n");
+
+    b.ok(&["rm", "-f", "all"]);
+    assert_eq!(leftovers(&[&b]), Vec::<String>::new());
 }

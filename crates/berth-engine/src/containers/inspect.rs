@@ -671,7 +671,8 @@ mod tests {
             json!(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_MKNOD", "CAP_NET_RAW"])
         );
         assert_eq!(json["HostConfig"]["ReadonlyRootfs"], true);
-        assert_eq!(json["HostConfig"]["NetworkMode"], "none");
+        // No --network: the default bridge network, as Podman names it rootful.
+        assert_eq!(json["HostConfig"]["NetworkMode"], "bridge");
         assert_eq!(json["HostConfig"]["PidsLimit"], 2048);
         assert_eq!(
             keys(&json["HostConfig"]["Tmpfs"]),
@@ -687,7 +688,7 @@ mod tests {
         );
         assert_eq!(json["HostConfig"]["PidMode"], "private");
         assert_eq!(json["Mounts"], json!([]));
-        assert_eq!(json["ResolvConfPath"], "");
+        assert!(json["ResolvConfPath"].as_str().unwrap().ends_with("/userdata/resolv.conf"));
         assert!(json["HostsPath"].as_str().unwrap().ends_with("/userdata/hosts"));
     }
 

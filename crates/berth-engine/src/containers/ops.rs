@@ -357,9 +357,17 @@ impl Containers {
             rootless: self.ctx.rootless,
             bundle: &userdata,
         };
-        if let Err(e) = crate::network::engine::start(&net, &net_request) {
-            let _ = self.layers.unmount(&record.id);
-            return Err(e.into());
+        let attached = match crate::network::engine::start(&net, &net_request) {
+            Ok(attached) => attached,
+            Err(e) => {
+                let _ = self.layers.unmount(&record.id);
+                return Err(e.into());
+            }
+        };
+        // The published ports' sockets go to the monitor, which holds them while the
+        // container runs (as conmon does), so no other process can take a forwarded port.
+        if let Some(attached) = &attached {
+            attached.held_ports.inherit_across_exec();
         }
         let started = match monitor::spawn(&config, attach) {
             Ok(started) => started,
@@ -369,6 +377,7 @@ impl Containers {
                 return Err(e.into());
             }
         };
+        drop(attached);
         let boot_id = self.store.boot_id().to_owned();
         let db = self.store.db();
         // Created and running in one transaction: one write to disk on the hot path.

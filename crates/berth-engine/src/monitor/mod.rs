@@ -815,6 +815,12 @@ fn finish(
     if let Err(e) = layers.unmount(&config.id) {
         warn!(id = %config.id, error = %e, "unmounting the container's root");
     }
+    // The networking engineer's seam: the container's veth, rules, published ports and pasta
+    // go with its process, not only at `rm` (network::engine::stop is idempotent).
+    let net = crate::network::attach::NetworkPaths::new(&config.root, &config.runroot);
+    if let Err(e) = crate::network::engine::stop(&net, &config.id) {
+        warn!(id = %config.id, error = %e, "taking down the container's network");
+    }
     let mut store = match crate::containers::ContainerStore::open(&config.root, &config.runroot) {
         Ok(store) => store,
         Err(e) => {

@@ -13,11 +13,11 @@
 //! monitor was killed with SIGKILL — needs nothing but the container's id. [`detach`] runs
 //! every step even when an earlier one fails, and running it twice is harmless.
 //!
-//! Bridge changes of all containers are serialised by one lock file
-//! (`RUNROOT/network/lock`), so that the last container leaving a network and a new one
-//! joining it cannot race between "the bridge has no ports" and deleting it.
+//! Bridge changes of all containers of every state root are serialised by one host-wide lock
+//! ([`hostwide::lock`]), so that the last container leaving a network and a new one joining
+//! it cannot race between "the bridge has no ports" and deleting it, and so that two roots
+//! choosing their default network's subnet at once cannot choose the same one.
 
-use std::fs::File;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::dns::{self, DnsEntry};
 use super::files::{self, AddHost, HostsOptions, ResolvOptions};
+use super::hostwide::{self, Conflict};
 use super::ipam::{self, CreateOptions, DEFAULT_NETWORK};
 use super::mode::{NetworkAttach, NetworkMode};
 use super::netns::{self, Netns};
@@ -38,12 +39,12 @@ use super::store::{NetworkDb, StoreError};
 pub enum AttachError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("taking the network lock {path}")]
-    Lock {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Hostwide(#[from] hostwide::HostwideError),
+    #[error("network {network} cannot be set up on this host: {conflict} (remove that, or create the network again with another --subnet and --interface-name)")]
+    HostConflict { network: String, conflict: Conflict },
+    #[error(transparent)]
+    Routes(#[from] ipam::IpamError),
     #[error("encoding the network record of container {id}")]
     Record {
         id: String,
@@ -176,26 +177,6 @@ struct RecordedNetwork {
     aliases: Vec<String>,
 }
 
-/// The lock over all bridge changes, released on drop.
-struct NetworkLock {
-    _file: File,
-}
-
-fn lock(paths: &NetworkPaths) -> Result<NetworkLock, AttachError> {
-    let path = paths.dir().join("lock");
-    let err = |source| AttachError::Lock { path: path.clone(), source };
-    std::fs::create_dir_all(paths.dir()).map_err(err)?;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(err)?;
-    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
-        .map_err(|e| err(std::io::Error::from(e)))?;
-    Ok(NetworkLock { _file: file })
-}
-
 /// The mode's name as Podman shows it in inspect's HostConfig.NetworkMode.
 fn mode_name(mode: &NetworkMode) -> String {
     match mode {
@@ -214,7 +195,8 @@ fn mode_name(mode: &NetworkMode) -> String {
     }
 }
 
-/// The network `name`, creating the default network `berth` on first use.
+/// The network `name`, creating the default network `berth` on first use (see
+/// [`hostwide::choose_default`]). Take the host-wide lock around it and the connect.
 pub fn network_or_default(
     db: &mut NetworkDb,
     name: &str,
@@ -222,17 +204,58 @@ pub fn network_or_default(
     match db.find(name) {
         Ok(found) => Ok(found),
         Err(StoreError::NotFound { .. }) if name == DEFAULT_NETWORK => {
-            let routes = ipam::host_routes().map_err(StoreError::Plan)?;
-            let opts = CreateOptions { name: DEFAULT_NETWORK.to_owned(), ..Default::default() };
-            match db.create_network(&opts, &routes) {
-                Ok(created) => Ok(created),
-                // Another berth created it meanwhile.
-                Err(StoreError::Plan(ipam::IpamError::Exists { .. })) => Ok(db.find(name)?),
-                Err(err) => Err(err.into()),
-            }
+            let routes = ipam::host_route_table()?;
+            create_default(db, &routes)
         }
         Err(err) => Err(err.into()),
     }
+}
+
+/// Records the default network on a subnet and bridge name free on this host. Like Podman's
+/// default network it has no DNS server: names between containers are what user networks
+/// are for, and the default costs no aardvark-dns process.
+fn create_default(
+    db: &mut NetworkDb,
+    routes: &[ipam::HostRoute],
+) -> Result<super::store::NetworkRecord, AttachError> {
+    let existing: Vec<ipam::Network> = db.networks()?.into_iter().map(|r| r.network).collect();
+    let (subnet, interface) = hostwide::choose_default(&existing, routes)?;
+    let opts = CreateOptions {
+        name: DEFAULT_NETWORK.to_owned(),
+        subnets: vec![subnet],
+        interface: Some(interface),
+        disable_dns: true,
+        ..Default::default()
+    };
+    let plain: Vec<ipam::Subnet> = routes.iter().map(|r| r.destination).collect();
+    match db.create_network(&opts, &plain) {
+        Ok(created) => Ok(created),
+        // Another berth of this root created it meanwhile.
+        Err(StoreError::Plan(ipam::IpamError::Exists { .. })) => Ok(db.find(DEFAULT_NETWORK)?),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Network `name` as this host lets it be set up now; the caller holds the host-wide lock.
+/// The default network moves to a free subnet and bridge name when its recorded ones are
+/// taken and no container of this root is on it; any other conflict is an error.
+fn claimed_network(
+    db: &mut NetworkDb,
+    name: &str,
+    routes: &[ipam::HostRoute],
+) -> Result<ipam::Network, AttachError> {
+    let net = network_or_default(db, name)?.network;
+    let Some(conflict) = hostwide::conflict(&net, routes)? else { return Ok(net) };
+    if net.name == DEFAULT_NETWORK && db.users(&net.name)?.is_empty() {
+        tracing::debug!(%conflict, "the default network moves");
+        db.remove_network(&net.name)?;
+        let moved = create_default(db, routes)?.network;
+        return match hostwide::conflict(&moved, routes)? {
+            None => Ok(moved),
+            Some(conflict) => Err(AttachError::HostConflict { network: moved.name, conflict }),
+        };
+    }
+    Err(AttachError::HostConflict { network: net.name, conflict })
 }
 
 fn save(db: &mut NetworkDb, record: &AttachRecord) -> Result<(), AttachError> {
@@ -341,14 +364,15 @@ fn attach_inner(
             })?;
             // The ports first: one in use fails before anything is set up.
             held_ports = ports::reserve(&req.ports)?;
-            let _lock = lock(paths)?;
+            let _lock = hostwide::lock()?;
+            let routes = ipam::host_route_table()?;
             let mut records = Vec::new();
             for attach in nets {
-                let rec = network_or_default(db, &attach.name)?;
-                if rec.network.internal && !req.ports.is_empty() {
-                    return Err(AttachError::InternalPorts { network: rec.network.name.clone() });
+                let net = claimed_network(db, &attach.name, &routes)?;
+                if net.internal && !req.ports.is_empty() {
+                    return Err(AttachError::InternalPorts { network: net.name.clone() });
                 }
-                records.push((attach.clone(), rec.network));
+                records.push((attach.clone(), net));
             }
             record.networks = records
                 .iter()
@@ -379,7 +403,7 @@ fn attach_inner(
                     resolv.first.extend(net.subnets.iter().filter_map(|s| s.gateway).take(1));
                 }
                 resolv.ipv6 |= net.ipv6_enabled;
-                let mac = mac_inside(&netns, &interface);
+                let mac = Some(connected.mac.clone());
                 statuses.push(NetworkStatus {
                     name: net.name.clone(),
                     network_id: net.id.clone(),
@@ -451,14 +475,6 @@ fn attach_inner(
     Ok(Attached { network, held_ports })
 }
 
-/// The MAC address of `interface` inside `netns`, for inspect.
-fn mac_inside(netns: &Netns, interface: &str) -> Option<String> {
-    let out =
-        netns.command("ip").ok()?.args(["-j", "link", "show", "dev", interface]).output().ok()?;
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    json.get(0)?.get("address")?.as_str().map(str::to_owned)
-}
-
 /// Rewrites network `net`'s aardvark-dns file from every container recorded on it, and makes
 /// the server follow.
 fn refresh_dns(
@@ -502,11 +518,14 @@ pub fn detach(paths: &NetworkPaths, id: &str) -> Result<(), AttachError> {
     };
     let record = load(&db, id)?;
     if let Some(record) = &record {
+        // Published ports went to the first network; an unreadable or unfinished record may
+        // have had them.
+        let had_ports = record.result.as_ref().is_none_or(|r| !r.ports.is_empty());
         if !record.networks.is_empty() {
-            match lock(paths) {
-                Err(e) => keep(Err(e)),
+            match hostwide::lock() {
+                Err(e) => keep(Err(e.into())),
                 Ok(_lock) => {
-                    for on in &record.networks {
+                    for (i, on) in record.networks.iter().enumerate() {
                         let net = match db.find(&on.name) {
                             Ok(found) => found.network,
                             // The network was removed with --force; its bridge went with it.
@@ -516,7 +535,11 @@ pub fn detach(paths: &NetworkPaths, id: &str) -> Result<(), AttachError> {
                                 continue;
                             }
                         };
-                        keep(rootful::disconnect(&net, id, &mut db).map_err(AttachError::from));
+                        let ports_here = had_ports && i == 0;
+                        keep(
+                            rootful::disconnect(&net, id, ports_here, &mut db)
+                                .map_err(AttachError::from),
+                        );
                         if net.dns_enabled {
                             // This container's names go: its record is left out from now.
                             let mut without = record.clone();
@@ -553,6 +576,21 @@ pub fn detach(paths: &NetworkPaths, id: &str) -> Result<(), AttachError> {
 pub fn status(paths: &NetworkPaths, id: &str) -> Result<Option<ContainerNetwork>, AttachError> {
     let db = NetworkDb::open_root(&paths.root)?;
     Ok(load(&db, id)?.and_then(|r| r.result))
+}
+
+/// What [`attach`] recorded for every container connected now, by id: one read of the
+/// state database for `ps`.
+pub fn statuses(
+    paths: &NetworkPaths,
+) -> Result<std::collections::HashMap<String, ContainerNetwork>, AttachError> {
+    let db = NetworkDb::open_root(&paths.root)?;
+    let mut out = std::collections::HashMap::new();
+    for id in db.attached_containers()? {
+        if let Some(result) = load(&db, &id)?.and_then(|r| r.result) {
+            out.insert(id, result);
+        }
+    }
+    Ok(out)
 }
 
 /// Detaches every container with a network record for which `is_gone(id)` is true: the

@@ -92,11 +92,20 @@ pub fn host_veth_name(container_id: &str, network: &str) -> String {
     format!("veth{:011x}", hash >> 20)
 }
 
-/// The fixed MAC address of bridge `name`: locally administered, unicast, and derived from
-/// the name so that a bridge made again keeps the address the containers have cached.
-pub fn bridge_mac(name: &str) -> String {
+/// The MAC address of a container's interface on a network: locally administered, unicast,
+/// and derived from both (as [`host_veth_name`] is), so berth knows it for inspect without
+/// asking the container's namespace.
+pub fn container_mac(container_id: &str, network: &str) -> String {
+    bridge_mac(&format!("{container_id}\0{network}"))
+}
+
+/// The fixed MAC address of a bridge keyed `key`: locally administered, unicast, and derived
+/// from the key so that a bridge made again keeps the address the containers have cached.
+/// berth keys a network's bridge by the network's id, which no other state root shares, so
+/// the address also tells whose bridge an interface of that name is ([`owner`]).
+pub fn bridge_mac(key: &str) -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in name.bytes() {
+    for byte in key.bytes() {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     }
@@ -226,11 +235,60 @@ pub fn bridge_members(name: &str) -> Result<Vec<String>, BridgeError> {
     Ok(links.into_iter().map(|l| l.ifname).collect())
 }
 
+/// Who bridge `name` belongs to: `None` when there is no such interface, `Some(true)` when its
+/// MAC address is [`bridge_mac`]`(key)`, `Some(false)` for anyone else's interface of that
+/// name. Asked with ioctl(SIOCGIFHWADDR) on a socket, so it costs no exec and answers for the
+/// calling thread's namespace.
+pub fn owner(name: &str, key: &str) -> Result<Option<bool>, BridgeError> {
+    validate_interface_name(name)?;
+    let Some(mac) = hardware_address(name) else { return Ok(None) };
+    Ok(Some(mac == bridge_mac(key)))
+}
+
+/// The MAC address of interface `name` as `02:ab:…`, `None` when it does not exist.
+fn hardware_address(name: &str) -> Option<String> {
+    // SAFETY: socket(2) with constant arguments; the descriptor is owned right below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: `fd` was just returned by socket(2) and nothing else owns it.
+    let sock = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain old data; all zeroes is a valid value of it.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    // Validated names are at most 15 bytes, so the NUL of the zeroed array stays.
+    for (slot, byte) in req.ifr_name.iter_mut().zip(name.bytes()) {
+        *slot = byte as libc::c_char;
+    }
+    // SAFETY: SIOCGIFHWADDR reads ifr_name and writes ifr_hwaddr of the ifreq we own, which
+    // outlives the call; the socket is open.
+    let rc = unsafe {
+        libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&sock), libc::SIOCGIFHWADDR, &mut req)
+    };
+    if rc < 0 {
+        return None;
+    }
+    // SAFETY: a successful SIOCGIFHWADDR filled the ifru_hwaddr member of the union.
+    let data = unsafe { req.ifr_ifru.ifru_hwaddr.sa_data };
+    let bytes: Vec<String> = data[..6].iter().map(|b| format!("{:02x}", *b as u8)).collect();
+    Some(bytes.join(":"))
+}
+
 /// Makes sure bridge `name` exists, is up and carries `addresses` (the gateways of the
-/// network's subnets). Returns whether it was created now. Safe to call for every container
-/// that joins.
+/// network's subnets), with the MAC address of [`bridge_mac`]`(name)`. Returns whether it was
+/// created now. Safe to call for every container that joins.
 pub fn ensure_bridge(
     name: &str,
+    addresses: &[IfAddr],
+    mtu: Option<u32>,
+) -> Result<bool, BridgeError> {
+    ensure_bridge_keyed(name, name, addresses, mtu)
+}
+
+/// [`ensure_bridge`] with the MAC address of [`bridge_mac`]`(key)`.
+pub fn ensure_bridge_keyed(
+    name: &str,
+    key: &str,
     addresses: &[IfAddr],
     mtu: Option<u32>,
 ) -> Result<bool, BridgeError> {
@@ -245,7 +303,7 @@ pub fn ensure_bridge(
     // network of two). The containers' neighbour caches then hold a gateway address the bridge
     // no longer answers to, and their packets to the gateway — DNS above all — are dropped
     // until the entry goes stale, tens of seconds later.
-    let mac = bridge_mac(name);
+    let mac = bridge_mac(key);
     let mut script = format!("link add {name} address {mac} type bridge\n");
     if let Some(mtu) = mtu {
         script.push_str(&format!("link set dev {name} mtu {mtu}\n"));

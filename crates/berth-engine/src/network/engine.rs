@@ -18,6 +18,7 @@ use super::files;
 use super::mode::{self, NetworkMode};
 use super::netns::{self, Netns};
 use super::ports::{self, FreePorts, PortSpec};
+use super::rootless;
 
 /// Errors of the glue, named after the step that failed.
 #[derive(Debug, thiserror::Error)]
@@ -80,14 +81,12 @@ pub struct ContainerNetworkOptions {
 }
 
 impl ContainerNetworkOptions {
-    /// The mode these flags ask for. Without `--network`, a container has only lo, as the
-    /// engine's spec generation still defaults to; with published ports it joins the default
-    /// network (rootful) or pasta (rootless), as Podman does.
-    // TODO: the default becomes the bridge (pasta rootless) for every container once the
-    // engine's spec defaults to it; see spec::options::NetworkMode::parse.
+    /// The mode these flags ask for. Without `--network`, a rootful container joins the
+    /// default bridge network and a rootless one gets pasta (slirp4netns where pasta is not
+    /// installed), as Podman does.
     pub fn mode(&self, rootless: bool) -> Result<NetworkMode, EngineNetError> {
-        if self.network.is_empty() && self.publish.is_empty() && !self.publish_all {
-            return Ok(NetworkMode::None);
+        if self.network.is_empty() && rootless && !rootless::pasta_installed() {
+            return Ok(NetworkMode::Slirp4netns(Vec::new()));
         }
         let values: Vec<&str> = self.network.iter().map(String::as_str).collect();
         let mode = mode::parse_network(&values, rootless)?;
@@ -99,11 +98,23 @@ impl ContainerNetworkOptions {
         })
     }
 
-    /// Checks every flag without side effects: the first bad one is the error.
+    /// Checks every flag without lasting side effects: the first bad one is the error. Host
+    /// ports given by number are bound for a moment, so that a port in use (by a host process
+    /// or another container) or a privileged port rootless fails before the container is
+    /// created; starting binds them again for good.
     pub fn check(&self, rootless: bool) -> Result<(), EngineNetError> {
         self.mode(rootless)?;
-        for spec in &self.publish {
-            PortSpec::parse(spec)?;
+        let specs: Vec<PortSpec> =
+            self.publish.iter().map(|s| PortSpec::parse(s)).collect::<Result<_, _>>()?;
+        if !specs.is_empty() {
+            let mut chooser = FreePorts::new();
+            let mappings = ports::resolve_all(&specs, &mut chooser)?;
+            drop(chooser);
+            if rootless {
+                rootless::check_unprivileged_ports(&mappings)
+                    .map_err(|e| EngineNetError::Attach(Box::new(e.into())))?;
+            }
+            drop(ports::reserve(&mappings)?);
         }
         self.dns_servers()?;
         for host in &self.add_host {
@@ -261,7 +272,7 @@ mod tests {
     fn bad_flags_are_caught_before_anything_is_made() {
         let ok = ContainerNetworkOptions {
             network: vec!["web".into()],
-            publish: vec!["127.0.0.1:8080:80".into()],
+            publish: vec!["127.0.0.1::80".into()],
             dns: vec!["10.250.0.1".into()],
             add_host: vec!["db:10.250.0.9".into()],
             ..Default::default()

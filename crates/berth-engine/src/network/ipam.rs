@@ -504,6 +504,21 @@ fn free_default_subnet(
 /// through another interface. Default routes are left out. The files describe the network
 /// namespace of the reading process.
 pub fn host_routes() -> Result<Vec<Subnet>, IpamError> {
+    let mut out: Vec<Subnet> = host_route_table()?.into_iter().map(|r| r.destination).collect();
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// One route of the host: where to, and through which interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostRoute {
+    pub interface: String,
+    pub destination: Subnet,
+}
+
+/// The host's routes as [`host_routes`] reads them, each with its interface.
+pub fn host_route_table() -> Result<Vec<HostRoute>, IpamError> {
     let mut out = Vec::new();
     let v4 = std::fs::read_to_string("/proc/net/route")
         .map_err(|source| IpamError::ReadRoutes { path: "/proc/net/route", source })?;
@@ -517,7 +532,7 @@ pub fn host_routes() -> Result<Vec<Subnet>, IpamError> {
 
 /// Parses /proc/net/route: a header line, then `Iface Destination Gateway Flags … Mask …`
 /// with the addresses in little-endian hex.
-fn parse_proc_route(text: &str) -> Vec<Subnet> {
+fn parse_proc_route(text: &str) -> Vec<HostRoute> {
     let mut out = Vec::new();
     for line in text.lines().skip(1) {
         let fields: Vec<&str> = line.split_whitespace().collect();
@@ -534,16 +549,17 @@ fn parse_proc_route(text: &str) -> Vec<Subnet> {
             continue;
         }
         let addr = IpAddr::V4(Ipv4Addr::from(u32::from_be(dest)));
-        out.extend(Subnet::new(addr, prefix));
+        out.extend(
+            Subnet::new(addr, prefix)
+                .map(|destination| HostRoute { interface: fields[0].to_owned(), destination }),
+        );
     }
-    out.sort();
-    out.dedup();
     out
 }
 
 /// Parses /proc/net/ipv6_route: `DEST PREFIXLEN SRC SRCLEN NEXTHOP METRIC REF USE FLAGS IFACE`
 /// in plain hex. Link-local, multicast and loopback routes are left out.
-fn parse_proc_ipv6_route(text: &str) -> Vec<Subnet> {
+fn parse_proc_ipv6_route(text: &str) -> Vec<HostRoute> {
     let mut out = Vec::new();
     for line in text.lines() {
         let fields: Vec<&str> = line.split_whitespace().collect();
@@ -560,10 +576,11 @@ fn parse_proc_ipv6_route(text: &str) -> Vec<Subnet> {
         if prefix == 0 || special {
             continue;
         }
-        out.extend(Subnet::new(IpAddr::V6(addr), prefix));
+        out.extend(
+            Subnet::new(IpAddr::V6(addr), prefix)
+                .map(|destination| HostRoute { interface: fields[9].to_owned(), destination }),
+        );
     }
-    out.sort();
-    out.dedup();
     out
 }
 
@@ -956,12 +973,16 @@ mod tests {
             "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
                   eth0\t00000000\t0100A8C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
                   eth0\t0001A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n";
-        assert_eq!(parse_proc_route(v4), vec![net("192.168.1.0/24")]);
+        let route = |interface: &str, subnet| HostRoute {
+            interface: interface.into(),
+            destination: net(subnet),
+        };
+        assert_eq!(parse_proc_route(v4), vec![route("eth0", "192.168.1.0/24")]);
         let v6 = "fd000000000000000000000000000000 40 00000000000000000000000000000000 00 \
                   00000000000000000000000000000000 00000100 00000001 00000000 00000001 eth0\n\
                   fe800000000000000000000000000000 40 00000000000000000000000000000000 00 \
                   00000000000000000000000000000000 00000100 00000001 00000000 00000001 eth0\n";
-        assert_eq!(parse_proc_ipv6_route(v6), vec![net("fd00::/64")]);
+        assert_eq!(parse_proc_ipv6_route(v6), vec![route("eth0", "fd00::/64")]);
         // And this host's own tables read without error.
         host_routes().unwrap();
     }

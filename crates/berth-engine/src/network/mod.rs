@@ -13,9 +13,11 @@
 //!   container with its inner end as `eth0`, and teardown.
 //! - [`firewall`]: masquerading and published ports (DNAT) through nftables, every rule tagged
 //!   so that cleanup finds it.
+//! - [`hostwide`]: keeping the bridges of independent state roots apart on one host.
 //! - [`rootful`]: connecting a container to a bridge network and disconnecting it, as one
 //!   operation each that leaves nothing half set up.
 //! - [`rootless`]: pasta (and slirp4netns as the fallback) for rootless containers.
+//! - [`report`]: inspect's NetworkSettings and the PORTS column of `ps`, as Podman shows them.
 //! - [`dns`]: names between containers of a network, served by aardvark-dns.
 //! - [`files`]: the container's /etc/hosts and /etc/resolv.conf.
 //! - [`store`]: networks, address allocations and attachments in the state database.
@@ -32,10 +34,12 @@ pub mod dns;
 pub mod engine;
 pub mod files;
 pub mod firewall;
+pub mod hostwide;
 pub mod ipam;
 pub mod mode;
 pub mod netns;
 pub mod ports;
+pub mod report;
 pub mod rootful;
 pub mod rootless;
 pub mod store;

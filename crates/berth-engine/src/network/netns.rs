@@ -97,10 +97,10 @@ pub fn create(runroot: &Path, id: &str) -> Result<Netns, NetnsError> {
         rustix::mount::mount_bind("/proc/thread-self/ns/net", &target).map_err(|e| {
             NetnsError::Mount { path: target.clone(), source: std::io::Error::from(e) }
         })?;
-        // lo comes up here, while the thread is still inside.
-        let up = Command::new("ip").args(["link", "set", "lo", "up"]).status();
-        if !up.is_ok_and(|s| s.success()) {
-            tracing::warn!(path = %target.display(), "could not set lo up in a new namespace");
+        // lo comes up here, while the thread is still inside: an ioctl on a socket of the
+        // new namespace, which saves an exec of ip on the path of every `run`.
+        if let Err(e) = loopback_up() {
+            tracing::warn!(path = %target.display(), error = %e, "could not set lo up in a new namespace");
         }
         Ok(())
     })
@@ -112,6 +112,36 @@ pub fn create(runroot: &Path, id: &str) -> Result<Netns, NetnsError> {
     }
     tracing::debug!(path = %path.display(), "network namespace created");
     Ok(Netns::Path(path))
+}
+
+/// Sets `lo` up in the calling thread's network namespace (SIOCGIFFLAGS, then SIOCSIFFLAGS
+/// with IFF_UP, as `ip link set lo up` does through netlink).
+fn loopback_up() -> std::io::Result<()> {
+    // SAFETY: socket(2) with constant arguments; the descriptor is owned right below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by socket(2) and nothing else owns it.
+    let sock = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain old data; all zeroes is a valid value of it.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (slot, byte) in req.ifr_name.iter_mut().zip(b"lo") {
+        *slot = *byte as libc::c_char;
+    }
+    // SAFETY: both ioctls read ifr_name and read or write ifr_flags of the ifreq we own,
+    // which outlives the calls; the socket is open. ifr_flags is the union member these
+    // requests use.
+    unsafe {
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 /// Unmounts and deletes container `id`'s namespace file; nothing there is no error. The

@@ -105,6 +105,9 @@ pub struct Attachment {
     pub addresses: Vec<IpAddr>,
     pub gateways: Vec<IpAddr>,
     pub ports: Vec<PortMapping>,
+    /// The container interface's MAC address.
+    #[serde(default)]
+    pub mac: String,
 }
 
 /// Connects a container to a bridge network; on failure, undoes every step before returning.
@@ -132,7 +135,7 @@ pub fn connect(
     let result = connect_after_allocation(req, &addresses);
     if result.is_err() {
         // Undo everything; the first error is the one the user needs.
-        if let Err(undo) = disconnect(net, req.container_id, store) {
+        if let Err(undo) = disconnect(net, req.container_id, true, store) {
             tracing::warn!(network = %net.name, container = %container, error = %undo, "undoing a failed connect");
         }
     }
@@ -156,7 +159,10 @@ fn connect_after_allocation(
         .iter()
         .filter_map(|s| Some(IfAddr { addr: s.gateway?, prefix: s.subnet.prefix() }))
         .collect();
-    bridge::ensure_bridge(&net.network_interface, &gateways, None).map_err(bridge_err)?;
+    // The bridge's MAC address is keyed by the network's id, which marks it as this state
+    // root's (attach's claim checks that before anything is set up).
+    let created = bridge::ensure_bridge_keyed(&net.network_interface, &net.id, &gateways, None)
+        .map_err(bridge_err)?;
 
     // Routing beyond the bridge, and ports published on 127.0.0.1, need these sysctls.
     if !net.internal {
@@ -177,6 +183,9 @@ fn connect_after_allocation(
             routes.extend(config.gateway);
         }
     }
+    // A MAC address of berth's choosing, so inspect knows it without an exec into the
+    // namespace.
+    let mac = req.mac.clone().unwrap_or_else(|| bridge::container_mac(req.container_id, &net.name));
     let veth = VethConfig {
         host_name: host_veth.clone(),
         container_name: req.interface.to_owned(),
@@ -184,7 +193,7 @@ fn connect_after_allocation(
         addresses: if_addrs,
         gateways: routes.clone(),
         mtu: None,
-        mac: req.mac.clone(),
+        mac: Some(mac.clone()),
     };
     bridge::attach(&net.network_interface, &veth).map_err(|source| RootfulError::Veth {
         network: net.name.clone(),
@@ -210,17 +219,21 @@ fn connect_after_allocation(
             container_port: m.container_port,
         });
     }
-    // The network's rules and the container's ports, in one nftables transaction.
-    let subnets: Vec<_> = net.subnets.iter().map(|s| s.subnet).collect();
-    let rules = NetworkRules {
-        name: &net.name,
-        bridge: &net.network_interface,
-        subnets: &subnets,
-        internal: net.internal,
-    };
-    let ports = (!forwards.is_empty()).then_some((req.container_id, forwards.as_slice()));
-    firewall::connect_rules(&rules, ports)
-        .map_err(|source| RootfulError::NetworkRules { network: net.name.clone(), source })?;
+    // The network's rules and the container's ports, in one nftables transaction. The rules
+    // are made with the bridge and go with it, so a container joining an existing bridge
+    // without ports needs no nft at all (two execs less on the path of every `run`).
+    if created || !forwards.is_empty() {
+        let subnets: Vec<_> = net.subnets.iter().map(|s| s.subnet).collect();
+        let rules = NetworkRules {
+            name: &net.network_interface,
+            bridge: &net.network_interface,
+            subnets: &subnets,
+            internal: net.internal,
+        };
+        let ports = (!forwards.is_empty()).then_some((req.container_id, forwards.as_slice()));
+        firewall::connect_rules(&rules, ports)
+            .map_err(|source| RootfulError::NetworkRules { network: net.name.clone(), source })?;
+    }
 
     tracing::debug!(network = %net.name, container = req.container_id, ?addresses, "connected");
     Ok(Attachment {
@@ -230,15 +243,20 @@ fn connect_after_allocation(
         addresses: addresses.to_vec(),
         gateways: routes,
         ports: req.ports.to_vec(),
+        mac,
     })
 }
 
 /// Disconnects a container from a bridge network: its published ports, its veth pair and its
-/// addresses go; the bridge and the network's rules go too when no container is left on it.
+/// addresses go; the bridge and the network's rules go too when no container is left on it
+/// and the bridge is this network's (an interface of that name with another MAC address
+/// belongs to another state root or program and is left alone). `had_ports: false` says the
+/// container published nothing here, which saves listing the firewall while the bridge stays.
 /// Every step runs even if an earlier one failed; the first error is returned.
 pub fn disconnect(
     net: &Network,
     container_id: &str,
+    had_ports: bool,
     store: &mut dyn IpamStore,
 ) -> Result<(), RootfulError> {
     let mut first: Option<RootfulError> = None;
@@ -264,23 +282,35 @@ pub fn disconnect(
     }));
 
     // The last one out removes the bridge, and with it the network's rules.
-    let bridge_gone = match bridge::remove_bridge(&net.network_interface, false) {
-        Ok(gone) => gone,
+    let bridge_err = |source| RootfulError::Bridge {
+        network: net.name.clone(),
+        bridge: net.network_interface.clone(),
+        source,
+    };
+    let bridge_gone = match bridge::owner(&net.network_interface, &net.id) {
+        Ok(Some(true)) => match bridge::remove_bridge(&net.network_interface, false) {
+            Ok(gone) => gone,
+            Err(source) => {
+                keep(Err(bridge_err(source)));
+                false
+            }
+        },
+        // Gone already (its rules may not be, after a crash), or someone else's.
+        Ok(None) => true,
+        Ok(Some(false)) => false,
         Err(source) => {
-            keep(Err(RootfulError::Bridge {
-                network: net.name.clone(),
-                bridge: net.network_interface.clone(),
-                source,
-            }));
+            keep(Err(bridge_err(source)));
             false
         }
     };
-    let network = bridge_gone.then_some(net.name.as_str());
-    keep(
-        firewall::disconnect_rules(container_id, network)
-            .map(drop)
-            .map_err(|source| RootfulError::Ports { container: container_id.to_owned(), source }),
-    );
+    if had_ports || bridge_gone {
+        let network = bridge_gone.then_some(net.network_interface.as_str());
+        keep(
+            firewall::disconnect_rules(container_id, network).map(drop).map_err(|source| {
+                RootfulError::Ports { container: container_id.to_owned(), source }
+            }),
+        );
+    }
     match first {
         Some(err) => Err(err),
         None => Ok(()),
@@ -291,12 +321,17 @@ pub fn disconnect(
 /// rules — for `network rm --force` and `network prune`. The addresses in the store are the
 /// caller's to drop with the network's record. Missing pieces are no error.
 pub fn remove_network(net: &Network) -> Result<(), RootfulError> {
-    bridge::remove_bridge(&net.network_interface, true).map_err(|source| RootfulError::Bridge {
+    let bridge_err = |source| RootfulError::Bridge {
         network: net.name.clone(),
         bridge: net.network_interface.clone(),
         source,
-    })?;
-    firewall::remove_network_rules(&net.name)
+    };
+    // Another state root's (or program's) interface of the same name is not ours to remove.
+    if bridge::owner(&net.network_interface, &net.id).map_err(bridge_err)? == Some(false) {
+        return Ok(());
+    }
+    bridge::remove_bridge(&net.network_interface, true).map_err(bridge_err)?;
+    firewall::remove_network_rules(&net.network_interface)
         .map(drop)
         .map_err(|source| RootfulError::NetworkRules { network: net.name.clone(), source })
 }

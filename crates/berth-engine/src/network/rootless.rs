@@ -89,6 +89,13 @@ pub const PASTA_DNS_FORWARD: IpAddr = IpAddr::V4(Ipv4Addr::new(169, 254, 1, 1));
 const PASTA: &str = "pasta";
 const SLIRP: &str = "slirp4netns";
 
+/// Whether `pasta` is on PATH (Debian's passt package); without it rootless containers fall
+/// back to slirp4netns, as Podman does.
+pub fn pasta_installed() -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    std::env::split_paths(&path).any(|dir| dir.join(PASTA).is_file())
+}
+
 /// Refuses host ports below net.ipv4.ip_unprivileged_port_start, which a rootless forwarder
 /// could not bind; the error names the sysctl.
 pub fn check_unprivileged_ports(ports: &[PortMapping]) -> Result<(), RootlessError> {

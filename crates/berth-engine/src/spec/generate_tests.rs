@@ -654,7 +654,9 @@ fn defaults_match_podman() {
             opts(|o| o.security_opt = vec!["no-new-privileges".into()]),
         ),
     ];
-    for (flags, o) in cases {
+    for (flags, mut o) in cases {
+        // Podman's side runs with --network none (see PodmanSpecs::config).
+        o.network.get_or_insert_with(|| "none".into());
         let theirs = podman.config(&flags);
         let ours = json_of(&generate_with(&f, &image, &o).unwrap());
         let what = flags.join(" ");

@@ -130,15 +130,14 @@ pub enum NetworkMode {
 }
 
 impl NetworkMode {
-    /// Parses `--network`. No flag means `none` for now.
-    // TODO: the default becomes a bridge (rootful) or pasta (rootless) with the networking
-    // issue; until then a container without --network has only loopback.
+    /// Parses `--network`. No flag means berth's networking: the default bridge network
+    /// rootful, pasta rootless (crate::network::mode).
     pub fn parse(value: Option<&str>) -> Result<Self, SpecError> {
         match value {
-            None | Some("none") => Ok(Self::None),
+            Some("none") => Ok(Self::None),
             Some("host") => Ok(Self::Host),
             // Checked in full by crate::network::engine before the container is created.
-            Some(_) => Ok(Self::Attached),
+            None | Some(_) => Ok(Self::Attached),
         }
     }
 
@@ -492,7 +491,8 @@ mod tests {
         assert!(TmpfsMount::parse("/").is_err());
         assert!(TmpfsMount::parse("/a/../etc").is_err());
         assert_eq!(NetworkMode::parse(Some("host")).unwrap(), NetworkMode::Host);
-        assert_eq!(NetworkMode::parse(None).unwrap(), NetworkMode::None);
+        assert_eq!(NetworkMode::parse(Some("none")).unwrap(), NetworkMode::None);
+        assert_eq!(NetworkMode::parse(None).unwrap(), NetworkMode::Attached);
         // Everything else is berth's networking, joined by path (crate::network::engine).
         assert_eq!(NetworkMode::parse(Some("bridge")).unwrap(), NetworkMode::Attached);
         assert_eq!(NetworkMode::parse(Some("container:abc")).unwrap(), NetworkMode::Attached);
