@@ -122,6 +122,36 @@ impl Berth {
         .unwrap()
     }
 
+    /// Runs `f` on a thread inside the test's "host" namespace.
+    fn in_host<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let ns = std::fs::File::open(PathBuf::from("/run/netns").join(&self.netns)).unwrap();
+        std::thread::spawn(move || {
+            use std::os::fd::AsRawFd as _;
+            // SAFETY: setns(2) on this new thread only, with a descriptor held open.
+            assert_eq!(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+            f()
+        })
+        .join()
+        .unwrap()
+    }
+
+    /// A host process's listener on the test namespace's loopback: its port, and a sender
+    /// whose drop closes it.
+    fn listen_in_host(&self) -> (u16, std::sync::mpsc::Sender<()>) {
+        let ns = std::fs::File::open(PathBuf::from("/run/netns").join(&self.netns)).unwrap();
+        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            use std::os::fd::AsRawFd as _;
+            // SAFETY: setns(2) on this new thread only, with a descriptor held open.
+            assert_eq!(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            port_tx.send(listener.local_addr().unwrap().port()).unwrap();
+            let _ = stop_rx.recv();
+        });
+        (port_rx.recv().unwrap(), stop_tx)
+    }
+
     /// A free port on the test namespace's loopback.
     fn free_port(&self) -> u16 {
         // Inside a fresh namespace every port is free; pick one the kernel would hand out.
@@ -409,32 +439,16 @@ fn publish_all_ports_held_and_a_failed_start_leaves_nothing() {
         fails(&b, &["run", "-d", "--name", "twice", "-p", &again, "localhost/busybox", "true"]);
     assert!(err.contains(&held[0]) && err.contains("in use"), "{err}");
     // …and by a host process, which cannot bind it either.
-    let bound = b.host(&["sh", "-c", &format!("busybox nc -l -p {} -w 1 2>&1 || true", held[0])]);
-    assert!(bound.contains("in use"), "a host process took a published port: {bound}");
+    let held_port: u16 = held[0].parse().unwrap();
+    let err = b.in_host(move || std::net::TcpListener::bind(("127.0.0.1", held_port)).map(drop));
+    assert_eq!(err.unwrap_err().kind(), std::io::ErrorKind::AddrInUse);
     // A port a host process listens on cannot be published.
-    let port = b.free_port();
-    let mut listener = Command::new("ip")
-        .args(["netns", "exec", &b.netns, "busybox", "nc", "-l", "-p", &port.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (port, stop) = b.listen_in_host();
     let taken = format!("127.0.0.1:{port}:80");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let err = loop {
-        let out =
-            b.run(&["run", "-d", "--name", "taken", "-p", &taken, "localhost/busybox", "true"]);
-        if out.status.code() == Some(125) {
-            break String::from_utf8_lossy(&out.stderr).into_owned();
-        }
-        // The listener was not up yet; the container ran: remove it and try again.
-        b.ok(&["rm", "-f", "taken"]);
-        assert!(Instant::now() < deadline, "the host listener never came up");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let _ = listener.kill();
-    let _ = listener.wait();
-    assert!(err.contains(&port.to_string()) && err.lines().count() == 1, "{err}");
+    let err =
+        fails(&b, &["run", "-d", "--name", "taken", "-p", &taken, "localhost/busybox", "true"]);
+    drop(stop);
+    assert!(err.contains(&port.to_string()) && err.contains("in use"), "{err}");
 
     // A start that fails (no such program) with a published port takes its network down.
     let publish = format!("127.0.0.1:{}:80", b.free_port());
