@@ -492,3 +492,34 @@ fn interactive_pipes_and_the_log() {
     berth.ok(&["rm", "cat"]);
     berth.assert_clean();
 }
+
+// --tmpfs starts with a copy of what the image has at that path, as in Podman; notmpcopyup
+// starts it empty. Either way what the container writes there is gone with the container.
+#[test]
+fn a_tmpfs_starts_with_the_image_files() {
+    let berth = engine();
+    let image = "localhost/busybox:latest";
+    let out = berth.ok(&[
+        "run",
+        "--rm",
+        "--tmpfs",
+        "/etc",
+        image,
+        "sh",
+        "-c",
+        "grep -c '^root:' /etc/passwd; stat -f -c %T /etc",
+    ]);
+    assert_eq!(out, "1\ntmpfs\n");
+    let out = berth.ok(&[
+        "run",
+        "--rm",
+        "--tmpfs",
+        "/etc:notmpcopyup",
+        image,
+        "sh",
+        "-c",
+        "test -e /etc/passwd && echo copied || echo empty",
+    ]);
+    assert_eq!(out, "empty\n", "notmpcopyup leaves the image's files out");
+    berth.assert_clean();
+}

@@ -678,7 +678,7 @@ mod tests {
             keys(&json["HostConfig"]["Tmpfs"]),
             sorted(&["/run", "/scratch", "/tmp", "/var/tmp"])
         );
-        assert_eq!(json["HostConfig"]["Tmpfs"]["/scratch"], "rw,rprivate,nosuid,nodev");
+        assert_eq!(json["HostConfig"]["Tmpfs"]["/scratch"], "rw,rprivate,nosuid,nodev,tmpcopyup");
         assert_eq!(
             json["HostConfig"]["Ulimits"],
             json!([

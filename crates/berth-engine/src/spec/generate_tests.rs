@@ -555,8 +555,7 @@ impl Drop for Podman {
 
 /// The mounts berth and Podman share, as (destination, type, options), sorted (Podman orders
 /// mounts of equal depth at random); Podman's /dev/shm is a host-side tmpfs bound in and its
-/// /run/.containerenv a Podman marker, so both are left out, and so is `tmpcopyup`, which
-/// berth-runtime does not do yet.
+/// /run/.containerenv a Podman marker, so both are left out.
 fn comparable_mounts(spec: &Value) -> BTreeSet<(String, String, Vec<String>)> {
     spec["mounts"]
         .as_array()
@@ -569,7 +568,6 @@ fn comparable_mounts(spec: &Value) -> BTreeSet<(String, String, Vec<String>)> {
                 .unwrap()
                 .iter()
                 .map(|o| o.as_str().unwrap().to_owned())
-                .filter(|o| o != "tmpcopyup")
                 .collect();
             (
                 m["destination"].as_str().unwrap().to_owned(),

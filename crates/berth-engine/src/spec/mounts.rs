@@ -152,15 +152,19 @@ pub fn mounts(
     out.retain(|m| !user_destinations.contains(&m.destination.as_str()));
     // Podman's --tmpfs options: the user's first, then its own; the runtime takes the first
     // of conflicting ones from the kernel's point of view (the last wins), so user options
-    // such as `noexec` or `size=` still apply.
-    // TODO: Podman also adds `tmpcopyup` (copy the image's files into the tmpfs); berth-runtime
-    // does not implement it yet, add it here when it does.
+    // such as `noexec` or `size=` still apply. As in Podman the tmpfs starts with a copy of
+    // the image's files at that path (`tmpcopyup`) unless the user says `notmpcopyup`.
     let own = ["rw", "rprivate", "nosuid", "nodev"];
     for mount in tmpfs {
-        let mut options = mount.options.clone();
+        let copy_up = !mount.options.iter().any(|o| o == "notmpcopyup");
+        let mut options: Vec<String> =
+            mount.options.iter().filter(|o| *o != "notmpcopyup").cloned().collect();
         options.extend(
             own.iter().filter(|o| !mount.options.iter().any(|u| u == *o)).map(|o| o.to_string()),
         );
+        if copy_up && !options.iter().any(|o| o == "tmpcopyup") {
+            options.push("tmpcopyup".to_owned());
+        }
         out.push(MountEntry {
             destination: mount.destination.clone(),
             kind: "tmpfs".to_owned(),
@@ -171,7 +175,8 @@ pub fn mounts(
     if ctx.read_only && ctx.read_only_tmpfs {
         for destination in READ_ONLY_TMPFS {
             if !out.iter().any(|m| m.destination == *destination) {
-                out.push(MountEntry::new(destination, "tmpfs", "tmpfs", &own));
+                let options = ["rw", "rprivate", "nosuid", "nodev", "tmpcopyup"];
+                out.push(MountEntry::new(destination, "tmpfs", "tmpfs", &options));
             }
         }
     }
@@ -374,6 +379,23 @@ mod tests {
         assert!(destinations(&host).contains(&"/etc/resolv.conf"));
     }
 
+    // A --tmpfs starts with the image's files (tmpcopyup) unless the user says notmpcopyup,
+    // which is berth's word and not a mount option the runtime sees.
+    #[test]
+    fn a_tmpfs_copies_up_unless_told_not_to() {
+        let tmpfs = [
+            TmpfsMount::parse("/etc:size=4m").unwrap(),
+            TmpfsMount::parse("/cache:notmpcopyup").unwrap(),
+        ];
+        let m = mounts(&ctx(), &etc(NetworkMode::None), &tmpfs).unwrap();
+        let find = |d: &str| m.iter().find(|m| m.destination == d).unwrap();
+        assert_eq!(
+            find("/etc").options,
+            ["size=4m", "rw", "rprivate", "nosuid", "nodev", "tmpcopyup"]
+        );
+        assert_eq!(find("/cache").options, ["rw", "rprivate", "nosuid", "nodev"]);
+    }
+
     #[test]
     fn read_only_adds_tmpfs_and_read_only_etc_files() {
         let c = MountContext { read_only: true, ..ctx() };
@@ -383,9 +405,13 @@ mod tests {
         ];
         let m = mounts(&c, &etc(NetworkMode::None), &tmpfs).unwrap();
         let find = |d: &str| m.iter().find(|m| m.destination == d).unwrap();
-        assert_eq!(find("/scratch").options, ["size=1m", "rw", "rprivate", "nosuid", "nodev"]);
-        assert_eq!(find("/tmp").options, ["noexec", "rw", "rprivate", "nosuid", "nodev"]);
-        assert_eq!(find("/var/tmp").options, ["rw", "rprivate", "nosuid", "nodev"]);
+        let scratch = ["size=1m", "rw", "rprivate", "nosuid", "nodev", "tmpcopyup"];
+        assert_eq!(find("/scratch").options, scratch);
+        assert_eq!(
+            find("/tmp").options,
+            ["noexec", "rw", "rprivate", "nosuid", "nodev", "tmpcopyup"]
+        );
+        assert_eq!(find("/var/tmp").options, ["rw", "rprivate", "nosuid", "nodev", "tmpcopyup"]);
         assert_eq!(find("/run").kind, "tmpfs");
         assert_eq!(
             find("/etc/hosts").options,
