@@ -54,6 +54,9 @@ pub struct Event {
     /// The exit code, for `died`.
     #[serde(rename = "ContainerExitCode", default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
+    /// The health after a check, for `health_status` (issue 7).
+    #[serde(rename = "HealthStatus", default, skip_serializing_if = "Option::is_none")]
+    pub health_status: Option<String>,
 }
 
 impl Event {
@@ -67,6 +70,7 @@ impl Event {
             kind: "container".to_owned(),
             time_nano: Timestamp::now().0,
             exit_code: None,
+            health_status: None,
         }
     }
 
@@ -79,6 +83,9 @@ impl Event {
         );
         if let Some(code) = self.exit_code {
             line.push_str(&format!(", containerExitCode={code}"));
+        }
+        if let Some(health) = &self.health_status {
+            line.push_str(&format!(", health_status={health}"));
         }
         line.push(')');
         line

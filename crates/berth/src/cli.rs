@@ -113,6 +113,9 @@ pub enum Command {
     Network(crate::network::NetworkCommand),
     /// List a container's published ports.
     Port(crate::network::PortArgs),
+    /// Run a container's healthcheck.
+    #[command(subcommand)]
+    Healthcheck(crate::duties::HealthcheckCommand),
 }
 
 impl Cli {
@@ -153,6 +156,7 @@ impl Cli {
             Command::Container(command) => crate::part2::container(&self.global, command),
             Command::Network(command) => crate::network::dispatch(&self.global, command),
             Command::Port(args) => crate::network::port(&self.global, args),
+            Command::Healthcheck(command) => crate::duties::healthcheck(&self.global, command),
         }
     }
 }

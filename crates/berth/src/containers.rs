@@ -198,6 +198,9 @@ pub struct RunArgs {
     /// Resource and mount flags (issue 7).
     #[command(flatten)]
     pub part2: crate::part2::Part2RunArgs,
+    /// Restart, healthcheck and log flags (issue 7, the monitor's duties).
+    #[command(flatten)]
+    pub duties: crate::duties::DutyArgs,
     /// The image, then the command and its arguments. Flags end at the image, as in Podman:
     /// `run IMAGE -c x` passes `-c x` to the container.
     #[arg(
@@ -454,6 +457,7 @@ fn check_run_flags(args: &RunArgs) -> Result<()> {
             bail!("container id file {} exists: remove it or use another", path.display());
         }
     }
+    args.duties.validate(args.rm)?;
     Ok(())
 }
 
@@ -525,6 +529,7 @@ fn run_options(args: &RunArgs) -> RunOptions {
         resources: args.part2.resources(),
         volumes: args.part2.volumes(),
         init: args.part2.init(),
+        duties: args.duties.options(),
     }
 }
 
@@ -852,6 +857,10 @@ fn logs(global: &GlobalOptions, args: LogsArgs) -> Result<ExitCode> {
     let mut containers = open(global)?;
     let record = containers.lookup(&args.container)?;
     let options = CreateOptions::of(&record)?;
+    let log_config = &options.duties.log;
+    if log_config.driver == berth_engine::containers::log_files::LogDriver::None {
+        bail!(berth_engine::containers::log_files::NONE_DRIVER_MESSAGE);
+    }
     let path = options.log_path.clone().unwrap_or_else(|| options.userdata_dir.join("ctr.log"));
     let mut out = io::stdout().lock();
     let mut err = io::stderr().lock();
@@ -867,7 +876,7 @@ fn logs(global: &GlobalOptions, args: LogsArgs) -> Result<ExitCode> {
         out.flush()?;
         io::Result::Ok(())
     };
-    let mut reader = match LogReader::open(&path) {
+    let mut reader = match LogReader::open_with(&path, log_config) {
         Ok(r) => r,
         Err(_) if !path.exists() => return Ok(ExitCode::SUCCESS),
         Err(e) => return Err(e.into()),

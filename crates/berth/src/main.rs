@@ -5,6 +5,7 @@
 mod build;
 mod cli;
 mod containers;
+mod duties;
 mod format;
 mod images;
 mod network;

@@ -135,6 +135,9 @@ pub struct InspectConfig {
     pub umask: String,
     pub timeout: u32,
     pub stop_timeout: u32,
+    /// Docker's form of the healthcheck, when the container has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<crate::monitor::health::HealthCheck>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -298,7 +301,7 @@ impl InspectContainer {
                 error: record.state_error.clone().unwrap_or_default(),
                 started_at: time_or_zero(record.started_at),
                 finished_at: time_or_zero(record.finished_at),
-                health: json!({"Status": "", "FailingStreak": 0, "Log": null}),
+                health: health_value(&options),
                 checkpointed_at: GO_ZERO_TIME.to_owned(),
                 restored_at: GO_ZERO_TIME.to_owned(),
             },
@@ -316,7 +319,7 @@ impl InspectContainer {
             conmon_pid_file: in_userdata("monitor.pid"),
             pid_file: in_userdata("pidfile"),
             name: record.name.clone(),
-            restart_count: 0,
+            restart_count: crate::monitor::restart::restart_count(&options.userdata_dir),
             driver: options.storage_driver.clone(),
             mount_label: String::new(),
             process_label: String::new(),
@@ -361,6 +364,7 @@ impl InspectContainer {
                 umask: "0022".to_owned(),
                 timeout: 0,
                 stop_timeout: options.stop_timeout,
+                healthcheck: options.duties.health.clone(),
             },
             host_config: InspectHostConfig {
                 binds: Vec::new(),
@@ -368,15 +372,18 @@ impl InspectContainer {
                 cgroup_mode: private("cgroup").to_owned(),
                 container_id_file: String::new(),
                 log_config: json!({
-                    "Type": "k8s-file",
+                    "Type": options.duties.log.driver.name(),
                     "Config": null,
                     "Path": options.log_path.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
                     "Tag": "",
-                    "Size": "0B",
+                    "Size": options.duties.log.size_label(),
                 }),
                 network_mode: options.network.as_str().to_owned(),
                 port_bindings: BTreeMap::new(),
-                restart_policy: json!({"Name": "", "MaximumRetryCount": 0}),
+                restart_policy: json!({
+                    "Name": options.duties.restart.name(),
+                    "MaximumRetryCount": options.duties.restart.max_retries(),
+                }),
                 auto_remove: options.auto_remove,
                 cap_add,
                 cap_drop,
@@ -456,6 +463,20 @@ fn devices(run: &crate::spec::RunOptions) -> Vec<Value> {
             json!({"PathOnHost": host, "PathInContainer": container, "CgroupPermissions": access})
         })
         .collect()
+}
+
+/// State.Health: the healthcheck log of a container with a healthcheck, Podman's empty value
+/// for one without.
+fn health_value(options: &CreateOptions) -> Value {
+    let state = options
+        .duties
+        .health
+        .as_ref()
+        .map(|_| crate::monitor::health::read_state(&options.userdata_dir).unwrap_or_default());
+    match state {
+        Some(state) => serde_json::to_value(state).unwrap_or(Value::Null),
+        None => json!({"Status": "", "FailingStreak": 0, "Log": null}),
+    }
 }
 
 /// Whether the spec mounts something at `destination`.

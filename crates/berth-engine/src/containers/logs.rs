@@ -7,13 +7,15 @@
 //! newlines. [`LogReader`] is the `logs` side: it reads whole entries only and keeps an
 //! unfinished last line for the next read, so `logs -f` following a growing file never loses
 //! or repeats a line, wherever the writer's chunks happened to end. [`LogOptions`] applies
-//! `--since`, `--until`, `--tail` and `-t`.
+//! `--since`, `--until`, `--tail` and `-t`. Both speak json-file too and cross rotated files
+//! (`--log-driver`, `--log-opt`: [`super::log_files`]).
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::log_files::{self, LogConfig, LogDriver, RotatedFiles, Rotation};
 use crate::state::Timestamp;
 
 /// Errors of writing and reading logs.
@@ -90,27 +92,53 @@ impl LogEntry {
 pub struct LogWriter {
     path: PathBuf,
     file: File,
+    /// json-file instead of k8s-file.
+    json: bool,
+    rotation: Option<Rotation>,
+    /// Bytes in the live file.
+    size: u64,
 }
 
 impl LogWriter {
+    /// A k8s-file log at `path`, never rotated.
     pub fn open(path: &Path) -> Result<Self, LogError> {
-        let file = OpenOptions::new()
+        Self::open_with(path, &LogConfig::default())
+    }
+
+    /// The log at `path` in `config`'s format, rotated by its max-size and max-file.
+    pub fn open_with(path: &Path, config: &LogConfig) -> Result<Self, LogError> {
+        let file = Self::open_file(path)?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        Ok(Self {
+            path: path.to_owned(),
+            file,
+            json: config.driver == LogDriver::JsonFile,
+            rotation: config.rotation(),
+            size,
+        })
+    }
+
+    fn open_file(path: &Path) -> Result<File, LogError> {
+        OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
-            .map_err(|source| LogError::Open { path: path.to_owned(), source })?;
-        Ok(Self { path: path.to_owned(), file })
+            .map_err(|source| LogError::Open { path: path.to_owned(), source })
     }
 
     /// Logs `bytes` the container wrote to `stream` at `time`: one `F` entry per finished
-    /// line and a `P` entry for a trailing unfinished one. All entries of one call go out in
-    /// one write(2), so a reader sees either none or all of them.
+    /// line and a `P` entry for a trailing unfinished one. The entries of one call go out in
+    /// one write(2) per file (one file unless it rotates), so a reader sees whole entries.
     pub fn write(&mut self, stream: Stream, bytes: &[u8], time: Timestamp) -> Result<(), LogError> {
         if bytes.is_empty() {
             return Ok(());
         }
-        let stamp = time.to_log_time();
         let mut out = Vec::with_capacity(bytes.len() + 48);
+        if self.json {
+            log_files::encode_json(&mut out, stream, bytes, time);
+            return self.append(&out);
+        }
+        let stamp = time.to_log_time();
         let mut rest = bytes;
         while !rest.is_empty() {
             let (line, partial, next) = match rest.iter().position(|b| *b == b'\n') {
@@ -125,9 +153,43 @@ impl LogWriter {
             out.push(b'\n');
             rest = next;
         }
-        self.file
-            .write_all(&out)
-            .map_err(|source| LogError::Write { path: self.path.clone(), source })
+        self.append(&out)
+    }
+
+    /// Writes whole entries (each ends in a newline). With rotation, as many entries as fit
+    /// under max-size go into the live file and the file is rotated before the rest; an entry
+    /// larger than max-size on its own fills a file by itself.
+    fn append(&mut self, out: &[u8]) -> Result<(), LogError> {
+        let write_err = |source| LogError::Write { path: self.path.clone(), source };
+        let Some(rotation) = self.rotation else {
+            self.file.write_all(out).map_err(write_err)?;
+            self.size += out.len() as u64;
+            return Ok(());
+        };
+        let mut rest = out;
+        while !rest.is_empty() {
+            let room = rotation.max_size.saturating_sub(self.size);
+            let mut take = 0;
+            for (i, _) in rest.iter().enumerate().filter(|(_, b)| **b == b'\n') {
+                if (i + 1) as u64 > room {
+                    break;
+                }
+                take = i + 1;
+            }
+            if take == 0 {
+                if self.size > 0 {
+                    log_files::rotate(&self.path, rotation.max_file).map_err(write_err)?;
+                    self.file = Self::open_file(&self.path)?;
+                    self.size = 0;
+                    continue;
+                }
+                take = rest.iter().position(|b| *b == b'\n').map_or(rest.len(), |i| i + 1);
+            }
+            self.file.write_all(&rest[..take]).map_err(write_err)?;
+            self.size += take as u64;
+            rest = &rest[take..];
+        }
+        Ok(())
     }
 }
 
@@ -135,7 +197,8 @@ impl LogWriter {
 #[derive(Debug)]
 pub struct LogReader {
     path: PathBuf,
-    file: File,
+    files: RotatedFiles,
+    json: bool,
     /// Bytes after the last newline read so far: an entry still being written.
     pending: Vec<u8>,
     /// Partial entries waiting for the end of their line, per stream.
@@ -151,10 +214,22 @@ pub struct LogLine {
 }
 
 impl LogReader {
+    /// A k8s-file log at `path`, without rotated files.
     pub fn open(path: &Path) -> Result<Self, LogError> {
-        let file =
-            File::open(path).map_err(|source| LogError::Open { path: path.to_owned(), source })?;
-        Ok(Self { path: path.to_owned(), file, pending: Vec::new(), open_line: [None, None] })
+        Self::open_with(path, &LogConfig::default())
+    }
+
+    /// The log at `path` with `config`'s format and rotated files, oldest first.
+    pub fn open_with(path: &Path, config: &LogConfig) -> Result<Self, LogError> {
+        let files = RotatedFiles::open(path, config.max_file)
+            .map_err(|source| LogError::Open { path: path.to_owned(), source })?;
+        Ok(Self {
+            path: path.to_owned(),
+            files,
+            json: config.driver == LogDriver::JsonFile,
+            pending: Vec::new(),
+            open_line: [None, None],
+        })
     }
 
     /// The lines completed since the last call. A line whose end has not been written yet is
@@ -163,7 +238,7 @@ impl LogReader {
     pub fn read_new(&mut self, flush: bool) -> Result<Vec<LogLine>, LogError> {
         let read = |source| LogError::Read { path: self.path.clone(), source };
         let mut chunk = Vec::new();
-        self.file.read_to_end(&mut chunk).map_err(read)?;
+        self.files.read_new(&mut chunk).map_err(read)?;
         self.pending.extend_from_slice(&chunk);
         let mut out = Vec::new();
         let complete = match self.pending.iter().rposition(|b| *b == b'\n') {
@@ -172,7 +247,8 @@ impl LogReader {
         };
         let text: Vec<u8> = self.pending.drain(..complete).collect();
         for raw in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            let Some(entry) = LogEntry::parse(raw) else { continue };
+            let entry = if self.json { log_files::parse_json(raw) } else { LogEntry::parse(raw) };
+            let Some(entry) = entry else { continue };
             let slot = &mut self.open_line[entry.stream as usize];
             let (time, mut line) = slot.take().unwrap_or((entry.time, Vec::new()));
             line.extend_from_slice(&entry.text);
@@ -195,9 +271,7 @@ impl LogReader {
 
     /// Rewinds to the start (after the file was truncated, say).
     pub fn rewind(&mut self) -> Result<(), LogError> {
-        self.file
-            .seek(SeekFrom::Start(0))
-            .map_err(|source| LogError::Read { path: self.path.clone(), source })?;
+        self.files.rewind();
         self.pending.clear();
         self.open_line = [None, None];
         Ok(())
@@ -261,7 +335,7 @@ pub fn parse_time(flag: &'static str, value: &str, now: Timestamp) -> Result<Tim
 }
 
 /// Go's `time.ParseDuration` for the units logs need (h, m, s, ms, us, ns).
-fn parse_go_duration(text: &str) -> Option<Duration> {
+pub(crate) fn parse_go_duration(text: &str) -> Option<Duration> {
     if text.is_empty() {
         return None;
     }

@@ -9,6 +9,7 @@
 pub mod filter;
 pub mod inspect;
 pub mod lifecycle;
+pub mod log_files;
 pub mod logs;
 pub mod ops;
 pub mod store;
@@ -63,6 +64,8 @@ pub enum ContainerError {
     BadFilter { value: String, reason: String },
     #[error("{what} is not supported yet")]
     NotSupportedYet { what: String },
+    #[error(transparent)]
+    Duties(#[from] crate::monitor::duties::DutyError),
     #[error("container {id}: its stored runtime spec is unreadable")]
     DecodeSpec {
         id: String,
@@ -101,6 +104,8 @@ pub struct CreateOptions {
     pub log_path: Option<PathBuf>,
     /// The storage driver that holds the root (`overlay`, `fuse-overlayfs`).
     pub storage_driver: String,
+    /// The restart policy, healthcheck and log driver, resolved (issue 7).
+    pub duties: crate::monitor::duties::Duties,
 }
 
 impl Default for CreateOptions {
@@ -122,6 +127,7 @@ impl Default for CreateOptions {
             userdata_dir: PathBuf::new(),
             log_path: None,
             storage_driver: "overlay".to_owned(),
+            duties: Default::default(),
         }
     }
 }

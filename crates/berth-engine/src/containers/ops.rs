@@ -318,6 +318,9 @@ impl Containers {
             });
         }
         let options = CreateOptions::of(&record)?;
+        // A monitor waiting to restart the container by its policy gives way to the user.
+        end_pending_restart(&options.userdata_dir, &record.id);
+        monitor::restart::reset(&options.userdata_dir);
         if record.state != ContainerState::Configured {
             // A restart: the old runtime state goes first.
             self.cleanup(&record.id);
@@ -337,6 +340,7 @@ impl Containers {
             tty: options.run.tty,
             stdin: options.run.interactive,
             auto_remove: options.auto_remove,
+            duties: options.duties.clone(),
         };
         // The network (network::engine): made and connected before the process starts, and
         // joined by path through config.json.
@@ -426,6 +430,8 @@ impl Containers {
                 what: "can only kill running containers",
             });
         }
+        // A kill by the user is not followed by a restart, as in Podman.
+        monitor::restart::mark_stopped_by_user(&CreateOptions::of(&record)?.userdata_dir);
         signal_init(&record, signal)?;
         Ok(record)
     }
@@ -438,10 +444,13 @@ impl Containers {
         timeout: Option<u32>,
     ) -> Result<(ContainerRecord, StopOutcome), OpsError> {
         let record = self.lookup(query)?;
-        if !record.state.has_process() {
-            return Ok((record, StopOutcome::NotRunning));
-        }
         let options = CreateOptions::of(&record)?;
+        // Neither the policy restarts it afterwards nor a pending restart happens.
+        monitor::restart::mark_stopped_by_user(&options.userdata_dir);
+        if !record.state.has_process() {
+            end_pending_restart(&options.userdata_dir, &record.id);
+            return Ok((self.store.db().get(&record.id)?, StopOutcome::NotRunning));
+        }
         if record.state == ContainerState::Paused {
             // A frozen process cannot act on its signal: thaw it first, as Podman does.
             let _ = berth_runtime::pause::resume(&self.runtime, &record.id);
@@ -515,14 +524,17 @@ impl Containers {
             if !force {
                 return Err(ContainerError::Live { name: record.name, state: record.state }.into());
             }
+            monitor::restart::mark_stopped_by_user(&CreateOptions::of(&record)?.userdata_dir);
             if record.state == ContainerState::Paused {
                 let _ = berth_runtime::pause::resume(&self.runtime, &record.id);
             }
             let _ = signal_init(&record, libc::SIGKILL);
             self.await_exit(&record.id, Duration::from_secs(30))?;
         }
-        // The monitor (of an --rm container) may be removing it right now: let it finish.
+        // The monitor (of an --rm container) may be removing it right now: let it finish. One
+        // waiting to restart the container gives up.
         let options = CreateOptions::of(&record)?;
+        monitor::restart::mark_stopped_by_user(&options.userdata_dir);
         let deadline = Instant::now() + Duration::from_secs(10);
         while monitor::monitor_alive(&options.userdata_dir, &record.id) && Instant::now() < deadline
         {
@@ -676,6 +688,19 @@ impl Containers {
             let message = e.to_string();
             OpsError::Exec { code: monitor::launch_failure_code(&message, &rootfs), message }
         })
+    }
+}
+
+/// Makes a monitor that waits to restart container `id` by its policy give up, and waits
+/// until it has (it looks for the marker every 50 ms, and kills a process it started again).
+fn end_pending_restart(userdata: &std::path::Path, id: &str) {
+    if !monitor::monitor_alive(userdata, id) {
+        return;
+    }
+    monitor::restart::mark_stopped_by_user(userdata);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while monitor::monitor_alive(userdata, id) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

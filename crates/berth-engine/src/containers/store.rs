@@ -104,6 +104,8 @@ impl ContainerStore {
             None => generate_id()?,
         };
         let userdata = self.userdata_dir(&id);
+        let image_health = req.image_config.as_ref().and_then(|c| c.healthcheck.as_ref());
+        let duties = req.options.duties.resolve(image_health, req.auto_remove)?;
         let generated = generate(&SpecInput {
             id: &id,
             image: req.image_config.as_ref(),
@@ -130,8 +132,9 @@ impl ContainerStore {
             image_digest: req.image_digest.clone(),
             rootfs: req.rootfs.clone(),
             userdata_dir: userdata.clone(),
-            log_path: Some(userdata.join("ctr.log")),
+            log_path: Some(duties.log_path(&userdata)),
             storage_driver: req.storage_driver.clone(),
+            duties,
         };
         let spec_json = serde_json::to_string(&generated.spec)
             .map_err(|source| ContainerError::EncodeSpec { id: id.clone(), source })?;

@@ -92,7 +92,7 @@ impl ContainerSummary {
             size: None,
             started_at: record.started_at.map_or(GO_ZERO_UNIX, Timestamp::unix_seconds),
             state: state.to_owned(),
-            status: status(record, now),
+            status: with_health(status(record, now), record, &options),
             created: record.created_at.unix_seconds(),
             created_at_time: record.created_at,
         })
@@ -146,6 +146,16 @@ pub fn status(record: &ContainerRecord, now: Timestamp) -> String {
             )
         }
     }
+}
+
+/// A running container with a healthcheck shows its health after the status, as Podman's
+/// `Up 5 seconds (healthy)` (the one file read `ps` makes, and only for such containers).
+fn with_health(status: String, record: &ContainerRecord, options: &CreateOptions) -> String {
+    if record.state != ContainerState::Running || options.duties.health.is_none() {
+        return status;
+    }
+    let health = crate::monitor::health::read_state(&options.userdata_dir).unwrap_or_default();
+    format!("{status} ({})", health.status)
 }
 
 #[cfg(test)]

@@ -24,7 +24,10 @@
 //! figures are in BENCHMARKS.md.
 
 pub mod client;
+pub mod duties;
 pub mod fds;
+pub mod health;
+pub mod restart;
 
 use std::fs;
 use std::io;
@@ -39,6 +42,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{debug, warn};
 
 use crate::containers::lifecycle::{self, CANNOT_INVOKE, ENGINE_FAILURE, NOT_FOUND};
+use crate::containers::log_files::LogDriver;
 use crate::containers::logs::{LogWriter, Stream};
 use crate::state::Timestamp;
 
@@ -109,6 +113,9 @@ pub struct MonitorConfig {
     pub stdin: bool,
     /// `--rm`
     pub auto_remove: bool,
+    /// The restart policy, healthcheck and log driver (issue 7).
+    #[serde(default)]
+    pub duties: duties::Duties,
 }
 
 impl MonitorConfig {
@@ -398,84 +405,41 @@ fn monitor(config: &MonitorConfig, sync: OwnedFd) -> i32 {
     let runtime_root = berth_runtime::state::StateRoot::new(config.runroot.join("runtime"));
     let layers = berth_storage::ContainerLayers::new(&config.root, &config.runroot);
     let rootfs = layers.layer(&config.id).merged;
-    let mut log = match LogWriter::open(&config.log_path) {
-        Ok(log) => Some(log),
-        Err(e) => {
-            warn!(id = %config.id, error = %e, "the container's output is not logged");
-            None
+    let mut log = if config.duties.log.driver == LogDriver::None {
+        None
+    } else {
+        match LogWriter::open_with(&config.log_path, &config.duties.log) {
+            Ok(log) => Some(log),
+            Err(e) => {
+                warn!(id = %config.id, error = %e, "the container's output is not logged");
+                None
+            }
         }
     };
 
-    // The container's stdio.
+    // The container's stdio, then its process.
     let console_file = config.bundle.join("console.sock");
-    let _ = fs::remove_file(&console_file);
     let (_console_dir, console_path) = match fds::socket_path(&config.bundle, "console.sock") {
         Ok(p) => p,
         Err(_) => (None, console_file.clone()),
     };
-    let setup = || -> io::Result<(Option<UnixListener>, Option<OwnedFd>, Output)> {
-        if config.tty {
-            let listener = UnixListener::bind(&console_path)?;
-            return Ok((Some(listener), None, Output::Pty { master: None }));
-        }
-        let (out_r, out_w) = fds::pipe()?;
-        let (err_r, err_w) = fds::pipe()?;
-        let (stdin_r, stdin_w) = if config.stdin {
-            let (r, w) = fds::pipe()?;
-            (r, Some(w))
-        } else {
-            (OwnedFd::from(fs::File::open("/dev/null")?), None)
-        };
-        fds::dup_onto(&stdin_r, 0)?;
-        fds::dup_onto(&out_w, 1)?;
-        fds::dup_onto(&err_w, 2)?;
-        Ok((None, stdin_w, Output::Pipes { stdout: Some(out_r), stderr: Some(err_r) }))
+    let paths = LaunchPaths {
+        runtime_root: &runtime_root,
+        rootfs: &rootfs,
+        console_file: &console_file,
+        console_path: &console_path,
     };
-    let (console_listener, mut stdin_w, mut output) = match setup() {
-        Ok(set) => set,
-        Err(e) => {
+    let mut launched = match launch(config, &paths) {
+        Ok(l) => l,
+        Err((code, message)) => {
             let _ = layers.unmount(&config.id);
-            let msg = format!("error {ENGINE_FAILURE} setting up the container's stdio: {e}\n");
-            let _ = fds::write_all(sync.as_fd(), msg.as_bytes());
-            return ENGINE_FAILURE;
-        }
-    };
-
-    let opts = berth_runtime::create::CreateOptions {
-        id: config.id.clone(),
-        bundle: config.bundle.clone(),
-        console_socket: config.tty.then(|| console_path.clone()),
-        rootless: config.rootless,
-        ..Default::default()
-    };
-    let launched =
-        berth_runtime::create::launch(&runtime_root, &opts, berth_runtime::create::Mode::Run);
-    // The container has its copies; ours go back to /dev/null.
-    if let Ok(null) = fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
-        for fd in 0..3 {
-            let _ = fds::dup_onto(&null, fd);
-        }
-    }
-    let container = match launched {
-        Ok(c) => c,
-        Err(e) => {
-            let message = e.to_string();
-            let code = launch_failure_code(&message, &rootfs);
-            let _ = layers.unmount(&config.id);
-            let _ = fs::remove_file(&console_file);
             let line = format!("error {code} {}\n", message.replace('\n', " "));
             let _ = fds::write_all(sync.as_fd(), line.as_bytes());
             return code;
         }
     };
-    let pid = container.record.pid;
-    if let (Some(listener), Output::Pty { master }) = (&console_listener, &mut output) {
-        *master = receive_master(listener);
-        let _ = fs::remove_file(&console_file);
-    }
-    drop(console_listener);
 
-    let line = format!("started {pid} {}\n", container.record.start_time);
+    let line = format!("started {} {}\n", launched.pid, launched.start_time);
     let _ = fds::write_all(sync.as_fd(), line.as_bytes());
     // The client records "running"; only then may this monitor record the exit.
     let sync_open = matches!(fds::read_line(sync.as_fd()), Ok(Some(_)));
@@ -505,21 +469,154 @@ fn monitor(config: &MonitorConfig, sync: OwnedFd) -> i32 {
         let _ = l.set_nonblocking(true);
     }
 
-    // The start-up is done: its pages need not stay resident while the container runs.
-    shed_startup_pages();
-    let code =
-        serve(config, pid, &mut output, &mut stdin_w, &mut clients, listener.as_ref(), &mut log);
+    // Issue 7's duties: the restart policy and the healthcheck clock.
+    let mut supervisor = restart::Supervisor::new(config.duties.restart, &config.bundle);
+    let mut health = config
+        .duties
+        .health
+        .as_ref()
+        .and_then(|check| health::Timer::new(check, &config.root, &config.runroot, &config.id));
+    let mut exit_recorded = false;
+    let (code, at) = loop {
+        // The start-up is done: its pages need not stay resident while the container runs.
+        shed_startup_pages();
+        let code = serve(
+            config,
+            launched.pid,
+            &mut launched.output,
+            &mut launched.stdin_w,
+            &mut clients,
+            listener.as_ref(),
+            &mut log,
+            &mut health,
+        );
+        if let Some(h) = health.as_mut() {
+            h.stop();
+        }
+        // Record the exit at once; the database follows after the cleanup.
+        let at = Timestamp::now();
+        let _ = fs::write(exit_file(&config.bundle), format!("{code} {}\n", at.0));
+        let Some(delay) = supervisor.after_exit(code) else { break (code, at) };
+        // A restart: the exit is recorded as any other, the runtime state goes, the mount and
+        // the network stay, and the same log goes on.
+        crate::stats::record_oom(&runtime_root, &config.id, &config.bundle);
+        if let Err(e) = berth_runtime::delete::delete(&runtime_root, &config.id, true) {
+            debug!(id = %config.id, error = %e, "deleting the runtime state before a restart");
+        }
+        record_exit(config, code, at);
+        exit_recorded = true;
+        if !supervisor.wait(delay) {
+            break (code, at);
+        }
+        launched = match launch(config, &paths) {
+            Ok(l) => l,
+            Err((failed, message)) => {
+                warn!(id = %config.id, code = failed, %message, "restarting the container");
+                break (code, at);
+            }
+        };
+        supervisor.restarted();
+        exit_recorded = false;
+        record_restart(config, &launched);
+        if let Some(h) = health.as_mut() {
+            h.restart();
+        }
+        if supervisor.stop_requested() {
+            // A stop came while it started again: it ends now.
+            // SAFETY: kill takes a pid and a signal by value; the pid is our unreaped child.
+            unsafe { libc::kill(launched.pid, libc::SIGKILL) };
+        }
+    };
     drop(listener);
     let _ = fs::remove_file(&attach_path);
 
-    // Record the exit at once; the database follows after the cleanup.
-    let at = Timestamp::now();
-    let _ = fs::write(exit_file(&config.bundle), format!("{code} {}\n", at.0));
-    finish(config, &runtime_root, &layers, code, at);
+    finish(config, &runtime_root, &layers, code, at, exit_recorded);
     for client in &clients {
         let _ = fds::write_all(client.sock.as_fd(), format!("exit {code}\n").as_bytes());
     }
     0
+}
+
+/// Where one launch of the container puts things.
+struct LaunchPaths<'a> {
+    runtime_root: &'a berth_runtime::state::StateRoot,
+    rootfs: &'a Path,
+    console_file: &'a Path,
+    console_path: &'a Path,
+}
+
+/// One run of the container's process, as the monitor holds it.
+struct Launched {
+    pid: i32,
+    start_time: u64,
+    output: Output,
+    stdin_w: Option<OwnedFd>,
+}
+
+/// Sets up the container's stdio and starts its process through the runtime (for the first
+/// start and for each restart). A failure is the exit code `run` reports and the message.
+fn launch(config: &MonitorConfig, paths: &LaunchPaths<'_>) -> Result<Launched, (i32, String)> {
+    if config.duties.health.is_some() {
+        if let Err(e) = health::set_starting(&config.bundle) {
+            debug!(id = %config.id, error = %e, "marking the health as starting");
+        }
+    }
+    let _ = fs::remove_file(paths.console_file);
+    let setup = || -> io::Result<(Option<UnixListener>, Option<OwnedFd>, Output)> {
+        if config.tty {
+            let listener = UnixListener::bind(paths.console_path)?;
+            return Ok((Some(listener), None, Output::Pty { master: None }));
+        }
+        let (out_r, out_w) = fds::pipe()?;
+        let (err_r, err_w) = fds::pipe()?;
+        let (stdin_r, stdin_w) = if config.stdin {
+            let (r, w) = fds::pipe()?;
+            (r, Some(w))
+        } else {
+            (OwnedFd::from(fs::File::open("/dev/null")?), None)
+        };
+        fds::dup_onto(&stdin_r, 0)?;
+        fds::dup_onto(&out_w, 1)?;
+        fds::dup_onto(&err_w, 2)?;
+        Ok((None, stdin_w, Output::Pipes { stdout: Some(out_r), stderr: Some(err_r) }))
+    };
+    let (console_listener, stdin_w, mut output) =
+        setup().map_err(|e| (ENGINE_FAILURE, format!("setting up the container's stdio: {e}")))?;
+
+    let opts = berth_runtime::create::CreateOptions {
+        id: config.id.clone(),
+        bundle: config.bundle.clone(),
+        console_socket: config.tty.then(|| paths.console_path.to_owned()),
+        rootless: config.rootless,
+        ..Default::default()
+    };
+    let launched =
+        berth_runtime::create::launch(paths.runtime_root, &opts, berth_runtime::create::Mode::Run);
+    // The container has its copies; ours go back to /dev/null.
+    if let Ok(null) = fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+        for fd in 0..3 {
+            let _ = fds::dup_onto(&null, fd);
+        }
+    }
+    let container = match launched {
+        Ok(c) => c,
+        Err(e) => {
+            let message = e.to_string();
+            let code = launch_failure_code(&message, paths.rootfs);
+            let _ = fs::remove_file(paths.console_file);
+            return Err((code, message));
+        }
+    };
+    if let (Some(listener), Output::Pty { master }) = (&console_listener, &mut output) {
+        *master = receive_master(listener);
+        let _ = fs::remove_file(paths.console_file);
+    }
+    Ok(Launched {
+        pid: container.record.pid,
+        start_time: container.record.start_time,
+        output,
+        stdin_w,
+    })
 }
 
 /// Receives the pty master the container's init sends over the console socket.
@@ -552,6 +649,7 @@ fn serve(
     clients: &mut Vec<Client>,
     listener: Option<&UnixListener>,
     log: &mut Option<LogWriter>,
+    health: &mut Option<health::Timer>,
 ) -> i32 {
     let pidfd = rustix::process::pidfd_open(
         rustix::process::Pid::from_raw(pid).expect("a launched container has a pid"),
@@ -607,8 +705,17 @@ fn serve(
         }
         // Without a pidfd, or while draining, wake up now and then.
         let timeout = if pidfd.is_none() || exit_code.is_some() { 50 } else { -1 };
+        // A healthcheck due wakes the loop too.
+        let timeout = match (health.as_ref(), exit_code) {
+            (Some(h), None) if timeout < 0 => h.wait_ms(),
+            (Some(h), None) => timeout.min(h.wait_ms()),
+            _ => timeout,
+        };
         if fds::poll(&mut pfds, timeout).is_err() {
             continue;
+        }
+        if let (Some(h), None) = (health.as_mut(), exit_code) {
+            h.tick();
         }
         let ready = |i: usize| pfds[i].fd >= 0 && pfds[i].revents != 0;
 
@@ -799,13 +906,15 @@ fn try_reap(pid: i32) -> Option<i32> {
     }
 }
 
-/// After the exit: the runtime's state and cgroup, the mount, the database, `--rm`.
+/// After the exit: the runtime's state and cgroup, the mount, the database (unless a restart
+/// that did not happen recorded it already), `--rm`.
 fn finish(
     config: &MonitorConfig,
     runtime_root: &berth_runtime::state::StateRoot,
     layers: &berth_storage::ContainerLayers,
     code: i32,
     at: Timestamp,
+    exit_recorded: bool,
 ) {
     // Before the cgroup goes: did the OOM killer strike (inspect's OOMKilled, issue 7)?
     crate::stats::record_oom(runtime_root, &config.id, &config.bundle);
@@ -828,12 +937,8 @@ fn finish(
             return;
         }
     };
-    let change = crate::state::StateChange::Exited { exit_code: Some(code), at, error: None };
-    if let Err(e) = store.db().update_state(&config.id, &change) {
-        debug!(id = %config.id, error = %e, "recording the exit");
-    }
-    if let Ok(record) = store.db().get(&config.id) {
-        crate::events::record_container(&config.runroot, "died", &record, Some(code));
+    if !exit_recorded {
+        record_exit_in(&mut store, config, code, at);
     }
     if config.auto_remove {
         // The container's lock is taken by remove; a concurrent `rm` may have won already.
@@ -848,6 +953,61 @@ fn finish(
             }
             Err(e) => debug!(id = %config.id, error = %e, "removing the container (--rm)"),
         }
+    }
+}
+
+/// Records the exit in the database and the journal (`died`).
+fn record_exit_in(
+    store: &mut crate::containers::ContainerStore,
+    config: &MonitorConfig,
+    code: i32,
+    at: Timestamp,
+) {
+    let change = crate::state::StateChange::Exited { exit_code: Some(code), at, error: None };
+    if let Err(e) = store.db().update_state(&config.id, &change) {
+        debug!(id = %config.id, error = %e, "recording the exit");
+    }
+    if let Ok(record) = store.db().get(&config.id) {
+        crate::events::record_container(&config.runroot, "died", &record, Some(code));
+    }
+}
+
+/// The exit before a restart, recorded as any other.
+fn record_exit(config: &MonitorConfig, code: i32, at: Timestamp) {
+    match crate::containers::ContainerStore::open(&config.root, &config.runroot) {
+        Ok(mut store) => record_exit_in(&mut store, config, code, at),
+        Err(e) => {
+            warn!(id = %config.id, error = %e, "opening the state database to record the exit")
+        }
+    }
+}
+
+/// A restart by the policy: running again in the database, `start` in the journal.
+fn record_restart(config: &MonitorConfig, launched: &Launched) {
+    let mut store = match crate::containers::ContainerStore::open(&config.root, &config.runroot) {
+        Ok(store) => store,
+        Err(e) => {
+            warn!(id = %config.id, error = %e, "opening the state database to record a restart");
+            return;
+        }
+    };
+    let boot_id = store.boot_id().to_owned();
+    let changes = [
+        crate::state::StateChange::Created {
+            pid: Some(launched.pid),
+            pid_start_time: Some(launched.start_time),
+            boot_id: boot_id.clone(),
+        },
+        crate::state::StateChange::Running {
+            pid: launched.pid,
+            pid_start_time: launched.start_time,
+            boot_id,
+            at: Timestamp::now(),
+        },
+    ];
+    match store.db().update_states(&config.id, &changes) {
+        Ok(record) => crate::events::record_container(&config.runroot, "start", &record, None),
+        Err(e) => warn!(id = %config.id, error = %e, "recording a restart"),
     }
 }
 

@@ -76,6 +76,10 @@ pub struct RunOptions {
     /// `--init` and `--init-path`, and the init they resolved to (issue 7, crate::init).
     #[serde(flatten)]
     pub init: crate::init::InitOptions,
+    /// `--restart`, the healthcheck flags, `--log-driver`, `--log-opt` (issue 7,
+    /// crate::monitor::duties).
+    #[serde(flatten)]
+    pub duties: crate::monitor::duties::DutyOptions,
 }
 
 impl Default for RunOptions {
@@ -109,6 +113,7 @@ impl Default for RunOptions {
             resources: Default::default(),
             volumes: Default::default(),
             init: Default::default(),
+            duties: Default::default(),
         }
     }
 }
