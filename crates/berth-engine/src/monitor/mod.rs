@@ -480,16 +480,8 @@ fn monitor(config: &MonitorConfig, sync: OwnedFd) -> i32 {
     let (code, at) = loop {
         // The start-up is done: its pages need not stay resident while the container runs.
         shed_startup_pages();
-        let code = serve(
-            config,
-            launched.pid,
-            &mut launched.output,
-            &mut launched.stdin_w,
-            &mut clients,
-            listener.as_ref(),
-            &mut log,
-            &mut health,
-        );
+        let code =
+            serve(config, &mut launched, &mut clients, listener.as_ref(), &mut log, &mut health);
         if let Some(h) = health.as_mut() {
             h.stop();
         }
@@ -643,14 +635,15 @@ fn receive_master(listener: &UnixListener) -> Option<OwnedFd> {
 /// container's exit code.
 fn serve(
     config: &MonitorConfig,
-    pid: i32,
-    output: &mut Output,
-    stdin_w: &mut Option<OwnedFd>,
+    launched: &mut Launched,
     clients: &mut Vec<Client>,
     listener: Option<&UnixListener>,
     log: &mut Option<LogWriter>,
     health: &mut Option<health::Timer>,
 ) -> i32 {
+    let pid = launched.pid;
+    let output = &mut launched.output;
+    let stdin_w = &mut launched.stdin_w;
     let pidfd = rustix::process::pidfd_open(
         rustix::process::Pid::from_raw(pid).expect("a launched container has a pid"),
         rustix::process::PidfdFlags::empty(),
