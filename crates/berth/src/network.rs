@@ -1,4 +1,5 @@
-//! `berth network create | ls | inspect | rm | prune`, with Podman's flags, columns and JSON.
+//! `berth network create | ls | inspect | rm | prune | connect | disconnect`, with Podman's
+//! flags, columns and JSON.
 //!
 //! Networks live in the state database (berth-engine's `network::store`); a bridge appears on
 //! the host only when the first container joins. Bad input — an overlapping subnet, an
@@ -35,6 +36,41 @@ pub enum NetworkCommand {
     Rm(RmArgs),
     /// Remove every network no container uses (the default network stays).
     Prune(PruneArgs),
+    /// Connect a running container to a network.
+    Connect(ConnectArgs),
+    /// Disconnect a running container from a network.
+    Disconnect(DisconnectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// The network, by name or id.
+    pub network: String,
+    /// The container, by name or id.
+    pub container: String,
+    /// Another name of the container on this network (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub alias: Vec<String>,
+    /// The container's IPv4 address on this network.
+    #[arg(long, value_name = "IP")]
+    pub ip: Option<String>,
+    /// The container's IPv6 address on this network.
+    #[arg(long, value_name = "IP")]
+    pub ip6: Option<String>,
+    /// The MAC address of the container's interface on this network.
+    #[arg(long, value_name = "MAC")]
+    pub mac_address: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DisconnectArgs {
+    /// The network, by name or id.
+    pub network: String,
+    /// The container, by name or id.
+    pub container: String,
+    /// Accepted for Podman's command line; a running container is always disconnected.
+    #[arg(short, long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -126,7 +162,60 @@ pub fn dispatch(global: &GlobalOptions, command: NetworkCommand) -> Result<ExitC
         NetworkCommand::Inspect(args) => inspect(global, args),
         NetworkCommand::Rm(args) => rm(global, args),
         NetworkCommand::Prune(args) => prune(global, args),
+        NetworkCommand::Connect(args) => connect(global, args),
+        NetworkCommand::Disconnect(args) => disconnect(global, args),
     }
+}
+
+/// The running container `query`, its id and bundle, and the engine's network paths.
+fn running_container(
+    global: &GlobalOptions,
+    query: &str,
+) -> Result<(String, std::path::PathBuf, berth_engine::network::attach::NetworkPaths)> {
+    let ctx = crate::containers::context(global)?;
+    let mut containers = berth_engine::containers::ops::Containers::open(&ctx)
+        .context("opening the container store")?;
+    let record = containers.lookup(query)?;
+    if !record.state.has_process() {
+        bail!(
+            "container {} is not running: network connect and disconnect of a stopped container are not supported yet",
+            record.name
+        );
+    }
+    let bundle = berth_engine::containers::CreateOptions::of(&record)?.userdata_dir;
+    let paths = berth_engine::network::attach::NetworkPaths::new(&ctx.root, &ctx.runroot);
+    Ok((record.id, bundle, paths))
+}
+
+fn connect(global: &GlobalOptions, args: ConnectArgs) -> Result<ExitCode> {
+    let mut addresses = Vec::new();
+    for (flag, value, v4) in [("--ip", &args.ip, true), ("--ip6", &args.ip6, false)] {
+        if let Some(text) = value {
+            let ip: IpAddr = text
+                .parse()
+                .with_context(|| format!("invalid {flag} {text:?}: not an IP address"))?;
+            if ip.is_ipv4() != v4 {
+                bail!("invalid {flag} {text:?}: of the wrong family");
+            }
+            addresses.push(ip);
+        }
+    }
+    let (id, bundle, paths) = running_container(global, &args.container)?;
+    let attach = berth_engine::network::mode::NetworkAttach {
+        name: args.network,
+        addresses,
+        mac: args.mac_address,
+        aliases: args.alias,
+        interface: None,
+    };
+    berth_engine::network::engine::connect(&paths, &id, &bundle, &attach)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn disconnect(global: &GlobalOptions, args: DisconnectArgs) -> Result<ExitCode> {
+    let (id, bundle, paths) = running_container(global, &args.container)?;
+    berth_engine::network::engine::disconnect(&paths, &id, &bundle, &args.network)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn open(global: &GlobalOptions) -> Result<NetworkDb> {

@@ -94,7 +94,8 @@ impl Rootless {
         self.ok(&["tag", &id, tag]);
     }
 
-    /// pasta processes started for this engine (their pid file is under its runroot).
+    /// pasta (and slirp4netns) processes started for this engine: their command lines name
+    /// files under its runroot.
     fn pastas(&self) -> Vec<i32> {
         let runroot = self.runroot().display().to_string();
         pids()
@@ -102,7 +103,9 @@ impl Rootless {
             .filter(|pid| {
                 let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
                 let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                (comm.starts_with("pasta") || comm.starts_with("passt"))
+                (comm.starts_with("pasta")
+                    || comm.starts_with("passt")
+                    || comm.starts_with("slirp4netns"))
                     && String::from_utf8_lossy(&cmdline).contains(&runroot)
             })
             .collect()
@@ -251,6 +254,15 @@ fn a_published_port_answers_from_the_host_and_bad_ports_are_one_line() {
     assert_eq!(b.pastas().len(), 1);
 
     b.ok(&["rm", "-f", "web"]);
+    assert!(b.leftovers().is_empty(), "after rm: {:?}", b.leftovers());
+
+    // slirp4netns, pasta's fallback, publishes too and goes with its container.
+    let port = free_port();
+    let publish = format!("127.0.0.1:{port}:80");
+    let args = ["run", "-d", "--name", "slirp", "--hostname", "slirp", "--network", "slirp4netns"];
+    b.ok(&[&args[..], &["-p", &publish, image, "sh", "-c", HTTPD]].concat());
+    assert_eq!(fetch(&format!("127.0.0.1:{port}")), "served by slirp\n");
+    b.ok(&["rm", "-f", "slirp"]);
     assert!(b.leftovers().is_empty(), "after rm: {:?}", b.leftovers());
 }
 

@@ -459,3 +459,60 @@ fn publish_all_ports_held_and_a_failed_start_leaves_nothing() {
     b.ok(&["rm", "-f", "all"]);
     assert_eq!(leftovers(&[&b]), Vec::<String>::new());
 }
+
+#[test]
+fn network_connect_and_disconnect_a_running_container() {
+    let b = Berth::new("connect");
+    b.ok(&["network", "create", "--subnet", "10.250.52.0/24", "side"]);
+    let serve = |name: &str| format!("echo {name} > /tmp/index.html; exec httpd -f -p 80 -h /tmp");
+    b.ok(&["run", "-d", "--name", "first", "localhost/busybox", "sh", "-c", &serve("first")]);
+    let peer = serve("peer");
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "peer",
+        "--network",
+        "side",
+        "localhost/busybox",
+        "sh",
+        "-c",
+        &peer,
+    ]);
+    let interfaces = |name: &str| -> Vec<String> {
+        let out = b.ok(&["exec", name, "ip", "-o", "link"]);
+        out.lines()
+            .filter_map(|l| l.split(": ").nth(1))
+            .map(|n| n.split('@').next().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(interfaces("first"), ["lo", "eth0"]);
+
+    b.ok(&["network", "connect", "--alias", "extra", "--ip", "10.250.52.77", "side", "first"]);
+    assert_eq!(interfaces("first"), ["lo", "eth0", "eth1"]);
+    let addr = b.ok(&["exec", "first", "ip", "-o", "-4", "addr", "show", "eth1"]);
+    assert!(addr.contains("10.250.52.77/24"), "{addr}");
+    // Names work both ways on the new network: the peer by name, the container by its alias.
+    let get = |from: &str, to: &str| {
+        let script = format!("wget -q -O /tmp/got http://{to}/ && cat /tmp/got");
+        b.ok(&["exec", from, "sh", "-c", &script])
+    };
+    assert_eq!(get("first", "peer"), "peer\n");
+    assert_eq!(get("peer", "extra"), "first\n");
+    let json: serde_json::Value = serde_json::from_str(&b.ok(&["inspect", "first"])).unwrap();
+    let networks = &json[0]["NetworkSettings"]["Networks"];
+    assert_eq!(networks["side"]["IPAddress"], "10.250.52.77", "{networks}");
+    assert_eq!(networks["side"]["Aliases"], serde_json::json!(["extra"]));
+    let err = fails(&b, &["network", "connect", "side", "first"]);
+    assert!(err.contains("already connected"), "{err}");
+
+    b.ok(&["network", "disconnect", "-f", "side", "first"]);
+    assert_eq!(interfaces("first"), ["lo", "eth0"]);
+    let json: serde_json::Value = serde_json::from_str(&b.ok(&["inspect", "first"])).unwrap();
+    assert!(json[0]["NetworkSettings"]["Networks"].get("side").is_none());
+    let err = fails(&b, &["network", "disconnect", "side", "first"]);
+    assert!(err.contains("not connected"), "{err}");
+
+    b.ok(&["rm", "-f", "first", "peer"]);
+    assert_eq!(leftovers(&[&b]), Vec::<String>::new());
+}

@@ -31,7 +31,7 @@ use super::mode::{NetworkAttach, NetworkMode};
 use super::netns::{self, Netns};
 use super::ports::{self, PortMapping};
 use super::rootful::{self, ConnectRequest};
-use super::rootless::{self, Pasta, PastaOptions};
+use super::rootless::{self, Pasta, PastaOptions, Slirp, SlirpOptions};
 use super::store::{NetworkDb, StoreError};
 
 /// Errors of attaching and detaching, named after the step that failed, with the container.
@@ -73,6 +73,12 @@ pub enum AttachError {
     NotSupported { mode: String, context: &'static str },
     #[error("network {network} is internal: ports cannot be published on it")]
     InternalPorts { network: String },
+    #[error("container {id} is not running with a network of berth's (network connect and disconnect of a container that is not running are not supported yet)")]
+    NotRunning { id: String },
+    #[error("container {id} is already connected to network {network}")]
+    AlreadyConnected { id: String, network: String },
+    #[error("container {id} is not connected to network {network}")]
+    NotConnected { id: String, network: String },
 }
 
 /// Where berth keeps its state: the data root (state.db) and the runtime root.
@@ -95,6 +101,18 @@ impl NetworkPaths {
 
     fn dns_dir(&self) -> PathBuf {
         self.dir().join("aardvark-dns")
+    }
+
+    /// slirp4netns's files of container `id`: its pid file, API socket and log. The socket
+    /// takes the short id, as a socket path may not be longer than 107 bytes.
+    fn slirp_files(&self, id: &str) -> (PathBuf, PathBuf, PathBuf) {
+        let dir = self.dir().join("slirp4netns");
+        let short = &id[..id.len().min(12)];
+        (
+            dir.join(format!("{id}.pid")),
+            dir.join(format!("{short}.sock")),
+            dir.join(format!("{id}.log")),
+        )
     }
 
     fn pasta_pid_file(&self, id: &str) -> PathBuf {
@@ -167,6 +185,8 @@ struct AttachRecord {
     /// The namespace berth made and must remove.
     own_netns: bool,
     pasta_pid_file: Option<PathBuf>,
+    #[serde(default)]
+    slirp_pid_file: Option<PathBuf>,
     /// Filled in once the setup is complete.
     result: Option<ContainerNetwork>,
 }
@@ -453,8 +473,60 @@ fn attach_inner(
             tracing::debug!(id = %req.id, pid = pasta.pid(), "pasta started");
             resolv.first.push(rootless::PASTA_DNS_FORWARD);
         }
-        NetworkMode::Slirp4netns(_) => {
-            return Err(AttachError::NotSupported { mode, context: "through attach" });
+        NetworkMode::Slirp4netns(options) => {
+            let netns = req.netns.clone().ok_or_else(|| AttachError::NotSupported {
+                mode: mode.clone(),
+                context: "without a network namespace",
+            })?;
+            if req.rootless {
+                rootless::check_unprivileged_ports(&req.ports)?;
+            }
+            let mut opts = SlirpOptions::new(netns);
+            for (key, value) in options {
+                match key.as_str() {
+                    "allow_host_loopback" => opts.allow_host_loopback = value == "true",
+                    "enable_ipv6" => opts.enable_ipv6 = value == "true",
+                    "mtu" => match value.parse() {
+                        Ok(mtu) => opts.mtu = mtu,
+                        Err(_) => {
+                            return Err(AttachError::NotSupported {
+                                mode: format!("slirp4netns:mtu={value}"),
+                                context: "(not a number)",
+                            })
+                        }
+                    },
+                    _ => {
+                        return Err(AttachError::NotSupported {
+                            mode: format!("slirp4netns:{key}"),
+                            context: "(only allow_host_loopback, enable_ipv6 and mtu)",
+                        })
+                    }
+                }
+            }
+            let (pid_file, socket, log) = paths.slirp_files(&req.id);
+            if let Some(dir) = pid_file.parent() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|source| AttachError::ReadHostFile { path: dir.to_owned(), source })?;
+            }
+            let _ = std::fs::remove_file(&socket);
+            opts.api_socket = (!req.ports.is_empty()).then(|| socket.clone());
+            opts.log_file = Some(log);
+            record.slirp_pid_file = Some(pid_file.clone());
+            save(db, &record)?;
+            // slirp4netns stays after berth exits (it is reparented); its pid file is how
+            // detach finds it.
+            let slirp = Slirp::start_with(
+                std::process::Command::new("slirp4netns"),
+                &opts,
+                std::time::Duration::from_secs(30),
+            )?;
+            std::fs::write(&pid_file, slirp.pid().to_string())
+                .map_err(|source| AttachError::ReadHostFile { path: pid_file.clone(), source })?;
+            for m in &req.ports {
+                slirp.add_port(m)?;
+            }
+            tracing::debug!(id = %req.id, pid = slirp.pid(), "slirp4netns started");
+            resolv.first.push(rootless::SLIRP_DNS);
         }
     }
 
@@ -551,6 +623,13 @@ pub fn detach(paths: &NetworkPaths, id: &str) -> Result<(), AttachError> {
                 }
             }
         }
+        if let Some(pid_file) = &record.slirp_pid_file {
+            keep(Slirp::stop_by_pid_file(pid_file).map_err(AttachError::from));
+            let _ = std::fs::remove_file(pid_file);
+            let (_, socket, log) = paths.slirp_files(id);
+            let _ = std::fs::remove_file(socket);
+            let _ = std::fs::remove_file(log);
+        }
         if let Some(pid_file) = &record.pasta_pid_file {
             match Pasta::from_pid_file(pid_file) {
                 Ok(Some(pasta)) => keep(pasta.stop().map_err(AttachError::from)),
@@ -570,6 +649,163 @@ pub fn detach(paths: &NetworkPaths, id: &str) -> Result<(), AttachError> {
         Some(err) => Err(err),
         None => Ok(()),
     }
+}
+
+/// Connects running container `id` to one more bridge network (`network connect`): an
+/// address, a veth pair named `ethN` inside (the next free N, or the one asked for), its
+/// names in the network's DNS, and the network's DNS server first in its resolv.conf. Only
+/// containers on bridge networks (the default one included) can be connected; on failure
+/// nothing of the new network is left. Returns the container's networking as it is now.
+pub fn connect(
+    paths: &NetworkPaths,
+    id: &str,
+    attach: &NetworkAttach,
+) -> Result<ContainerNetwork, AttachError> {
+    let mut db = NetworkDb::open_root(&paths.root)?;
+    let mut record = load(&db, id)?.ok_or_else(|| AttachError::NotRunning { id: id.to_owned() })?;
+    let mut result =
+        record.result.clone().ok_or_else(|| AttachError::NotRunning { id: id.to_owned() })?;
+    let bridged = !record.networks.is_empty() || record.mode == "bridge";
+    let netns = match (&result.netns_path, bridged && record.own_netns) {
+        (Some(path), true) => Netns::Path(path.clone()),
+        _ => {
+            return Err(AttachError::NotSupported {
+                mode: record.mode.clone(),
+                context: "with network connect (bridge networks only)",
+            })
+        }
+    };
+
+    let _lock = hostwide::lock()?;
+    let routes = ipam::host_route_table()?;
+    let net = claimed_network(&mut db, &attach.name, &routes)?;
+    if record.networks.iter().any(|n| n.name == net.name) {
+        return Err(AttachError::AlreadyConnected { id: id.to_owned(), network: net.name });
+    }
+    let interface = attach.interface.clone().unwrap_or_else(|| {
+        (0..)
+            .map(|i| format!("eth{i}"))
+            .find(|name| !result.networks.iter().any(|n| &n.interface == name))
+            .expect("an unbounded range always has a free name")
+    });
+    // Recorded first, so that a crash from here on is cleaned up with the container.
+    record
+        .networks
+        .push(RecordedNetwork { name: net.name.clone(), aliases: attach.aliases.clone() });
+    save(&mut db, &record)?;
+    let connected = rootful::connect(
+        &ConnectRequest {
+            network: &net,
+            container_id: id,
+            netns,
+            interface: &interface,
+            requested: &attach.addresses,
+            ports: &[],
+            default_route: result.networks.is_empty(),
+            mac: attach.mac.clone(),
+        },
+        &mut db,
+    );
+    let connected = match connected {
+        Ok(c) => c,
+        Err(err) => {
+            record.networks.pop();
+            save(&mut db, &record)?;
+            return Err(err.into());
+        }
+    };
+
+    for addr in &connected.addresses {
+        result.hosts.push_str(&format!("{addr}\t{}\n", record.name));
+    }
+    if let Some(gw) =
+        net.subnets.iter().filter_map(|s| s.gateway).next().filter(|_| net.dns_enabled)
+    {
+        let line = format!("nameserver {gw}\n");
+        if !result.resolv_conf.contains(&line) {
+            result.resolv_conf.insert_str(0, &line);
+        }
+    }
+    result.networks.push(NetworkStatus {
+        name: net.name.clone(),
+        network_id: net.id.clone(),
+        interface,
+        prefix_lengths: connected
+            .addresses
+            .iter()
+            .map(|a| net.subnet_of(*a).map(|s| s.subnet.prefix()).unwrap_or(0))
+            .collect(),
+        addresses: connected.addresses,
+        gateways: connected.gateways,
+        mac: Some(connected.mac),
+        aliases: attach.aliases.clone(),
+    });
+    record.result = Some(result.clone());
+    save(&mut db, &record)?;
+    if net.dns_enabled {
+        refresh_dns(paths, &db, &net)?;
+    }
+    Ok(result)
+}
+
+/// Disconnects running container `id` from bridge network `network` (`network
+/// disconnect`): its interface, address, names and published ports there go; the bridge goes
+/// too when it was the last container on it. Returns the container's networking as it is now.
+pub fn disconnect(
+    paths: &NetworkPaths,
+    id: &str,
+    network: &str,
+) -> Result<ContainerNetwork, AttachError> {
+    let mut db = NetworkDb::open_root(&paths.root)?;
+    let mut record = load(&db, id)?.ok_or_else(|| AttachError::NotRunning { id: id.to_owned() })?;
+    let mut result =
+        record.result.clone().ok_or_else(|| AttachError::NotRunning { id: id.to_owned() })?;
+    // By name, or by id as the store resolves it.
+    let name = match db.find(network) {
+        Ok(found) => found.network.name,
+        Err(StoreError::NotFound { .. }) => network.to_owned(),
+        Err(e) => return Err(e.into()),
+    };
+    let not_connected = || AttachError::NotConnected { id: id.to_owned(), network: name.clone() };
+    let index = record.networks.iter().position(|n| n.name == name).ok_or_else(not_connected)?;
+
+    let _lock = hostwide::lock()?;
+    let had_ports = index == 0 && !result.ports.is_empty();
+    let net = match db.find(&name) {
+        Ok(found) => Some(found.network),
+        Err(StoreError::NotFound { .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(net) = &net {
+        rootful::disconnect(net, id, had_ports, &mut db)?;
+        if let Some(gw) = net.subnets.iter().filter_map(|s| s.gateway).next() {
+            result.resolv_conf = result.resolv_conf.replace(&format!("nameserver {gw}\n"), "");
+        }
+    }
+    record.networks.remove(index);
+    if let Some(status) = result.networks.iter().find(|n| n.name == name) {
+        let gone: Vec<String> = status.addresses.iter().map(|a| format!("{a}\t")).collect();
+        result.hosts = result
+            .hosts
+            .lines()
+            .filter(|l| !gone.iter().any(|g| l.starts_with(g)))
+            .fold(String::new(), |mut out, l| {
+                out.push_str(l);
+                out.push('\n');
+                out
+            });
+    }
+    result.networks.retain(|n| n.name != name);
+    if had_ports {
+        // They were forwarded to this network's address.
+        result.ports.clear();
+    }
+    record.result = Some(result.clone());
+    save(&mut db, &record)?;
+    if let Some(net) = net.filter(|n| n.dns_enabled) {
+        refresh_dns(paths, &db, &net)?;
+    }
+    Ok(result)
 }
 
 /// What [`attach`] recorded for container `id`, for inspect and `berth port`.

@@ -259,6 +259,44 @@ fn write_bundle(bundle: &Path, attached: &Attached) -> Result<(), EngineNetError
     Ok(())
 }
 
+/// `network connect`: connects running container `id` to one more network and rewrites its
+/// bundle's hosts and resolv.conf in place (the container sees them through its bind
+/// mounts).
+pub fn connect(
+    paths: &NetworkPaths,
+    id: &str,
+    bundle: &Path,
+    attach: &mode::NetworkAttach,
+) -> Result<(), EngineNetError> {
+    let now = attach::connect(paths, id, attach)?;
+    write_etc(bundle, &now)
+}
+
+/// `network disconnect`: the reverse of [`connect`], for any of the container's networks.
+pub fn disconnect(
+    paths: &NetworkPaths,
+    id: &str,
+    bundle: &Path,
+    network: &str,
+) -> Result<(), EngineNetError> {
+    let now = attach::disconnect(paths, id, network)?;
+    write_etc(bundle, &now)
+}
+
+/// Rewrites the bundle's hosts and resolv.conf without replacing the files, which are bind
+/// mounted into the running container.
+fn write_etc(bundle: &Path, net: &super::attach::ContainerNetwork) -> Result<(), EngineNetError> {
+    for (name, text) in [("hosts", &net.hosts), ("resolv.conf", &net.resolv_conf)] {
+        let path = bundle.join(name);
+        std::fs::write(&path, text).map_err(|source| EngineNetError::Bundle {
+            what: "writing",
+            path,
+            source,
+        })?;
+    }
+    Ok(())
+}
+
 /// Undoes [`start`]; idempotent, and enough after a monitor killed with SIGKILL.
 pub fn stop(paths: &NetworkPaths, id: &str) -> Result<(), EngineNetError> {
     Ok(attach::detach(paths, id)?)

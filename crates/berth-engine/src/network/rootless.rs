@@ -407,6 +407,9 @@ pub struct SlirpOptions {
     pub enable_ipv6: bool,
     /// The API socket, needed for published ports.
     pub api_socket: Option<PathBuf>,
+    /// Where slirp4netns's standard error goes; `None` keeps it in a pipe, which only works
+    /// while the caller lives (slirp4netns would get SIGPIPE writing to it later).
+    pub log_file: Option<PathBuf>,
 }
 
 impl SlirpOptions {
@@ -419,9 +422,13 @@ impl SlirpOptions {
             allow_host_loopback: false,
             enable_ipv6: false,
             api_socket: None,
+            log_file: None,
         }
     }
 }
+
+/// The address slirp4netns answers DNS on inside the container (`--configure`).
+pub const SLIRP_DNS: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 2, 3));
 
 /// The address slirp4netns gives the container (`--configure`, default CIDR 10.0.2.0/24).
 pub const SLIRP_GUEST_ADDR: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 2, 100));
@@ -501,10 +508,14 @@ impl Slirp {
         let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
             .map_err(|e| RootlessError::Spawn { program: SLIRP, source: e.into() })?;
         let write_raw = write.as_raw_fd();
-        cmd.args(slirp4netns_args(opts))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        let stderr = match &opts.log_file {
+            Some(path) => Stdio::from(
+                std::fs::File::create(path)
+                    .map_err(|source| RootlessError::Spawn { program: SLIRP, source })?,
+            ),
+            None => Stdio::piped(),
+        };
+        cmd.args(slirp4netns_args(opts)).stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr);
         // SAFETY: runs between fork and exec; dup2(2) is async-signal-safe and allocates
         // nothing. The duplicate at READY_FD has no CLOEXEC, so slirp4netns inherits it;
         // `write` itself stays CLOEXEC and is closed by exec.
@@ -532,9 +543,11 @@ impl Slirp {
         if !ready {
             let _ = child.kill();
             let out = child.wait_with_output();
-            let stderr = out
-                .map(|o| String::from_utf8_lossy(&o.stderr).trim().replace('\n', "; "))
-                .unwrap_or_default();
+            let text = match &opts.log_file {
+                Some(path) => std::fs::read(path).unwrap_or_default(),
+                None => out.map(|o| o.stderr).unwrap_or_default(),
+            };
+            let stderr = String::from_utf8_lossy(&text).trim().replace('\n', "; ");
             if stderr.is_empty() {
                 return Err(RootlessError::Timeout { program: SLIRP, seconds: timeout.as_secs() });
             }
@@ -580,6 +593,30 @@ impl Slirp {
             return Err(api(&format!("add_hostfwd {}: {}", m, reply.trim()), None));
         }
         Ok(())
+    }
+
+    /// Stops a slirp4netns started by an earlier berth process, by the pid file that process
+    /// wrote; no pid file, no such process or a reused pid (another program) is no error.
+    pub fn stop_by_pid_file(pid_file: &Path) -> Result<(), RootlessError> {
+        if !pid_file.exists() {
+            return Ok(());
+        }
+        let pid = read_pid_file(SLIRP, pid_file)?;
+        let held = match Held::new(SLIRP, pid) {
+            Ok(held) => held,
+            Err(RootlessError::Pidfd { source, .. })
+                if source.raw_os_error() == Some(libc::ESRCH) =>
+            {
+                return Ok(())
+            }
+            Err(err) => return Err(err),
+        };
+        // The pidfd pins the process, so the name read now is the held process's.
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if !comm.starts_with(SLIRP) || is_zombie(pid) {
+            return Ok(());
+        }
+        held.stop()
     }
 
     /// Stops slirp4netns and reaps it.
