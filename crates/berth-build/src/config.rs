@@ -28,6 +28,8 @@ pub enum ConfigError {
     Expose { port: String, reason: &'static str },
     #[error("invalid signal {0:?} in STOPSIGNAL")]
     Stopsignal(String),
+    #[error("--change {change:?}: {keyword} cannot be applied by --change (CMD, ENTRYPOINT, ENV, EXPOSE, HEALTHCHECK, LABEL, ONBUILD, SHELL, STOPSIGNAL, USER, VOLUME and WORKDIR can)")]
+    ChangeInstruction { change: String, keyword: &'static str },
 }
 
 /// Docker's Healthcheck, durations kept as durations.
@@ -410,6 +412,78 @@ pub fn stage_config(
     }
     Ok((state, history))
 }
+
+/// Applies `--change` instructions (`berth commit -c`, as Podman's) to an image's `config`
+/// object: each is a Dockerfile line, its variables expanded against the config's Env as it
+/// goes. Fields the config state does not model are kept as `base` has them.
+pub fn apply_changes(base: &Value, changes: &[String]) -> Result<Value, crate::Error> {
+    if changes.is_empty() {
+        return Ok(base.clone());
+    }
+    // Planned as a stage on an image whose config is `base` (its triggers left out: they
+    // are not this commit's to run), so ENV sees the config's variables.
+    let reference = "commit.invalid/base:latest";
+    let text = format!("FROM {reference}\n{}\n", changes.join("\n"));
+    let parsed = crate::dockerfile::parse("--change", &text)?;
+    let mut planning_base = base.clone();
+    if let Some(map) = planning_base.as_object_mut() {
+        map.remove("OnBuild");
+    }
+    let lookup = move |r: &str| (r == reference).then(|| planning_base.clone());
+    let options = crate::plan::PlanOptions { base_config: &lookup, ..Default::default() };
+    let plan = crate::plan::plan(&parsed, &options)?;
+    let mut state = ConfigState::from_base(base);
+    for step in plan.stages.iter().flat_map(|s| &s.steps) {
+        let allowed = matches!(
+            step.kind,
+            InstructionKind::Cmd(_)
+                | InstructionKind::Entrypoint(_)
+                | InstructionKind::Env(_)
+                | InstructionKind::Expose(_)
+                | InstructionKind::Healthcheck(_)
+                | InstructionKind::Label(_)
+                | InstructionKind::Onbuild(_)
+                | InstructionKind::Shell(_)
+                | InstructionKind::Stopsignal(_)
+                | InstructionKind::User(_)
+                | InstructionKind::Volume(_)
+                | InstructionKind::Workdir(_)
+        );
+        if !allowed {
+            return Err(ConfigError::ChangeInstruction {
+                change: step.original.clone(),
+                keyword: step.kind.keyword(),
+            }
+            .into());
+        }
+        state.apply(step)?;
+    }
+    let mut out = state.to_json();
+    if let (Value::Object(out), Value::Object(base)) = (&mut out, base) {
+        for (k, v) in base {
+            if !MODELLED.contains(&k.as_str()) {
+                out.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The `config` fields [`ConfigState`] reads and writes.
+const MODELLED: [&str; 12] = [
+    "User",
+    "ExposedPorts",
+    "Env",
+    "Entrypoint",
+    "Cmd",
+    "Volumes",
+    "WorkingDir",
+    "Labels",
+    "StopSignal",
+    "Healthcheck",
+    "OnBuild",
+    "Shell",
+];
 
 /// One EXPOSE word as the `port/proto` key it adds; a range stays one key, as Buildah and
 /// Podman keep it (Docker would add each port).

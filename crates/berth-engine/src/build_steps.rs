@@ -82,6 +82,12 @@ pub enum StepError {
     StoreLayer(#[source] io::Error),
     #[error(transparent)]
     Image(#[from] ImageError),
+    #[error("reading how container {id} was created")]
+    ContainerOptions {
+        id: String,
+        #[source]
+        source: crate::containers::ContainerError,
+    },
 }
 
 /// A mount a RUN step asks for (`RUN --mount=…`), prepared by the caller: a cache is a
@@ -584,9 +590,19 @@ impl Images {
     /// Stores the diff of a step's upper directory as a layer blob; `epoch` is
     /// SOURCE_DATE_EPOCH, the latest modification time the layer may record.
     pub fn store_diff(&self, upper: &Path, epoch: Option<u64>) -> Result<BuiltLayer, StepError> {
+        self.store_diff_without(upper, epoch, Vec::new())
+    }
+
+    /// [`Images::store_diff`] leaving out the layer paths `skip` (mount points).
+    pub fn store_diff_without(
+        &self,
+        upper: &Path,
+        epoch: Option<u64>,
+        skip: Vec<String>,
+    ) -> Result<BuiltLayer, StepError> {
         let writer = self.blobs().writer(None, None).map_err(ImageError::from)?;
         let (diff, mut writer) =
-            write_diff(upper, &DiffOptions { epoch }, writer).map_err(StepError::Diff)?;
+            write_diff(upper, &DiffOptions { epoch, skip }, writer).map_err(StepError::Diff)?;
         writer.flush().map_err(StepError::StoreLayer)?;
         let digest = writer.commit().map_err(ImageError::from)?;
         debug_assert_eq!(digest, diff.digest);
@@ -727,4 +743,138 @@ impl Drop for MergedView {
             tracing::warn!(error = %e, "unmounting a build's merged view");
         }
     }
+}
+
+/// What `berth commit` asks for besides the container.
+#[derive(Debug, Clone)]
+pub struct CommitRequest<'a> {
+    /// The new image's `config` object (see [`commit_base_config`]), changes applied.
+    pub config: serde_json::Value,
+    /// `--author`: the image's author.
+    pub author: Option<&'a str>,
+    /// `--message`: the comment of the new history entry.
+    pub message: Option<&'a str>,
+    pub format: ImageFormat,
+    /// Full names the image gets (none: a dangling image).
+    pub names: &'a [String],
+}
+
+/// The files a runtime bind-mounts over a container's root, which it may have had to create
+/// (empty) in the upper directory as mount points; as Podman's commit, they are no change.
+const MOUNT_POINT_FILES: [&str; 4] =
+    ["etc/hosts", "etc/hostname", "etc/resolv.conf", "run/.containerenv"];
+
+/// The image config (`config` object) a commit of container `record` starts from, as
+/// Podman's commit makes it: its image's, with the entrypoint, command, user, working
+/// directory and added environment the container was created with.
+pub fn commit_base_config(
+    images: &Images,
+    record: &crate::state::ContainerRecord,
+) -> Result<serde_json::Value, StepError> {
+    let image = images.find(&record.image_id)?;
+    let options = crate::containers::CreateOptions::of(record)
+        .map_err(|source| StepError::ContainerOptions { id: record.id.clone(), source })?;
+    let mut config = serde_json::to_value(image.config.config.clone().unwrap_or_default())
+        .unwrap_or_else(|_| serde_json::json!({}));
+    if !config.is_object() {
+        config = serde_json::json!({});
+    }
+    let map = config.as_object_mut().expect("made an object above");
+    let strings = |v: &[String]| serde_json::Value::from(v.to_vec());
+    map.insert("Entrypoint".into(), strings(&options.entrypoint));
+    map.insert("Cmd".into(), strings(&options.cmd));
+    if !options.user.is_empty() {
+        map.insert("User".into(), options.user.clone().into());
+    }
+    if let Some(workdir) = options.run.workdir.as_ref().filter(|w| !w.is_empty()) {
+        map.insert("WorkingDir".into(), workdir.clone().into());
+    }
+    // The container's own variables replace the image's of the same name, in its order.
+    let mut env: Vec<String> = map
+        .get("Env")
+        .and_then(|e| e.as_array())
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default();
+    for added in options.run.env.iter().filter(|e| e.contains('=')) {
+        let name = added.split('=').next().unwrap_or_default();
+        match env.iter_mut().find(|e| e.split('=').next() == Some(name)) {
+            Some(existing) => existing.clone_from(added),
+            None => env.push(added.clone()),
+        }
+    }
+    map.insert("Env".into(), env.into());
+    Ok(config)
+}
+
+/// Commits container `record`: its upper directory becomes one more layer on its image's,
+/// with `request`'s config and a history entry naming the container's command. The
+/// container should not be writing meanwhile (the caller pauses it for `--pause`).
+pub fn commit_container(
+    ctx: &crate::context::EngineContext,
+    images: &Images,
+    record: &crate::state::ContainerRecord,
+    request: &CommitRequest<'_>,
+) -> Result<Image, StepError> {
+    let _lock = images.build_lock()?;
+    let base = images.find(&record.image_id)?;
+    let upper =
+        berth_storage::ContainerLayers::new(&ctx.root, &ctx.runroot).layer(&record.id).upper;
+    let lower = images.layer_dirs(&base);
+    let skip: Vec<String> = MOUNT_POINT_FILES
+        .iter()
+        .filter(|path| {
+            let empty_file =
+                fs::symlink_metadata(upper.join(path)).is_ok_and(|m| m.is_file() && m.len() == 0);
+            empty_file && !lower.iter().any(|dir| fs::symlink_metadata(dir.join(path)).is_ok())
+        })
+        .map(|path| (*path).to_owned())
+        .collect();
+    let layer = images.store_diff_without(&upper, None, skip)?;
+
+    let options = crate::containers::CreateOptions::of(record)
+        .map_err(|source| StepError::ContainerOptions { id: record.id.clone(), source })?;
+    let now = crate::images::time::format_rfc3339(crate::images::time::now());
+    let mut history = base.config.history.clone();
+    let command: Vec<String> = options.entrypoint.iter().chain(&options.cmd).cloned().collect();
+    history.push(berth_image::config::History {
+        created: Some(now.clone()),
+        created_by: Some(command.join(" ")),
+        author: request.author.map(str::to_owned),
+        comment: request.message.map(str::to_owned),
+        empty_layer: false,
+    });
+    let mut layers: Vec<BuiltLayer> = base
+        .manifest
+        .layers
+        .iter()
+        .zip(&base.config.rootfs.diff_ids)
+        .map(|(d, diff_id)| BuiltLayer {
+            digest: d.digest.clone(),
+            size: d.size,
+            diff_id: diff_id.clone(),
+        })
+        .collect();
+    layers.push(layer);
+    let platform = berth_image::Platform::host();
+    let mut image = serde_json::json!({
+        "created": now,
+        "architecture": base.config.architecture.clone(),
+        "os": base.config.os.clone(),
+        "config": request.config,
+        "rootfs": {
+            "type": "layers",
+            "diff_ids": layers.iter().map(|l| l.diff_id.to_string()).collect::<Vec<_>>(),
+        },
+        "history": history,
+    });
+    if image["architecture"].as_str().is_none_or(str::is_empty) {
+        image["architecture"] = platform.architecture.clone().into();
+        image["os"] = platform.os.clone().into();
+    }
+    if let Some(author) = request.author {
+        image["author"] = author.into();
+    }
+    let bytes = serde_json::to_vec(&image).expect("a config serialises");
+    debug!(id = %record.id, layer = %layers.last().map(|l| l.digest.to_string()).unwrap_or_default(), "committing a container");
+    images.commit_built(&bytes, &layers, request.format, request.names)
 }

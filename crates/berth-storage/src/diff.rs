@@ -46,10 +46,13 @@ pub enum DiffError {
 }
 
 /// How a diff is written.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DiffOptions {
     /// SOURCE_DATE_EPOCH: modification times later than this are written as this.
     pub epoch: Option<u64>,
+    /// Layer paths (relative, as `etc/hosts`) left out with everything below them: what a
+    /// runtime made only as mount points, when a container's upper becomes an image layer.
+    pub skip: Vec<String>,
 }
 
 /// What a written diff measured.
@@ -79,7 +82,7 @@ pub fn write_diff<W: Write>(
     let tar = HashingWriter::new(gzip, Hasher::sha256());
     let mut writer = Writer {
         builder: tar::Builder::new(tar),
-        options: *options,
+        options: options.clone(),
         links: HashMap::new(),
         entries: 0,
     };
@@ -133,6 +136,9 @@ impl<W: Write> Writer<W> {
             let path = dir.join(&name);
             let name = name.to_string_lossy();
             let rel = if prefix.is_empty() { name.to_string() } else { format!("{prefix}/{name}") };
+            if self.options.skip.contains(&rel) {
+                continue;
+            }
             self.entry(&path, &rel, &name)?;
         }
         Ok(())

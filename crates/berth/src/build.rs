@@ -82,6 +82,20 @@ pub struct BuildArgsCli {
     pub tls_verify: Option<bool>,
 }
 
+/// The full name an image built or committed here gets for `name` (given with `flag`): a
+/// name without a registry is a local image, localhost/NAME, as Podman names it; `latest`
+/// when it has no tag.
+pub(crate) fn local_name(name: &str, flag: &str) -> Result<String> {
+    let parse = |text: &str| {
+        Reference::parse(text).with_context(|| format!("invalid image name {name:?} for {flag}"))
+    };
+    let mut reference = parse(name)?;
+    if !reference.registry_explicit() {
+        reference = parse(&format!("localhost/{name}"))?;
+    }
+    Ok(reference.with_default_tag().without_digest().to_string())
+}
+
 /// Resolves the flags into the executor's options, refusing bad ones before any work.
 fn options(args: &BuildArgsCli) -> Result<BuildOptions> {
     let context = args.context.clone().unwrap_or_else(|| PathBuf::from("."));
@@ -98,15 +112,7 @@ fn options(args: &BuildArgsCli) -> Result<BuildOptions> {
     }
     let mut tags = Vec::new();
     for tag in &args.tag {
-        let parse = |name: &str| {
-            Reference::parse(name).with_context(|| format!("invalid image name {tag:?} for -t"))
-        };
-        let mut reference = parse(tag)?;
-        // A name without a registry is a local image: localhost/NAME, as Podman names it.
-        if !reference.registry_explicit() {
-            reference = parse(&format!("localhost/{tag}"))?;
-        }
-        tags.push(reference.with_default_tag().without_digest().to_string());
+        tags.push(local_name(tag, "-t")?);
     }
     let mut labels = Vec::new();
     for label in &args.label {

@@ -48,6 +48,8 @@ pub enum Command {
     Version,
     /// Build an image from a Containerfile or Dockerfile.
     Build(crate::build::BuildArgsCli),
+    /// Make an image from a container's changes.
+    Commit(crate::commit::CommitArgs),
 
     /// Pull an image from a registry.
     Pull(images::PullArgs),
@@ -127,6 +129,7 @@ impl Cli {
                 Ok(ExitCode::SUCCESS)
             }
             Command::Build(args) => crate::build::build(&self.global, args),
+            Command::Commit(args) => crate::commit::commit(&self.global, args),
             Command::Pull(args) => images::pull(&self.global, args),
             Command::Push(args) => images::push(&self.global, args),
             Command::Images(args) => images::images(&self.global, args),

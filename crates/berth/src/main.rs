@@ -4,6 +4,7 @@
 
 mod build;
 mod cli;
+mod commit;
 mod containers;
 mod duties;
 mod format;

@@ -99,7 +99,7 @@ fn an_upper_dir_becomes_a_layer_with_whiteouts_links_owners_and_xattrs() {
         crate::mount::unmount(&merged).map_err(|e| e.to_string())
     });
 
-    let options = DiffOptions { epoch: Some(1_000_000) };
+    let options = DiffOptions { epoch: Some(1_000_000), ..DiffOptions::default() };
     let (diff, blob) = write_diff(&upper, &options, Vec::new()).unwrap();
     let (list, order) = listing(&blob);
     let paths: Vec<&str> = order.iter().map(String::as_str).collect();
