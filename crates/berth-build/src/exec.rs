@@ -8,6 +8,10 @@
 //! it builds on), so a hit does no work at all: the layer is reused and only unpacked if a
 //! later RUN has to mount it. An entry whose blob garbage collection has removed is a miss.
 //!
+//! The commit is cached too: the config bytes a build stored are reused by a later build of
+//! the same final key, labels and format whose layers came out the same, so a rebuild with
+//! no change gives the same image id (history times and all), as Podman's `--layers` does.
+//!
 //! COPY and ADD from the context write their layer directly with [`crate::copy`]; COPY
 //! `--from` reads the other stage's (or image's) files through a merged overlay view mounted
 //! in berth's private mount namespace. RUN goes through the engine's step runner
@@ -360,7 +364,7 @@ pub fn build(
         }
     }
     let mut runner = shared.runner(prepared.target, &finished, &mut *out);
-    let image = runner.commit(prepared.target)?;
+    let image = runner.commit(prepared.target, &stage_ids[&prepared.target])?;
     Ok(Built { image, ran, cached })
 }
 
@@ -959,8 +963,32 @@ impl Runner<'_, '_> {
     }
 
     /// Commits the target stage as the image.
-    fn commit(&mut self, target: usize) -> Result<Image, ExecError> {
+    /// Commits the target stage as the image. `key` is the stage's last step key: a build
+    /// with the same key, labels and format as one before, whose layers all came out the
+    /// same, reuses that build's config bytes (its times included), so a rebuild with no
+    /// change gives the same image id, as Podman's `--layers` does.
+    fn commit(&mut self, target: usize, key: &str) -> Result<Image, ExecError> {
         let state = &self.stages[&target];
+        let commit_key = {
+            let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+            let format = match self.options.format {
+                ImageFormat::Oci => "oci",
+                ImageFormat::Docker => "docker",
+            };
+            let labels = serde_json::to_string(&self.options.labels).unwrap_or_default();
+            for part in [key, format, labels.as_str()] {
+                sha2::Digest::update(&mut hasher, part.as_bytes());
+                sha2::Digest::update(&mut hasher, [0u8]);
+            }
+            hex::encode(sha2::Digest::finalize(hasher))
+        };
+        let config_path = self.shared.cache_dir.join(format!("commit-{commit_key}.json"));
+        let diff_ids: Vec<String> = state.layers.iter().map(|l| l.diff_id.to_string()).collect();
+        if self.options.layers && !self.options.no_cache {
+            if let Some(bytes) = reusable_config(&config_path, &diff_ids) {
+                return self.commit_bytes(&bytes, state.layers.clone());
+            }
+        }
         let mut config = self.stage_config_json(state);
         if !self.options.labels.is_empty() {
             let labels = config
@@ -991,18 +1019,40 @@ impl Runner<'_, '_> {
             image["author"] = json!(author);
         }
         let bytes = serde_json::to_vec(&image).expect("a config serialises");
-        let tags = self.options.tags.clone();
         let layers = state.layers.clone();
+        if self.options.layers {
+            let err = |source| ExecError::CacheStore { path: config_path.clone(), source };
+            fs::create_dir_all(&self.shared.cache_dir).map_err(err)?;
+            let tmp = config_path.with_extension(format!("tmp-{}", std::process::id()));
+            fs::write(&tmp, &bytes).map_err(err)?;
+            fs::rename(&tmp, &config_path).map_err(err)?;
+        }
+        self.commit_bytes(&bytes, layers)
+    }
+
+    /// Stores config `bytes` with `layers` as the image and tags it.
+    fn commit_bytes(&mut self, bytes: &[u8], layers: Vec<BuiltLayer>) -> Result<Image, ExecError> {
+        let tags = self.options.tags.clone();
         let shown = tags.first().cloned().unwrap_or_default();
         let prefix = self.prefix();
         self.say(format!("{prefix}COMMIT {shown}").trim_end())?;
-        let image = self.images.commit_built(&bytes, &layers, self.options.format, &tags)?;
+        let image = self.images.commit_built(bytes, &layers, self.options.format, &tags)?;
         self.say(&format!("--> {}", &image.id().hex()[..12]))?;
         for tag in &tags {
             self.say(&format!("Successfully tagged {tag}"))?;
         }
         Ok(image)
     }
+}
+
+/// The config bytes an earlier commit with the same key stored, if their layers are
+/// `diff_ids` (a layer garbage collection took and a step made anew may differ).
+fn reusable_config(path: &Path, diff_ids: &[String]) -> Option<Vec<u8>> {
+    let bytes = fs::read(path).ok()?;
+    let config: Value = serde_json::from_slice(&bytes).ok()?;
+    let stored: Vec<&str> =
+        config["rootfs"]["diff_ids"].as_array()?.iter().filter_map(Value::as_str).collect();
+    (stored == diff_ids).then_some(bytes)
 }
 
 fn key_hex(key: &str) -> &str {
