@@ -664,7 +664,11 @@ impl Runner<'_, '_> {
             InstructionKind::Copy(copy) => self.copy(stage_index, step, copy, before, state),
             InstructionKind::Add(add) => {
                 let options = CopyOptions { workdir: before.working_dir.clone() };
-                let entries = copy::plan_add(&self.prepared.context, add, &options)
+                let add = crate::dockerfile::Add {
+                    chown: self.numeric_chown(step, add.chown.as_deref(), state)?,
+                    ..add.clone()
+                };
+                let entries = copy::plan_add(&self.prepared.context, &add, &options)
                     .map_err(|cause| self.copy_error(step, cause))?;
                 self.write_entries(step, &self.prepared.context.root.clone(), entries, state)
             }
@@ -715,6 +719,11 @@ impl Runner<'_, '_> {
         state: &StageState,
     ) -> Result<BuiltLayer, ExecError> {
         let options = CopyOptions { workdir: before.working_dir.clone() };
+        let numeric = crate::dockerfile::Copy {
+            chown: self.numeric_chown(step, copy_instruction.chown.as_deref(), state)?,
+            ..copy_instruction.clone()
+        };
+        let copy_instruction = &numeric;
         let Some(reference) = &copy_instruction.from else {
             let entries = copy::plan_copy(&self.prepared.context, copy_instruction, &options)
                 .map_err(|cause| self.copy_error(step, cause))?;
@@ -751,6 +760,52 @@ impl Runner<'_, '_> {
         let layer = self.write_entries(step, &root, entries, state)?;
         drop(view);
         Ok(layer)
+    }
+
+    /// `--chown=USER[:GROUP]` with names looked up in the stage's own /etc/passwd and
+    /// /etc/group (as Docker does), as numbers; a missing group is the uid, as Docker says.
+    fn numeric_chown(
+        &self,
+        step: &crate::plan::Step,
+        spec: Option<&str>,
+        state: &StageState,
+    ) -> Result<Option<String>, ExecError> {
+        let Some(spec) = spec else { return Ok(None) };
+        let (user, group) = match spec.split_once(':') {
+            Some((u, g)) => (u, Some(g)),
+            None => (spec, None),
+        };
+        let numeric = |s: &str| s.parse::<u32>().is_ok();
+        if numeric(user) && group.is_none_or(numeric) {
+            return Ok(Some(spec.to_owned()));
+        }
+        let dirs = self.images.unpack_built(&state.layers)?;
+        let lookup = |file: &str, name: &str| -> Result<(u32, Option<u32>), ExecError> {
+            if let Ok(id) = name.parse::<u32>() {
+                return Ok((id, None));
+            }
+            let text = dirs
+                .iter()
+                .rev()
+                .find_map(|dir| fs::read_to_string(dir.join(file)).ok())
+                .unwrap_or_default();
+            text.lines()
+                .map(|line| line.split(':').collect::<Vec<_>>())
+                .find(|fields| fields.first() == Some(&name))
+                .and_then(|fields| {
+                    let id = fields.get(2)?.parse().ok()?;
+                    Some((id, fields.get(3).and_then(|g| g.parse().ok())))
+                })
+                .ok_or_else(|| {
+                    self.step_error(step, format!("--chown={spec}: no {name:?} in /{file}"))
+                })
+        };
+        let (uid, _) = lookup("etc/passwd", user)?;
+        let gid = match group {
+            Some(group) => lookup("etc/group", group)?.0,
+            None => uid,
+        };
+        Ok(Some(format!("{uid}:{gid}")))
     }
 
     /// Writes a COPY/ADD layer. A directory made only to hold what is copied keeps the owner,
