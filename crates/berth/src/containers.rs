@@ -881,8 +881,13 @@ fn logs(global: &GlobalOptions, args: LogsArgs) -> Result<ExitCode> {
         Err(_) if !path.exists() => return Ok(ExitCode::SUCCESS),
         Err(e) => return Err(e.into()),
     };
+    // A monitor that waits to restart the container (--restart) writes to the same log again.
     let live = |c: &mut Containers| {
-        c.lookup(&record.id).map(|r| r.state.has_process() || r.state == ContainerState::Configured)
+        c.lookup(&record.id).map(|r| {
+            r.state.has_process()
+                || r.state == ContainerState::Configured
+                || monitor::monitor_alive(&options.userdata_dir, &record.id)
+        })
     };
     if !args.follow {
         let lines = opts.select(reader.read_new(true)?);
