@@ -86,31 +86,30 @@ impl Buildah {
         String::from_utf8(out.stdout).unwrap()
     }
 
-    fn build(&self, file: &Path, context: &Path) -> SavedImage {
+    fn build(&self, file: &Path, context: &Path, tag: &str) -> SavedImage {
         let (file, context) = (file.to_str().unwrap(), context.to_str().unwrap());
         let bud = ["bud", "--layers", "--format", "docker", "-q", "-f", file, "-t"];
-        self.ok(&[&bud[..], &["localhost/out", context]].concat());
-        let layout = self.dir.path().join("out");
+        self.ok(&[&bud[..], &[tag, context]].concat());
+        let layout = self.dir.path().join(tag.replace('/', "_"));
         let _ = std::fs::remove_dir_all(&layout);
         let dest = format!("oci:{}", layout.display());
-        self.ok(&["push", "-q", "localhost/out", &dest]);
+        self.ok(&["push", "-q", tag, &dest]);
         let mut image = read_layout(&layout).unwrap();
         // The pushed OCI config has lost the Docker-only fields (Healthcheck): take the
         // config buildah stored.
         let inspect: Value =
-            serde_json::from_str(&self.ok(&["inspect", "--type", "image", "localhost/out"]))
-                .unwrap();
+            serde_json::from_str(&self.ok(&["inspect", "--type", "image", tag])).unwrap();
         image.config = inspect["Docker"].clone();
         image
     }
 }
 
-fn berth_build(berth: &Berth, file: &Path, context: &Path) -> SavedImage {
+fn berth_build(berth: &Berth, file: &Path, context: &Path, tag: &str) -> SavedImage {
     let (file, context) = (file.to_str().unwrap(), context.to_str().unwrap());
-    berth.ok(&["build", "-q", "--format", "docker", "-f", file, "-t", "localhost/out", context]);
-    let layout = berth.dir().join("out");
+    berth.ok(&["build", "-q", "--format", "docker", "-f", file, "-t", tag, context]);
+    let layout = berth.dir().join(tag.replace('/', "_"));
     let _ = std::fs::remove_dir_all(&layout);
-    berth.ok(&["save", "--format", "oci-dir", "-o", layout.to_str().unwrap(), "localhost/out"]);
+    berth.ok(&["save", "--format", "oci-dir", "-o", layout.to_str().unwrap(), tag]);
     read_layout(&layout).unwrap()
 }
 
@@ -201,8 +200,9 @@ struct Compared {
 
 fn compare(berth: &Berth, buildah: &Buildah, name: &str, context: &Path) -> Compared {
     let file = suite_dir().join(name);
-    let ours = berth_build(berth, &file, context);
-    let theirs = buildah.build(&file, context);
+    let tag = format!("localhost/{}", name.trim_end_matches(".Dockerfile"));
+    let ours = berth_build(berth, &file, context, &tag);
+    let theirs = buildah.build(&file, context, &tag);
     Compared { ours, theirs }
 }
 
@@ -272,13 +272,32 @@ fn the_suite_builds_as_buildah_builds_it() {
     let context = berth.dir().join("context");
     make_context(&context);
 
-    let c = compare(&berth, &buildah, "stages-run-args.Dockerfile", &context);
+    // The four files build at the same time (each tool keeps its own store consistent).
+    let files = [
+        "stages-run-args.Dockerfile",
+        "config.Dockerfile",
+        "copy-add.Dockerfile",
+        "onbuild-user-workdir.Dockerfile",
+    ];
+    let mut built: Vec<Compared> = std::thread::scope(|scope| {
+        let handles: Vec<_> = files
+            .iter()
+            .map(|name| scope.spawn(|| compare(&berth, &buildah, name, &context)))
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("a build of the suite")).collect::<Vec<_>>()
+    })
+    .into_iter()
+    .rev()
+    .collect();
+    let mut next = || built.pop().unwrap();
+
+    let c = next();
     c.trees_match_except("stages-run-args", BUILDAH_MOUNT_POINTS);
     c.configs_match("stages-run-args");
     assert_eq!(c.ours.tree()["second"].detail, "[] [unset]\n");
     assert_eq!(c.ours.tree()["shell-form"].detail, "shell global-default local-default\n");
 
-    let c = compare(&berth, &buildah, "config.Dockerfile", &context);
+    let c = next();
     c.trees_match_except("config", &[BUILDAH_MOUNT_POINTS, BUILDAH_LATE_WORKDIR].concat());
     assert_eq!(c.ours.tree()["srv/app"].uid, 0, "WORKDIR was made before USER 1000");
     c.configs_match("config");
@@ -287,11 +306,11 @@ fn the_suite_builds_as_buildah_builds_it() {
         "1 two words legacy form value as 1000 in /srv/app\n"
     );
 
-    let c = compare(&berth, &buildah, "copy-add.Dockerfile", &context);
+    let c = next();
     c.trees_match_except("copy-add", &[]);
     c.configs_match("copy-add");
 
-    let c = compare(&berth, &buildah, "onbuild-user-workdir.Dockerfile", &context);
+    let c = next();
     c.trees_match_except(
         "onbuild-user-workdir",
         &[BUILDAH_MOUNT_POINTS, BUILDAH_LATE_WORKDIR_ONBUILD].concat(),
