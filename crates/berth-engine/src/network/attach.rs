@@ -642,7 +642,8 @@ pub fn detach(paths: &NetworkPaths, id: &str) -> Result<(), AttachError> {
     // The namespace berth made goes whether or not a record says so: the record may not have
     // been written when the monitor died.
     keep(netns::remove(&paths.runroot, id).map_err(AttachError::from));
-    if first.is_none() {
+    // No record, nothing to forget: `--network none` containers cost no write here.
+    if first.is_none() && record.is_some() {
         db.remove_attachment(id)?;
     }
     match first {
