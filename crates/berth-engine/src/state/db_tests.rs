@@ -51,16 +51,31 @@ fn assert_consistent(db: &StateDb) {
 }
 
 #[test]
-fn settings_are_podmans() {
+fn settings_are_podmans_but_for_fsyncs() {
     let (_dir, db) = open_temp();
     let mode: String = db.conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
     assert_eq!(mode, "wal");
     let sync: i64 = db.conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
-    assert_eq!(sync, 2, "synchronous is not FULL");
+    assert_eq!(sync, 1, "synchronous is not NORMAL");
+    let pages: i64 = db.conn.query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0)).unwrap();
+    assert_eq!(pages, i64::from(WAL_AUTOCHECKPOINT));
     let fk: i64 = db.conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0)).unwrap();
     assert_eq!(fk, 1);
     let busy: i64 = db.conn.query_row("PRAGMA busy_timeout", [], |r| r.get(0)).unwrap();
     assert_eq!(busy, BUSY_TIMEOUT.as_millis() as i64);
+}
+
+// Closing the last connection leaves the WAL in place (no checkpoint, no delete) and the next
+// connection reads every commit from it.
+#[test]
+fn a_close_keeps_the_wal_and_loses_no_commit() {
+    let (dir, mut db) = open_temp();
+    let record = db.create(&new_container(Some("kept"))).unwrap();
+    drop(db);
+    let wal = dir.path().join("state.db-wal");
+    assert!(wal.exists(), "the last close checkpointed and deleted the WAL");
+    let db = StateDb::open(&dir.path().join("state.db")).unwrap();
+    assert_eq!(db.get(&record.id).unwrap().name, "kept");
 }
 
 // A database written by a newer berth is refused rather than misread.
