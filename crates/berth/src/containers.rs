@@ -580,7 +580,25 @@ fn run(global: &GlobalOptions, args: RunArgs, start_it: bool) -> Result<ExitCode
             }
         };
     }
+    if Containers::can_run_here(&record, args.sig_proxy) {
+        return Ok(run_here(&mut containers, &record.id));
+    }
     foreground(&mut containers, &record.id, args.tty, args.interactive, args.sig_proxy, args.rm)
+}
+
+/// A foreground `run --rm` without a pty or stdin: this process watches the container itself
+/// instead of starting a monitor for it (the same log, signals and exit code, less start-up).
+fn run_here(containers: &mut Containers, id: &str) -> ExitCode {
+    let stdout = io::stdout();
+    let stderr = io::stderr();
+    let io = AttachIo { stdin: None, stdout: stdout.as_fd(), stderr: stderr.as_fd() };
+    match containers.run_here(id, io) {
+        Ok(code) => exit(code),
+        Err(e) => {
+            containers.remove_after_failed_start(id);
+            report(e)
+        }
+    }
 }
 
 /// Starts container `id` attached to this terminal and waits for it.

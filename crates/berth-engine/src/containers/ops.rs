@@ -163,6 +163,16 @@ impl std::fmt::Debug for Containers {
     }
 }
 
+/// What [`Containers::prepare_start`] made ready: the container's lock (held until its
+/// process is recorded running), its record, its monitor's configuration and its network
+/// attachment (with the sockets of published ports).
+struct Prepared {
+    lock: crate::state::ContainerLock,
+    record: ContainerRecord,
+    config: MonitorConfig,
+    attached: Option<crate::network::attach::Attached>,
+}
+
 /// The network call site for `run` and `start`: a container's network namespace is made and
 /// connected before its process starts, so bridges and published ports are prepared here.
 /// `none` and `host` need nothing (the spec gives a fresh namespace or none).
@@ -307,6 +317,77 @@ impl Containers {
         query: &str,
         attach: Option<AttachIo<'_>>,
     ) -> Result<(ContainerRecord, Started), OpsError> {
+        let Prepared { lock, record, config, attached } = self.prepare_start(query)?;
+        // The published ports' sockets go to the monitor, which holds them while the
+        // container runs (as conmon does), so no other process can take a forwarded port.
+        if let Some(attached) = &attached {
+            attached.held_ports.inherit_across_exec();
+        }
+        let started = match monitor::spawn(&config, attach) {
+            Ok(started) => started,
+            Err(e) => {
+                self.undo_start(&record.id);
+                return Err(e.into());
+            }
+        };
+        drop(attached);
+        let record = self.record_running(&record.id, started.pid, started.start_time)?;
+        let _ = started.recorded();
+        drop(lock);
+        debug!(id = %record.id, pid = started.pid, "container started");
+        crate::events::record_container(&self.ctx.runroot, "start", &record, None);
+        Ok((record, started))
+    }
+
+    /// Whether [`Containers::run_here`] can run container `record` in this process: a
+    /// foreground run with `--rm`, no pty and no stdin, no restart policy or healthcheck (the
+    /// monitor's duties), in a process with one thread (the runtime forks it).
+    pub fn can_run_here(record: &ContainerRecord, sig_proxy: bool) -> bool {
+        let Ok(options) = CreateOptions::of(record) else { return false };
+        options.auto_remove
+            && !options.run.tty
+            && !options.run.interactive
+            && sig_proxy
+            && matches!(options.duties.restart, monitor::restart::RestartPolicy::No)
+            && options.duties.health.is_none()
+            && single_threaded()
+    }
+
+    /// Starts container `query` and waits for it in this process, without a monitor (see
+    /// [`monitor::foreground`]): the output goes to `io` and the log, signals this process gets
+    /// go to the container, and the exit is recorded (with `--rm`, the container removed)
+    /// before this returns the container's exit code.
+    pub fn run_here(&mut self, query: &str, io: AttachIo<'_>) -> Result<i32, OpsError> {
+        // This process holds the published ports' sockets while the container runs, as a
+        // monitor would (close-on-exec, so the container does not inherit them).
+        let Prepared { lock, record, config, attached: _held } = self.prepare_start(query)?;
+        let mut lock = Some(lock);
+        let mut running = None;
+        let result = monitor::foreground::run_here(&config, io, |pid, start_time| {
+            let recorded = self.record_running(&record.id, pid, start_time);
+            // The exit is recorded (and --rm removes) under the same lock: let it go first.
+            drop(lock.take());
+            running = Some(recorded.map_err(|e| e.to_string())?);
+            Ok(())
+        });
+        drop(lock);
+        if let Some(record) = &running {
+            crate::events::record_container(&self.ctx.runroot, "start", record, None);
+        }
+        match result {
+            Ok(code) => Ok(code),
+            Err(e) => {
+                if running.is_none() {
+                    self.undo_start(&record.id);
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The part of a start before its process: the container's lock, its record (checked to be
+    /// startable), its root mounted and its network made, and the monitor's configuration.
+    fn prepare_start(&mut self, query: &str) -> Result<Prepared, OpsError> {
         let record = self.lookup(query)?;
         let lock = self.store.locks().lock(&record.id)?;
         let record = self.store.db().get(&record.id)?;
@@ -329,7 +410,9 @@ impl Containers {
         let image = images.find(&record.image_id)?;
         self.layers.mount(&record.id, self.ctx.storage_driver, &lower_dirs(&images, &image))?;
         let userdata = options.userdata_dir.clone();
-        let _ = fs::remove_file(monitor::exit_file(&userdata));
+        if !options.auto_remove {
+            let _ = fs::remove_file(monitor::exit_file(&userdata));
+        }
         let config = MonitorConfig {
             id: record.id.clone(),
             root: self.ctx.root.clone(),
@@ -368,44 +451,36 @@ impl Containers {
                 return Err(e.into());
             }
         };
-        // The published ports' sockets go to the monitor, which holds them while the
-        // container runs (as conmon does), so no other process can take a forwarded port.
-        if let Some(attached) = &attached {
-            attached.held_ports.inherit_across_exec();
-        }
-        let started = match monitor::spawn(&config, attach) {
-            Ok(started) => started,
-            Err(e) => {
-                let _ = crate::network::engine::stop(&net, &record.id);
-                let _ = self.layers.unmount(&record.id);
-                return Err(e.into());
-            }
-        };
-        drop(attached);
+        Ok(Prepared { lock, record, config, attached })
+    }
+
+    /// Takes down what [`Containers::prepare_start`] made, after the process failed to start.
+    fn undo_start(&mut self, id: &str) {
+        let net = crate::network::attach::NetworkPaths::new(&self.ctx.root, &self.ctx.runroot);
+        let _ = crate::network::engine::stop(&net, id);
+        let _ = self.layers.unmount(id);
+    }
+
+    /// Records container `id` created and running with its init `pid`.
+    fn record_running(
+        &mut self,
+        id: &str,
+        pid: i32,
+        start_time: u64,
+    ) -> Result<ContainerRecord, OpsError> {
         let boot_id = self.store.boot_id().to_owned();
-        let db = self.store.db();
-        // Created and running in one transaction: one write to disk on the hot path.
-        let record = db.update_states(
-            &record.id,
+        // Created and running in one transaction: one write on the hot path.
+        Ok(self.store.db().update_states(
+            id,
             &[
                 StateChange::Created {
-                    pid: Some(started.pid),
-                    pid_start_time: Some(started.start_time),
+                    pid: Some(pid),
+                    pid_start_time: Some(start_time),
                     boot_id: boot_id.clone(),
                 },
-                StateChange::Running {
-                    pid: started.pid,
-                    pid_start_time: started.start_time,
-                    boot_id,
-                    at: Timestamp::now(),
-                },
+                StateChange::Running { pid, pid_start_time: start_time, boot_id, at: Timestamp::now() },
             ],
-        )?;
-        let _ = started.recorded();
-        drop(lock);
-        debug!(id = %record.id, pid = started.pid, "container started");
-        crate::events::record_container(&self.ctx.runroot, "start", &record, None);
-        Ok((record, started))
+        )?)
     }
 
     /// Removes a container that failed to start with `--rm`.
@@ -702,6 +777,14 @@ fn end_pending_restart(userdata: &std::path::Path, id: &str) {
     while monitor::monitor_alive(userdata, id) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Whether this process has one thread (from /proc/self/stat's num_threads).
+fn single_threaded() -> bool {
+    let stat = fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // After the command name in parentheses: state is field 3, num_threads field 20.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    after.split_whitespace().nth(17) == Some("1")
 }
 
 /// The image's layer directories, top-most first, as overlay's lowerdir wants them.

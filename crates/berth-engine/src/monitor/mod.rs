@@ -28,6 +28,7 @@ pub mod duties;
 pub mod fds;
 pub mod health;
 pub mod restart;
+pub mod foreground;
 
 use std::fs;
 use std::io;
@@ -79,6 +80,10 @@ pub enum MonitorError {
     Launch { code: i32, message: String },
     #[error("the monitor of container {id} exited before it started the container")]
     Died { id: String },
+    #[error("setting up the container's stdio")]
+    Stdio(#[source] io::Error),
+    #[error("recording container {id} running: {message}")]
+    Record { id: String, message: String },
     #[error("connecting to the attach socket {path}")]
     Connect {
         path: PathBuf,
@@ -129,9 +134,17 @@ pub fn attach_socket(userdata: &Path) -> PathBuf {
     userdata.join("attach")
 }
 
-/// The monitor's pid file in `userdata`.
+/// The monitor's pid file in `userdata`: `PID START` (the start time from /proc/PID/stat,
+/// so a reused pid is not taken for the monitor).
 pub fn pid_file(userdata: &Path) -> PathBuf {
     userdata.join("monitor.pid")
+}
+
+/// Records `pid` as the process that watches the container of `userdata`.
+pub(crate) fn write_pid_file(userdata: &Path, pid: i32) {
+    use crate::state::ProcessProbe;
+    let start = crate::state::ProcProbe.start_time(pid).unwrap_or(0);
+    let _ = fs::write(pid_file(userdata), format!("{pid} {start}\n"));
 }
 
 /// The exit file in `userdata`: `CODE` then the Unix nanoseconds of the exit.
@@ -148,14 +161,19 @@ pub fn read_exit_file(userdata: &Path) -> Option<(i32, Timestamp)> {
     Some((code, Timestamp(at)))
 }
 
-/// Whether the monitor recorded in `userdata` still runs (its pid is alive and its command
-/// line names the container).
+/// Whether the monitor recorded in `userdata` still runs: its pid is alive with the recorded
+/// start time (or, in a pid file without one, its command line names the container). The
+/// process is berth's own monitor or, for a foreground `run --rm`, the berth that runs it.
 pub fn monitor_alive(userdata: &Path, id: &str) -> bool {
-    let Some(pid) = fs::read_to_string(pid_file(userdata)).ok().and_then(|p| p.trim().parse().ok())
-    else {
+    use crate::state::ProcessProbe;
+    let text = fs::read_to_string(pid_file(userdata)).unwrap_or_default();
+    let mut fields = text.split_whitespace();
+    let Some(pid) = fields.next().and_then(|p| p.parse::<i32>().ok()) else {
         return false;
     };
-    let pid: i32 = pid;
+    if let Some(start) = fields.next().and_then(|s| s.parse::<u64>().ok()).filter(|s| *s != 0) {
+        return crate::state::ProcProbe.start_time(pid) == Some(start);
+    }
     let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     crate::state::reconcile::parse_stat(&stat).is_some()
@@ -230,7 +248,7 @@ pub fn spawn(
     let monitor_pid = child.id() as i32;
     // The child is reaped by whoever waits for the session (or by init once we exit).
     std::mem::forget(child);
-    let _ = fs::write(pid_file(&config.bundle), monitor_pid.to_string());
+    write_pid_file(&config.bundle, monitor_pid);
 
     let talk = |source| MonitorError::Talk { id: config.id.clone(), source };
     match attach {
@@ -487,7 +505,10 @@ fn monitor(config: &MonitorConfig, sync: OwnedFd) -> i32 {
         }
         // Record the exit at once; the database follows after the cleanup.
         let at = Timestamp::now();
-        let _ = fs::write(exit_file(&config.bundle), format!("{code} {}\n", at.0));
+        // An --rm container's directory goes with it, so it gets none.
+        if !config.auto_remove {
+            let _ = fs::write(exit_file(&config.bundle), format!("{code} {}\n", at.0));
+        }
         let Some(delay) = supervisor.after_exit(code) else { break (code, at) };
         // A restart: the exit is recorded as any other, the runtime state goes, the mount and
         // the network stay, and the same log goes on.
