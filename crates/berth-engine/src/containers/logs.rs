@@ -87,6 +87,11 @@ impl LogEntry {
     }
 }
 
+/// The most bytes of entries [`LogWriter`] gathers before a write(2): the monitor's resident
+/// set holds this buffer for as long as the container runs, so it stays small (output of
+/// short lines grows about twentyfold into entries).
+const WRITE_CHUNK: usize = 16 * 1024;
+
 /// Appends a container's output to its log.
 #[derive(Debug)]
 pub struct LogWriter {
@@ -97,6 +102,8 @@ pub struct LogWriter {
     rotation: Option<Rotation>,
     /// Bytes in the live file.
     size: u64,
+    /// Entries not yet written; reused, so its pages stay the same few.
+    out: Vec<u8>,
 }
 
 impl LogWriter {
@@ -115,6 +122,7 @@ impl LogWriter {
             json: config.driver == LogDriver::JsonFile,
             rotation: config.rotation(),
             size,
+            out: Vec::with_capacity(WRITE_CHUNK),
         })
     }
 
@@ -128,24 +136,46 @@ impl LogWriter {
 
     /// Logs `bytes` the container wrote to `stream` at `time`: one `F` entry per finished
     /// line and a `P` entry for a trailing unfinished one. The entries of one call go out in
-    /// one write(2) per file (one file unless it rotates), so a reader sees whole entries.
+    /// writes of whole entries, up to [`WRITE_CHUNK`] bytes each (a longer entry in a write of
+    /// its own) and one file unless it rotates, so a reader sees whole entries or the start of
+    /// a long one that its next read completes.
     pub fn write(&mut self, stream: Stream, bytes: &[u8], time: Timestamp) -> Result<(), LogError> {
         if bytes.is_empty() {
             return Ok(());
         }
-        let mut out = Vec::with_capacity(bytes.len() + 48);
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        let written = self.write_entries(&mut out, stream, bytes, time);
+        out.clear();
+        self.out = out;
+        written
+    }
+
+    fn write_entries(
+        &mut self,
+        out: &mut Vec<u8>,
+        stream: Stream,
+        bytes: &[u8],
+        time: Timestamp,
+    ) -> Result<(), LogError> {
         if self.json {
-            log_files::encode_json(&mut out, stream, bytes, time);
-            return self.append(&out);
+            log_files::encode_json(out, stream, bytes, time);
+            return self.append(out);
         }
-        let stamp = time.to_log_time();
+        let stamp = time.log_time();
+        let stamp = stamp.as_bytes();
+        let header = stamp.len() + 1 + stream.as_str().len() + 3;
         let mut rest = bytes;
         while !rest.is_empty() {
             let (line, partial, next) = match rest.iter().position(|b| *b == b'\n') {
                 Some(end) => (&rest[..end], false, &rest[end + 1..]),
                 None => (rest, true, &rest[rest.len()..]),
             };
-            out.extend_from_slice(stamp.as_bytes());
+            if !out.is_empty() && out.len() + header + line.len() + 1 > WRITE_CHUNK {
+                self.append(out)?;
+                out.clear();
+            }
+            out.extend_from_slice(stamp);
             out.push(b' ');
             out.extend_from_slice(stream.as_str().as_bytes());
             out.extend_from_slice(if partial { b" P " } else { b" F " });
@@ -153,7 +183,7 @@ impl LogWriter {
             out.push(b'\n');
             rest = next;
         }
-        self.append(&out)
+        self.append(out)
     }
 
     /// Writes whole entries (each ends in a newline). With rotation, as many entries as fit
@@ -394,6 +424,24 @@ mod tests {
         assert_eq!(texts(&lines), ["hello", "oops", "world"]);
         assert_eq!(lines[2].time, at(0), "a joined line keeps the time it began");
         assert_eq!(lines[1].stream, Stream::Stderr);
+    }
+
+    // Many short lines in one read become more entry bytes than one write takes: they go out
+    // in several writes of whole entries, every line kept, and the buffer does not grow with
+    // the input.
+    #[test]
+    fn many_short_lines_are_written_whole_in_bounded_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ctr.log");
+        let mut writer = LogWriter::open(&path).unwrap();
+        let input = b"y\n".repeat(8 * 1024);
+        writer.write(Stream::Stdout, &input, at(0)).unwrap();
+        writer.write(Stream::Stdout, &vec![b'x'; 3 * WRITE_CHUNK], at(1)).unwrap();
+        assert!(writer.out.capacity() <= 8 * WRITE_CHUNK, "{}", writer.out.capacity());
+        let lines = LogReader::open(&path).unwrap().read_new(true).unwrap();
+        assert_eq!(lines.len(), 8 * 1024 + 1);
+        assert!(lines[..8 * 1024].iter().all(|l| l.text == b"y"));
+        assert_eq!(lines[8 * 1024].text.len(), 3 * WRITE_CHUNK);
     }
 
     // -f must neither lose nor repeat a line, wherever the file stood when it was read: cut

@@ -117,6 +117,8 @@ pub struct SessionOptions<'a> {
     pub terminal: Option<BorrowedFd<'a>>,
     /// `--sig-proxy`
     pub sig_proxy: bool,
+    /// `--detach-keys` (parsed; empty turns detaching off); `None` keeps the default.
+    pub detach_keys: Option<&'a [u8]>,
 }
 
 /// Runs an attached session over `sock` until the container exits, the user detaches or the
@@ -128,6 +130,9 @@ pub fn session(sock: &OwnedFd, opts: SessionOptions<'_>) -> io::Result<SessionEn
             let _ = fds::write_all(sock.as_fd(), format!("resize {rows} {cols}\n").as_bytes());
         }
     };
+    if let Some(keys) = opts.detach_keys {
+        fds::write_all(sock.as_fd(), super::detach::control_line(keys).as_bytes())?;
+    }
     if let Some(t) = opts.terminal {
         send_size(t);
     }

@@ -170,7 +170,7 @@ pub fn run_here(
         stdout,
         stderr,
         stdin: None,
-        held_detach: false,
+        detach: super::detach::Matcher::default(),
         control: Vec::new(),
         feeds_stdin: false,
     }];

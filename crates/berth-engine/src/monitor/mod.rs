@@ -15,8 +15,9 @@
 //! Clients talk to it over unix stream sockets: the one it is started with (`sync`, fd 3),
 //! and `RUNROOT/containers/ID/userdata/attach` for `attach`. A client hands over its own
 //! standard descriptors with SCM_RIGHTS in its first message (so the monitor writes straight
-//! to the user's terminal), then sends `resize ROWS COLS` lines; the monitor answers with
-//! `started PID START`, `error CODE MESSAGE`, `detached` or `exit CODE` lines.
+//! to the user's terminal), then sends `resize ROWS COLS` and `detach-keys HEX` lines
+//! ([`detach`]); the monitor answers with `started PID START`, `error CODE MESSAGE`,
+//! `detached` or `exit CODE` lines.
 //!
 //! Why re-exec rather than fork: a fork of berth inherits the client's touched pages (the
 //! image store, the database, the parsed spec), all counted in the monitor's resident set for
@@ -24,11 +25,13 @@
 //! figures are in BENCHMARKS.md.
 
 pub mod client;
+pub mod detach;
 pub mod duties;
 pub mod fds;
+pub mod foreground;
 pub mod health;
 pub mod restart;
-pub mod foreground;
+mod shed;
 
 use std::fs;
 use std::io;
@@ -52,10 +55,6 @@ pub const MONITOR_ARG: &str = "__berth-monitor";
 
 /// The descriptor number of the socket a monitor is started with.
 const SYNC_FD: i32 = 3;
-
-/// Ctrl-p, ctrl-q: Podman's and Docker's default detach keys.
-const DETACH_FIRST: u8 = 0x10;
-const DETACH_SECOND: u8 = 0x11;
 
 /// Errors of starting a monitor and of talking to one.
 #[derive(Debug, thiserror::Error)]
@@ -367,8 +366,8 @@ struct Client {
     stdout: OwnedFd,
     stderr: OwnedFd,
     stdin: Option<OwnedFd>,
-    /// A ctrl-p was read last; the next byte decides whether it detaches.
-    held_detach: bool,
+    /// The client's detach keys, and how much of them its input ended with.
+    detach: detach::Matcher,
     /// Control bytes read from `sock` without a newline yet.
     control: Vec<u8>,
     /// This client's input is what feeds the container's stdin (the first with -i).
@@ -390,7 +389,7 @@ fn receive_client(sock: OwnedFd) -> Option<Client> {
         stdout,
         stderr,
         stdin,
-        held_detach: false,
+        detach: detach::Matcher::default(),
         control: Vec::new(),
         feeds_stdin: false,
     })
@@ -471,7 +470,7 @@ fn monitor(config: &MonitorConfig, sync: OwnedFd) -> i32 {
                 stderr,
                 feeds_stdin: stdin.is_some(),
                 stdin,
-                held_detach: false,
+                detach: detach::Matcher::default(),
                 control: Vec::new(),
             });
         }
@@ -497,7 +496,7 @@ fn monitor(config: &MonitorConfig, sync: OwnedFd) -> i32 {
     let mut exit_recorded = false;
     let (code, at) = loop {
         // The start-up is done: its pages need not stay resident while the container runs.
-        shed_startup_pages();
+        shed::shed_startup_pages();
         let code =
             serve(config, &mut launched, &mut clients, listener.as_ref(), &mut log, &mut health);
         if let Some(h) = health.as_mut() {
@@ -672,7 +671,8 @@ fn serve(
     .ok();
     let mut exit_code: Option<i32> = None;
     let mut drain_deadline: Option<Instant> = None;
-    let mut buf = vec![0u8; 32 * 1024];
+    // conmon's buffer is 8 KiB; a larger one stays resident for the container's whole run.
+    let mut buf = vec![0u8; 16 * 1024];
     loop {
         if exit_code.is_none() {
             exit_code = try_reap(pid);
@@ -792,7 +792,13 @@ fn serve(
                     let line: Vec<u8> = c.control.drain(..=end).collect();
                     let line = String::from_utf8_lossy(&line);
                     let mut words = line.split_whitespace();
-                    if words.next() == Some("resize") {
+                    let word = words.next();
+                    if word == Some("detach-keys") {
+                        if let Some(keys) = detach::from_hex(words.next().unwrap_or("")) {
+                            c.detach = detach::Matcher::new(keys);
+                        }
+                    }
+                    if word == Some("resize") {
                         let rows = words.next().and_then(|w| w.parse().ok());
                         let cols = words.next().and_then(|w| w.parse().ok());
                         if let (Some(rows), Some(cols)) = (rows, cols) {
@@ -814,7 +820,7 @@ fn serve(
                     }
                     continue;
                 }
-                let (data, detach) = filter_detach(&buf[..n], &mut c.held_detach);
+                let (data, detach) = c.detach.filter(&buf[..n]);
                 let target = match &*output {
                     Output::Pty { master } => master.as_ref().map(|m| m.as_fd()),
                     Output::Pipes { .. } => stdin_w.as_ref().map(|w| w.as_fd()),
@@ -832,71 +838,6 @@ fn serve(
             clients.remove(i);
         }
     }
-}
-
-/// Drops the resident pages of the start-up (the runtime, JSON, the seccomp compiler) so the
-/// monitor's resident set while the container runs is what its copy loop touches: the file
-/// pages of executable mappings, and of read-only ones never written (not RELRO, whose
-/// relocated contents live only in memory), come back from the page cache when touched;
-/// freed heap goes back to the kernel. The monitor is single-threaded, so nothing runs from
-/// those pages meanwhile.
-fn shed_startup_pages() {
-    let Ok(smaps) = fs::read_to_string("/proc/self/smaps") else { return };
-    let mut current: Option<(usize, usize, bool)> = None;
-    let mut drop_ranges = Vec::new();
-    for line in smaps.lines() {
-        let mut fields = line.split_whitespace();
-        let first = fields.next().unwrap_or("");
-        if let Some((start, end)) = first.split_once('-').filter(|_| !first.ends_with(':')) {
-            if let Some((s, e, true)) = current.take() {
-                drop_ranges.push((s, e));
-            }
-            let perms = fields.next().unwrap_or("");
-            let path = fields.nth(3).unwrap_or("");
-            let (Ok(s), Ok(e)) = (usize::from_str_radix(start, 16), usize::from_str_radix(end, 16))
-            else {
-                continue;
-            };
-            let droppable = path.starts_with('/') && (perms == "r-xp" || perms == "r--p");
-            current = Some((s, e, droppable));
-        } else if first == "Anonymous:" && fields.next() != Some("0") {
-            // Written to (RELRO): its pages exist nowhere else.
-            if let Some(c) = current.as_mut() {
-                c.2 = false;
-            }
-        }
-    }
-    if let Some((s, e, true)) = current {
-        drop_ranges.push((s, e));
-    }
-    for (start, end) in drop_ranges {
-        // SAFETY: each range is a whole private, unwritten, file-backed mapping of this
-        // process (checked above, single-threaded); MADV_DONTNEED only drops its page-table
-        // entries and the next access reads the same bytes from the file again.
-        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
-    }
-    // SAFETY: malloc_trim only returns free heap memory to the kernel.
-    unsafe { libc::malloc_trim(0) };
-}
-
-/// Splits detach keys out of input: the bytes to pass on, and whether ctrl-p ctrl-q came.
-fn filter_detach(input: &[u8], held: &mut bool) -> (Vec<u8>, bool) {
-    let mut out = Vec::with_capacity(input.len() + 1);
-    for &b in input {
-        if *held {
-            *held = false;
-            if b == DETACH_SECOND {
-                return (out, true);
-            }
-            out.push(DETACH_FIRST);
-        }
-        if b == DETACH_FIRST {
-            *held = true;
-        } else {
-            out.push(b);
-        }
-    }
-    (out, false)
 }
 
 fn set_winsize(fd: BorrowedFd<'_>, rows: u16, cols: u16) {
@@ -1028,19 +969,6 @@ fn record_restart(config: &MonitorConfig, launched: &Launched) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn detach_keys_end_the_session_and_a_lone_ctrl_p_passes() {
-        let mut held = false;
-        assert_eq!(filter_detach(b"ab\x10\x11cd", &mut held), (b"ab".to_vec(), true));
-        let mut held = false;
-        assert_eq!(filter_detach(b"a\x10", &mut held), (b"a".to_vec(), false));
-        assert!(held);
-        assert_eq!(filter_detach(b"x", &mut held), (b"\x10x".to_vec(), false));
-        let mut held = false;
-        assert_eq!(filter_detach(b"\x10", &mut held), (Vec::new(), false));
-        assert_eq!(filter_detach(b"\x11", &mut held), (Vec::new(), true));
-    }
 
     #[test]
     fn launch_failures_map_to_127_and_126() {

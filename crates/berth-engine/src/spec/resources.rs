@@ -342,7 +342,8 @@ impl ResourceOptions {
                 });
             }
         }
-        let cpus = host_cpus();
+        // Asked only when a flag needs it: it reads the cgroup's CPU quota files.
+        let cpus = if self.cpus.is_some() || self.cpuset_cpus.is_some() { host_cpus() } else { 1 };
         let cpu_quota = self.cpus.as_deref().map(|c| parse_cpus(c, cpus)).transpose()?;
         if let Some(shares) = self.cpu_shares {
             if !(2..=262_144).contains(&shares) {

@@ -135,6 +135,32 @@ impl Timestamp {
         Some(Self(secs * 1_000_000_000 + nanos))
     }
 
+    /// [`Timestamp::to_log_time`] without the formatting machinery or an allocation: the
+    /// monitor stamps every chunk of output with it, and the code it runs while the container
+    /// runs is code its resident set holds.
+    pub fn log_time(self) -> LogTime {
+        let secs = self.0.div_euclid(1_000_000_000);
+        let nanos = self.0.rem_euclid(1_000_000_000) as u64;
+        let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
+        let of_day = secs.rem_euclid(86_400) as u64;
+        // An i64 of nanoseconds spans the years 1677 to 2262: always four digits.
+        let mut bytes = *b"0000-00-00T00:00:00.000000000+00:00";
+        let mut put = |at: usize, width: usize, mut value: u64| {
+            for i in (at..at + width).rev() {
+                bytes[i] = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
+        };
+        put(0, 4, year as u64);
+        put(5, 2, u64::from(month));
+        put(8, 2, u64::from(day));
+        put(11, 2, of_day / 3600);
+        put(14, 2, of_day / 60 % 60);
+        put(17, 2, of_day % 60);
+        put(20, 9, nanos);
+        LogTime { bytes }
+    }
+
     /// conmon's k8s-file timestamp: RFC 3339 with all nine fraction digits and `+00:00`.
     pub fn to_log_time(self) -> String {
         let (date, secs_of_day, nanos) = self.split();
@@ -146,6 +172,18 @@ impl Timestamp {
             secs_of_day % 60,
             nanos
         )
+    }
+}
+
+/// A k8s-file timestamp on the stack ([`Timestamp::log_time`]).
+#[derive(Debug, Clone, Copy)]
+pub struct LogTime {
+    bytes: [u8; 35],
+}
+
+impl LogTime {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
     }
 }
 
@@ -234,6 +272,26 @@ mod tests {
             "2000-02-29T00:00:00.000000001Z"
         );
         assert_eq!(Timestamp(-1_000_000_000).to_rfc3339_nanos(), "1969-12-31T23:59:59Z");
+    }
+
+    // The monitor's allocation-free stamp is the k8s-file one, byte for byte.
+    #[test]
+    fn log_time_matches_to_log_time() {
+        for nanos in [
+            0,
+            1_796_293_574_500_000_000,
+            951_782_400_000_000_001,
+            -1_000_000_000,
+            i64::MIN,
+            i64::MAX,
+        ] {
+            let t = Timestamp(nanos);
+            assert_eq!(t.log_time().as_bytes(), t.to_log_time().as_bytes(), "{nanos}");
+        }
+        assert_eq!(
+            std::str::from_utf8(Timestamp(1_796_293_574_500_000_000).log_time().as_bytes()),
+            Ok("2026-12-03T10:26:14.500000000+00:00")
+        );
     }
 
     #[test]
