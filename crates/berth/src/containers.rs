@@ -183,6 +183,10 @@ pub struct RunArgs {
     /// Forward signals berth receives to the container.
     #[arg(long, value_name = "BOOL", default_value_t = true, action = ArgAction::Set)]
     pub sig_proxy: bool,
+    /// The keys that detach from the container: ctrl-X or a character, comma-separated
+    /// (default ctrl-p,ctrl-q; empty: none).
+    #[arg(long, value_name = "KEYS")]
+    pub detach_keys: Option<String>,
     /// The signal that stops the container.
     #[arg(long, value_name = "SIGNAL")]
     pub stop_signal: Option<String>,
@@ -237,6 +241,9 @@ pub struct StartArgs {
     /// With --attach, attach stdin too.
     #[arg(short, long)]
     pub interactive: bool,
+    /// The keys that detach from the container (default ctrl-p,ctrl-q; empty: none).
+    #[arg(long, value_name = "KEYS")]
+    pub detach_keys: Option<String>,
     #[arg(required = true)]
     pub containers: Vec<String>,
 }
@@ -362,6 +369,9 @@ pub struct AttachArgs {
     /// Forward signals to the container.
     #[arg(long, value_name = "BOOL", default_value_t = true, action = ArgAction::Set)]
     pub sig_proxy: bool,
+    /// The keys that detach from the container (default ctrl-p,ctrl-q; empty: none).
+    #[arg(long, value_name = "KEYS")]
+    pub detach_keys: Option<String>,
     pub container: String,
 }
 
@@ -452,6 +462,7 @@ fn check_run_flags(args: &RunArgs) -> Result<()> {
     if args.pull == "newer" {
         bail!("--pull newer is not supported yet");
     }
+    detach_keys(args.detach_keys.as_deref())?;
     if let Some(path) = &args.cidfile {
         if path.exists() {
             bail!("container id file {} exists: remove it or use another", path.display());
@@ -459,6 +470,11 @@ fn check_run_flags(args: &RunArgs) -> Result<()> {
     }
     args.duties.validate(args.rm)?;
     Ok(())
+}
+
+/// A `--detach-keys` value, parsed (`None`: the default).
+fn detach_keys(value: Option<&str>) -> Result<Option<Vec<u8>>> {
+    value.map(|v| monitor::detach::parse(v).map_err(anyhow::Error::msg)).transpose()
 }
 
 /// The image for `run`/`create`, by `--pull`.
@@ -583,7 +599,21 @@ fn run(global: &GlobalOptions, args: RunArgs, start_it: bool) -> Result<ExitCode
     if Containers::can_run_here(&record, args.sig_proxy) {
         return Ok(run_here(&mut containers, &record.id));
     }
-    foreground(&mut containers, &record.id, args.tty, args.interactive, args.sig_proxy, args.rm)
+    let attached = Attached {
+        tty: args.tty,
+        interactive: args.interactive,
+        sig_proxy: args.sig_proxy,
+        detach_keys: detach_keys(args.detach_keys.as_deref())?,
+    };
+    foreground(&mut containers, &record.id, &attached, args.rm)
+}
+
+/// How a foreground session is attached.
+struct Attached {
+    tty: bool,
+    interactive: bool,
+    sig_proxy: bool,
+    detach_keys: Option<Vec<u8>>,
 }
 
 /// A foreground `run --rm` without a pty or stdin: this process watches the container itself
@@ -605,11 +635,10 @@ fn run_here(containers: &mut Containers, id: &str) -> ExitCode {
 fn foreground(
     containers: &mut Containers,
     id: &str,
-    tty: bool,
-    interactive: bool,
-    sig_proxy: bool,
+    attached: &Attached,
     auto_remove: bool,
 ) -> Result<ExitCode> {
+    let Attached { tty, interactive, sig_proxy, .. } = *attached;
     let stdin = io::stdin();
     let stdout = io::stdout();
     let stderr = io::stderr();
@@ -633,7 +662,12 @@ fn foreground(
     let terminal = (tty && stdin.is_terminal()).then(|| stdin.as_fd());
     let end = session(
         &started.sock,
-        SessionOptions { pid: started.pid, terminal, sig_proxy: sig_proxy && !tty },
+        SessionOptions {
+            pid: started.pid,
+            terminal,
+            sig_proxy: sig_proxy && !tty,
+            detach_keys: attached.detach_keys.as_deref(),
+        },
     )
     .context("attached session")?;
     drop(raw);
@@ -669,8 +703,13 @@ fn start(global: &GlobalOptions, args: StartArgs) -> Result<ExitCode> {
         }
         let record = containers.lookup(&args.containers[0])?;
         let options = CreateOptions::of(&record)?;
-        let interactive = args.interactive && options.run.interactive;
-        return foreground(&mut containers, &record.id, options.run.tty, interactive, true, false);
+        let attached = Attached {
+            tty: options.run.tty,
+            interactive: args.interactive && options.run.interactive,
+            sig_proxy: true,
+            detach_keys: detach_keys(args.detach_keys.as_deref())?,
+        };
+        return foreground(&mut containers, &record.id, &attached, false);
     }
     let mut code = ExitCode::SUCCESS;
     for query in &args.containers {
@@ -916,6 +955,7 @@ fn logs(global: &GlobalOptions, args: LogsArgs) -> Result<ExitCode> {
     let first = opts.select(reader.read_new(false)?);
     emit(first, &mut out, &mut err)?;
     let follow_opts = LogOptions { tail: None, ..opts.clone() };
+    let changes = LogChanges::watch(&path);
     loop {
         let still = live(&mut containers).unwrap_or(false);
         let lines: Vec<_> =
@@ -924,7 +964,42 @@ fn logs(global: &GlobalOptions, args: LogsArgs) -> Result<ExitCode> {
         if !still {
             return Ok(ExitCode::SUCCESS);
         }
-        std::thread::sleep(Duration::from_millis(50));
+        changes.wait();
+    }
+}
+
+/// Wake-ups for `logs -f`: inotify on the log file, so a new line shows at once, and a
+/// timeout, so the container's exit (which may write nothing) is seen too. Without inotify
+/// (no instances left), a 50 ms poll.
+struct LogChanges {
+    inotify: Option<OwnedFd>,
+}
+
+impl LogChanges {
+    /// How long a wait lasts when nothing is written: the delay in noticing a quiet exit.
+    const TIMEOUT_MS: i32 = 250;
+
+    fn watch(path: &std::path::Path) -> Self {
+        use rustix::fs::inotify;
+        let inotify = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)
+            .ok()
+            .filter(|fd| {
+                let flags = inotify::WatchFlags::MODIFY | inotify::WatchFlags::CLOSE_WRITE;
+                inotify::add_watch(fd, path, flags).is_ok()
+            });
+        Self { inotify }
+    }
+
+    /// Waits until the log changes or the timeout passes.
+    fn wait(&self) {
+        let Some(fd) = &self.inotify else {
+            std::thread::sleep(Duration::from_millis(50));
+            return;
+        };
+        monitor::fds::poll_one(fd.as_raw_fd(), libc::POLLIN, Self::TIMEOUT_MS);
+        // Drain the events: only their arrival matters.
+        let mut buf = [0u8; 4096];
+        while matches!(monitor::fds::read(fd.as_fd(), &mut buf), Ok(n) if n > 0) {}
     }
 }
 
@@ -1087,6 +1162,7 @@ fn wait_child(pid: i32) -> i32 {
 }
 
 fn attach(global: &GlobalOptions, args: AttachArgs) -> Result<ExitCode> {
+    let keys = detach_keys(args.detach_keys.as_deref())?;
     let mut containers = open(global)?;
     let record = containers.lookup(&args.container)?;
     if record.state != ContainerState::Running {
@@ -1116,6 +1192,7 @@ fn attach(global: &GlobalOptions, args: AttachArgs) -> Result<ExitCode> {
             pid: record.pid.unwrap_or(0),
             terminal,
             sig_proxy: args.sig_proxy && !tty,
+            detach_keys: keys.as_deref(),
         },
     )?;
     drop(raw);
