@@ -4,9 +4,13 @@
 #   1. `run --rm IMAGE true`, end to end            (goal: berth <= 1/10 of podman)
 #   2. `ps -a` with 100 created containers          (goal: berth < 50 ms)
 #   3. `exec CONTAINER true` into a running one     (berth vs podman exec)
-#   4. the resident set of berth's monitor vs conmon's, for one `run -d ... sleep`
+#   4. the resident set of berth's monitor vs conmon's, for one `run -d ... sleep` (idle)
+#      and, sampled 20 times, for a container logging 20 MB of 64-byte lines (peak)
 #
 #   scripts/bench/containers.sh [ROUNDS]     (as root; default 20 rounds, at least 10)
+#
+# Each line reports hyperfine's median wall time and its mean user and system CPU time, and
+# the load average is printed before and after (the machine is shared).
 #
 # Needs: hyperfine, podman, runc, conmon, skopeo, jq, busybox-static (Debian packages) and
 # cargo for the release build of berth and berth-fixture. Podman gets a throwaway --root and
@@ -48,11 +52,14 @@ skopeo copy --quiet "oci:$WORK/layout:latest" \
 
 summary() {
     jq -r --arg what "$1" '
-      (.results[0].median * 1000) as $b | (.results[1].median * 1000) as $p |
-      "\($what): berth \($b * 100 | round / 100) ms, podman \($p * 100 | round / 100) ms, " +
-      "ratio berth/podman \($b / $p * 1000 | round / 1000)"' "$2"
+      def ms: . * 1000 * 100 | round / 100;
+      (.results[0]) as $b | (.results[1]) as $p |
+      "\($what): berth \($b.median | ms) ms (user \($b.user | ms), sys \($b.system | ms)), " +
+      "podman \($p.median | ms) ms (user \($p.user | ms), sys \($p.system | ms)), " +
+      "ratio berth/podman \($b.median / $p.median * 1000 | round / 1000)"' "$2"
 }
 
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 echo "== 1. run --rm busybox true" >&2
 hyperfine -N --warmup 3 --runs "$ROUNDS" --export-json "$WORK/run.json" \
     -n berth "$B run --rm $RUN_FLAGS localhost/busybox true" \
@@ -78,12 +85,31 @@ hyperfine -N --warmup 3 --runs "$ROUNDS" --export-json "$WORK/exec.json" \
 
 echo "== 4. monitor RSS" >&2
 rss() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
-monitor=$(pgrep -f "__berth-monitor.*$WORK/berth-run" | head -n 1)
-conmon=$(pgrep -f "conmon.*$WORK/podman" | head -n 1)
-berth_rss=$(rss "$monitor")
-conmon_rss=$(rss "$conmon")
+monitor_of() { pgrep -f "__berth-monitor.*$1" | head -n 1; }
+conmon_of() { pgrep -f "conmon.*-n $1 " | head -n 1; }
+berth_rss=$(rss "$(monitor_of "$($B inspect --format '{{.Id}}' bench-exec)")")
+conmon_rss=$(rss "$(conmon_of bench-exec)")
+# 20 MB of 64-byte lines, again and again: the peak of 20 samples, one every 0.25 s.
+LOGGER='while true; do yes 0123456789012345678901234567890123456789012345678901234567890 | head -c 20000000; sleep 1; done'
+$B run -d --name bench-log localhost/busybox sh -c "$LOGGER" >/dev/null
+$P run -d $RUN_FLAGS --name bench-log localhost/busybox sh -c "$LOGGER" >/dev/null
+bmon=$(monitor_of "$($B inspect --format '{{.Id}}' bench-log)")
+pmon=$(conmon_of bench-log)
+berth_peak=0
+conmon_peak=0
+n=0
+while [ $n -lt 20 ]; do
+    r=$(rss "$bmon"); [ "$r" -gt "$berth_peak" ] && berth_peak=$r
+    r=$(rss "$pmon"); [ "$r" -gt "$conmon_peak" ] && conmon_peak=$r
+    sleep 0.25
+    n=$((n + 1))
+done
+$B rm -f -t 0 bench-log >/dev/null
+$P rm -f -t 0 bench-log >/dev/null
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
 summary "run --rm busybox true" "$WORK/run.json"
 summary "ps -a, 100 containers" "$WORK/ps.json"
 summary "exec true" "$WORK/exec.json"
-echo "monitor RSS: berth $berth_rss KiB, conmon $conmon_rss KiB"
+echo "monitor RSS, idle: berth $berth_rss KiB, conmon $conmon_rss KiB"
+echo "monitor RSS, logging (peak of 20 samples): berth $berth_peak KiB, conmon $conmon_peak KiB"

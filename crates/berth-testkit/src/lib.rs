@@ -15,6 +15,7 @@ pub mod digest;
 pub mod host;
 pub mod image_tree;
 pub mod layout;
+pub mod pty;
 pub mod registry;
 pub mod rootless_cli;
 pub mod user;

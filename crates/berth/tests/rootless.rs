@@ -511,3 +511,131 @@ fn the_rootless_spec_follows_podmans() {
     assert!(nproc <= pid_max, "RLIMIT_NPROC {nproc} above pid_max {pid_max}");
     b.ok(&["rm", &id]);
 }
+
+// What a default rootless container sees from inside, as the rootful one does: only its own
+// processes, Podman's 11 capabilities (in the user's namespace), no mount, a masked
+// /proc/kcore, a read-only /proc/sys; --read-only --tmpfs /tmp, --cap-drop ALL and -u 1000;
+// and the exit codes 0, 3, 137, 127, 126 and 125 of foreground runs.
+#[test]
+fn rootless_isolation_and_exit_codes() {
+    let b = Rootless::new();
+    b.load_busybox();
+    let image = "localhost/busybox:latest";
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        image,
+        "sh",
+        "-c",
+        "ps -o pid | tail -n +2 | wc -l; grep CapEff /proc/self/status; \
+         mount -t tmpfs none /tmp 2>/dev/null; echo mount=$?; \
+         { wc -c < /proc/kcore || echo kcore=absent; } 2>/dev/null; \
+         { echo 1 > /proc/sys/kernel/domainname; } 2>/dev/null; echo procsys=$?",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    let pids: usize = lines[0].trim().parse().unwrap();
+    assert!(pids <= 4, "the container sees {pids} processes: {out}");
+    assert_eq!(lines[1], "CapEff:\t00000000800405fb", "{out}");
+    assert_ne!(lines[2], "mount=0", "mount works in a default rootless container");
+    assert!(lines[3] == "kcore=absent" || lines[3].trim() == "0", "{}", lines[3]);
+    assert_eq!(lines[4], "procsys=1", "/proc/sys is writable");
+
+    let args = ["run", "--rm", "--read-only", "--tmpfs", "/tmp", image, "sh", "-c"];
+    let script = "touch /x 2>/dev/null; echo root=$?; touch /tmp/y; echo tmp=$?";
+    assert_eq!(b.ok(&[&args[..], &[script]].concat()), "root=1\ntmp=0\n");
+    let out = b.ok(&["run", "--rm", "--cap-drop", "ALL", image, "grep", "CapEff", "/proc/self/status"]);
+    assert_eq!(out, "CapEff:\t0000000000000000\n");
+    assert_eq!(b.ok(&["run", "--rm", "-u", "1000", image, "id", "-u"]), "1000\n");
+
+    assert_eq!(b.ok(&["run", "--rm", image, "true"]), "");
+    assert_eq!(b.code(&["run", "--rm", image, "sh", "-c", "exit 3"]), Some(3));
+    assert_eq!(b.code(&["run", "--rm", image, "sh", "-c", "kill -KILL $$"]), Some(137));
+    assert_eq!(b.code(&["run", "--rm", image, "no-such-command"]), Some(127));
+    assert_eq!(b.code(&["run", "--rm", image, "/etc/passwd"]), Some(126));
+    let out = b.run(&["run", "--rm", "--pull", "never", "localhost/none", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1, "{}", text(&out));
+    assert!(b.ok(&["ps", "-aq"]).is_empty());
+    assert_eq!(b.mounts(), Vec::<String>::new());
+}
+
+// A rootless shell trapping SIGTERM sees it on stop, and an `attach` from another shell gets
+// its output and its exit code; a foreground --rm run passes berth's SIGTERM on too.
+#[test]
+fn rootless_stop_reaches_a_trap_and_attach_sees_it() {
+    let b = Rootless::new();
+    b.load_busybox();
+    let image = "localhost/busybox:latest";
+    let script = "trap 'echo got TERM; exit 7' TERM; echo ready; while true; do sleep 0.1; done";
+    let ticking = "trap 'echo got TERM; exit 7' TERM; while true; do echo tick; sleep 0.2; done";
+    b.ok(&["run", "-d", "--name", "trap", image, "sh", "-c", ticking]);
+    let mut attach = b
+        .command(&["attach", "trap"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A tick through the attach says the client is connected.
+    let mut reader = std::io::BufReader::new(attach.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+    assert_eq!(line, "tick\n");
+    b.ok(&["stop", "trap"]);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut rest).unwrap();
+    assert!(rest.ends_with("got TERM\n"), "{rest}");
+    let status = attach.wait().unwrap();
+    assert_eq!(status.code(), Some(7), "attach exits with the container's code");
+    assert!(b.ok(&["logs", "trap"]).ends_with("tick\ngot TERM\n"));
+    assert_eq!(b.ok(&["inspect", "--format", "{{.State.ExitCode}}", "trap"]).trim(), "7");
+    b.ok(&["rm", "trap"]);
+
+    let child = b
+        .command(&["run", "--rm", "--name", "fg", image, "sh", "-c", script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    b.eventually("the foreground container's log", || b.ok(&["logs", "fg"]) == "ready\n");
+    // SAFETY: kill takes a pid and a signal by value; the pid is our child's.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ready\ngot TERM\n");
+    assert!(b.ok(&["ps", "-aq"]).is_empty());
+    assert_eq!(b.mounts(), Vec::<String>::new());
+}
+
+// `-it` as the test user through a pty: the shell has a terminal that follows berth's size,
+// ctrl-p ctrl-q detaches, `attach` comes back and the shell's exit code comes out.
+#[test]
+fn rootless_it_through_a_pty_with_resize_and_detach() {
+    use berth_testkit::pty;
+    use std::io::Write;
+    let b = Rootless::new();
+    b.load_busybox();
+    let (mut child, mut master) =
+        pty::spawn(b.command(&["run", "-it", "--name", "tty", "localhost/busybox:latest", "sh"]));
+    let mut size_inside = |master: &mut fs::File| {
+        master.write_all(b"stty size; echo size-$((6*7))\n").unwrap();
+        pty::read_until(master, "size-42\r\n")
+    };
+    pty::resize(&master, 33, 101);
+    b.eventually("the size inside", || size_inside(&mut master).contains("33 101"));
+    master.write_all(b"tty; echo sum-$((40+2))\n").unwrap();
+    let seen = pty::read_until(&mut master, "sum-42\r\n");
+    assert!(seen.contains("/dev/pts/"), "the shell has no terminal: {seen:?}");
+    master.write_all(b"\x10\x11").unwrap();
+    assert_eq!(pty::wait_exit(&mut child), Some(0), "berth exits 0 on detach");
+    assert_eq!(b.ok(&["ps", "--format", "{{.Names}} {{.State}}"]).trim(), "tty Running");
+
+    let (mut child, mut master) = pty::spawn(b.command(&["attach", "tty"]));
+    master.write_all(b"echo back-$((2+2))\n").unwrap();
+    pty::read_until(&mut master, "back-4\r\n");
+    master.write_all(b"exit 5\n").unwrap();
+    assert_eq!(pty::wait_exit(&mut child), Some(5));
+    b.ok(&["rm", "tty"]);
+    assert_eq!(b.mounts(), Vec::<String>::new());
+}
