@@ -47,7 +47,8 @@ fn resize_and_detach_keys() {
     assert_eq!(berth.ok(&["ps", "--format", "{{.Names}} {{.State}}"]).trim(), "term Running");
 
     // attach with no detach keys at all: the shell's exit code comes back.
-    let (mut child, mut master) = pty::spawn(berth.command(&["attach", "--detach-keys", "", "term"]));
+    let (mut child, mut master) =
+        pty::spawn(berth.command(&["attach", "--detach-keys", "", "term"]));
     master.write_all(b"\x10\x11").unwrap();
     master.write_all(b"\x15echo back-$((2+2))\n").unwrap();
     pty::read_until(&mut master, "back-4\r\n");

@@ -543,7 +543,8 @@ fn rootless_isolation_and_exit_codes() {
     let args = ["run", "--rm", "--read-only", "--tmpfs", "/tmp", image, "sh", "-c"];
     let script = "touch /x 2>/dev/null; echo root=$?; touch /tmp/y; echo tmp=$?";
     assert_eq!(b.ok(&[&args[..], &[script]].concat()), "root=1\ntmp=0\n");
-    let out = b.ok(&["run", "--rm", "--cap-drop", "ALL", image, "grep", "CapEff", "/proc/self/status"]);
+    let out =
+        b.ok(&["run", "--rm", "--cap-drop", "ALL", image, "grep", "CapEff", "/proc/self/status"]);
     assert_eq!(out, "CapEff:\t0000000000000000\n");
     assert_eq!(b.ok(&["run", "--rm", "-u", "1000", image, "id", "-u"]), "1000\n");
 

@@ -478,7 +478,12 @@ impl Containers {
                     pid_start_time: Some(start_time),
                     boot_id: boot_id.clone(),
                 },
-                StateChange::Running { pid, pid_start_time: start_time, boot_id, at: Timestamp::now() },
+                StateChange::Running {
+                    pid,
+                    pid_start_time: start_time,
+                    boot_id,
+                    at: Timestamp::now(),
+                },
             ],
         )?)
     }
