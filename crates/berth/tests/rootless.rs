@@ -619,7 +619,7 @@ fn rootless_it_through_a_pty_with_resize_and_detach() {
     b.load_busybox();
     let (mut child, mut master) =
         pty::spawn(b.command(&["run", "-it", "--name", "tty", "localhost/busybox:latest", "sh"]));
-    let mut size_inside = |master: &mut fs::File| {
+    let size_inside = |master: &mut fs::File| {
         master.write_all(b"stty size; echo size-$((6*7))\n").unwrap();
         pty::read_until(master, "size-42\r\n")
     };
