@@ -55,7 +55,7 @@ fn finish(mut child: Child) -> (Option<i32>, String) {
 fn sigterm_to_berth_reaches_the_container_and_logs_follow_it() {
     let berth = engine();
     let child = spawn_trapping(&berth, "fg");
-    berth.eventually("the first log line", || berth.ok(&["logs", "fg"]) == "ready\n");
+    berth.eventually("the first log line", || stdout(&berth.run(&["logs", "fg"])) == "ready\n");
     assert!(berth.ok(&["ps", "--format", "{{.Names}} {{.State}}"]).contains("fg Running"));
     assert!(berth.monitors().is_empty(), "a monitor was started: {:?}", berth.monitors());
     let follow = berth
@@ -83,7 +83,9 @@ fn sigterm_to_berth_reaches_the_container_and_logs_follow_it() {
 fn stop_from_another_shell() {
     let berth = engine();
     let child = spawn_trapping(&berth, "stopped");
-    berth.eventually("the container to run", || berth.ok(&["logs", "stopped"]) == "ready\n");
+    berth.eventually("the container to run", || {
+        stdout(&berth.run(&["logs", "stopped"])) == "ready\n"
+    });
     assert_eq!(berth.ok(&["stop", "stopped"]).trim(), "stopped");
     let (code, out) = finish(child);
     assert_eq!(code, Some(7));
@@ -92,7 +94,8 @@ fn stop_from_another_shell() {
     berth.assert_clean();
 }
 
-// Exit codes 0, 3, 137, 127, 126 and 125, stdout and stderr kept apart, and nothing left.
+// Exit codes 0, 3, 137 (killed by `kill`), 127, 126 and 125, stdout and stderr kept apart,
+// and nothing left.
 #[test]
 fn exit_codes_and_streams() {
     let berth = engine();
@@ -108,7 +111,19 @@ fn exit_codes_and_streams() {
     assert_eq!(stdout(&out), "to-out\n");
     assert_eq!(String::from_utf8_lossy(&out.stderr), "to-err\n");
     berth.fails(&["run", "--rm", "localhost/busybox", "sh", "-c", "exit 3"], 3);
-    berth.fails(&["run", "--rm", "localhost/busybox", "sh", "-c", "kill -KILL $$"], 137);
+    // Killed from outside (PID 1 ignores a SIGKILL from inside its own namespace).
+    let child = berth
+        .command(&["run", "--rm", "--name", "killed", "localhost/busybox", "sleep", "1000"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    berth.eventually("the container to run", || {
+        stdout(&berth.run(&["ps", "--format", "{{.Names}}"])).trim() == "killed"
+    });
+    berth.ok(&["kill", "killed"]);
+    assert_eq!(finish(child).0, Some(137));
     let err = berth.fails(&["run", "--rm", "localhost/busybox", "no-such-command"], 127);
     assert!(err.starts_with("berth: ") && err.lines().count() == 1, "{err}");
     berth.fails(&["run", "--rm", "localhost/busybox", "/etc/passwd"], 126);

@@ -550,7 +550,19 @@ fn rootless_isolation_and_exit_codes() {
 
     assert_eq!(b.ok(&["run", "--rm", image, "true"]), "");
     assert_eq!(b.code(&["run", "--rm", image, "sh", "-c", "exit 3"]), Some(3));
-    assert_eq!(b.code(&["run", "--rm", image, "sh", "-c", "kill -KILL $$"]), Some(137));
+    // Killed from outside (PID 1 ignores a SIGKILL from inside its own namespace).
+    let child = b
+        .command(&["run", "--rm", "--name", "killed", image, "sleep", "1000"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    b.eventually("the container to run", || {
+        String::from_utf8_lossy(&b.run(&["ps", "--format", "{{.Names}}"]).stdout).trim() == "killed"
+    });
+    b.ok(&["kill", "killed"]);
+    assert_eq!(child.wait_with_output().unwrap().status.code(), Some(137));
     assert_eq!(b.code(&["run", "--rm", image, "no-such-command"]), Some(127));
     assert_eq!(b.code(&["run", "--rm", image, "/etc/passwd"]), Some(126));
     let out = b.run(&["run", "--rm", "--pull", "never", "localhost/none", "true"]);
@@ -599,7 +611,9 @@ fn rootless_stop_reaches_a_trap_and_attach_sees_it() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    b.eventually("the foreground container's log", || b.ok(&["logs", "fg"]) == "ready\n");
+    b.eventually("the foreground container's log", || {
+        String::from_utf8_lossy(&b.run(&["logs", "fg"]).stdout) == "ready\n"
+    });
     // SAFETY: kill takes a pid and a signal by value; the pid is our child's.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
     let out = child.wait_with_output().unwrap();
