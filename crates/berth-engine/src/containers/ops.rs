@@ -367,13 +367,12 @@ impl Containers {
             let recorded = self.record_running(&record.id, pid, start_time);
             // The exit is recorded (and --rm removes) under the same lock: let it go first.
             drop(lock.take());
-            running = Some(recorded.map_err(|e| e.to_string())?);
+            let recorded = recorded.map_err(|e| e.to_string())?;
+            crate::events::record_container(&self.ctx.runroot, "start", &recorded, None);
+            running = Some(recorded);
             Ok(())
         });
         drop(lock);
-        if let Some(record) = &running {
-            crate::events::record_container(&self.ctx.runroot, "start", record, None);
-        }
         match result {
             Ok(code) => Ok(code),
             Err(e) => {
