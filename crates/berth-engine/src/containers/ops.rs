@@ -544,21 +544,28 @@ impl Containers {
     }
 
     /// Waits until container `id` (whose process is gone or going) is recorded as exited or
-    /// removed; does the cleanup itself when its monitor is gone. `None` when removed.
+    /// removed; does the cleanup itself when its monitor is gone. A container that `--rm`
+    /// removed once it exited comes back as its last record, marked exited.
     fn await_exit(&mut self, id: &str, limit: Duration) -> Result<ContainerRecord, OpsError> {
         let deadline = Instant::now() + limit;
+        let mut last: Option<ContainerRecord> = None;
         loop {
-            let record = self.store.db().get(id)?;
+            let record = match (self.store.db().get(id), last.take()) {
+                (Ok(record), _) => record,
+                (Err(StateError::NoSuchContainer { .. }), Some(mut gone)) => {
+                    gone.state = ContainerState::Exited;
+                    return Ok(gone);
+                }
+                (Err(e), _) => return Err(e.into()),
+            };
             if !record.state.has_process() {
                 return Ok(record);
             }
+            last = Some(record.clone());
             let options = CreateOptions::of(&record)?;
             if !monitor::monitor_alive(&options.userdata_dir, id) {
+                // Its exit is ours to record; the next round reads what that made of it.
                 self.reconcile()?;
-                let record = self.store.db().get(id)?;
-                if !record.state.has_process() {
-                    return Ok(record);
-                }
             }
             if Instant::now() > deadline {
                 return Err(OpsError::Timeout {
