@@ -133,17 +133,23 @@ pub fn attach_socket(userdata: &Path) -> PathBuf {
     userdata.join("attach")
 }
 
-/// The monitor's pid file in `userdata`: `PID START` (the start time from /proc/PID/stat,
-/// so a reused pid is not taken for the monitor).
+/// The monitor's pid file in `userdata`: its pid alone, as conmon's (inspect's ConmonPidFile).
 pub fn pid_file(userdata: &Path) -> PathBuf {
     userdata.join("monitor.pid")
+}
+
+/// The monitor's start time (from /proc/PID/stat) beside the pid file, so that a reused pid
+/// is not taken for the monitor.
+fn start_file(userdata: &Path) -> PathBuf {
+    userdata.join("monitor.start")
 }
 
 /// Records `pid` as the process that watches the container of `userdata`.
 pub(crate) fn write_pid_file(userdata: &Path, pid: i32) {
     use crate::state::ProcessProbe;
     let start = crate::state::ProcProbe.start_time(pid).unwrap_or(0);
-    let _ = fs::write(pid_file(userdata), format!("{pid} {start}\n"));
+    let _ = fs::write(start_file(userdata), format!("{start}\n"));
+    let _ = fs::write(pid_file(userdata), format!("{pid}\n"));
 }
 
 /// The exit file in `userdata`: `CODE` then the Unix nanoseconds of the exit.
@@ -161,16 +167,16 @@ pub fn read_exit_file(userdata: &Path) -> Option<(i32, Timestamp)> {
 }
 
 /// Whether the monitor recorded in `userdata` still runs: its pid is alive with the recorded
-/// start time (or, in a pid file without one, its command line names the container). The
-/// process is berth's own monitor or, for a foreground `run --rm`, the berth that runs it.
+/// start time (or, without one, its command line names the container). The process is
+/// berth's own monitor or, for a foreground `run --rm`, the berth that runs it.
 pub fn monitor_alive(userdata: &Path, id: &str) -> bool {
     use crate::state::ProcessProbe;
     let text = fs::read_to_string(pid_file(userdata)).unwrap_or_default();
-    let mut fields = text.split_whitespace();
-    let Some(pid) = fields.next().and_then(|p| p.parse::<i32>().ok()) else {
+    let Some(pid) = text.trim().parse::<i32>().ok() else {
         return false;
     };
-    if let Some(start) = fields.next().and_then(|s| s.parse::<u64>().ok()).filter(|s| *s != 0) {
+    let start = fs::read_to_string(start_file(userdata)).unwrap_or_default();
+    if let Some(start) = start.trim().parse::<u64>().ok().filter(|s| *s != 0) {
         return crate::state::ProcProbe.start_time(pid) == Some(start);
     }
     let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
