@@ -1,9 +1,16 @@
 #!/bin/sh
-# Issue 7, side by side with Podman (runc, cgroupfs, no network for both), one hyperfine run:
-#   `stats --no-stream` with 20 running containers (busybox `sleep`).
+# Issue 7, side by side with Podman (runc, cgroupfs, no network for both), one hyperfine run
+# each:
+#   1. `stats --no-stream` with 20 running containers (busybox `sleep`);
+#   2. `run -d` of 50 containers in parallel: the wall time until every `run -d` has
+#      returned, which both engines do once the container runs (PARALLEL_ROUNDS rounds,
+#      default 5; each round starts from no containers, removed in hyperfine's --prepare).
 #
 #   scripts/bench/part2.sh [ROUNDS]     (as root; default 20 rounds, at least 10)
 #
+# Each line also gives the mean user and system CPU time hyperfine measured: that of the
+# timed processes and the children they waited for, so not of the monitors (berth) or
+# conmon (podman) that stay with the containers.
 # BERTH_BIN and FIXTURE_BIN, when set, are used instead of a release build (a quicker figure
 # from a debug build, which BENCHMARKS.md then says).
 #
@@ -61,7 +68,46 @@ done
 echo "== stats --no-stream, $COUNT containers" >&2
 hyperfine -N --warmup 3 --runs "$ROUNDS" --export-json "$WORK/stats.json" \
     -n berth "$B stats --no-stream" -n podman "$P stats --no-stream" >&2
-jq -r '(.results[0].median * 1000) as $b | (.results[1].median * 1000) as $p |
-  "stats --no-stream (\(env.COUNT) containers): berth \($b * 100 | round / 100) ms, " +
-  "podman \($p * 100 | round / 100) ms, ratio berth/podman \($b / $p * 1000 | round / 1000)"' \
-    "$WORK/stats.json"
+summary() {
+    jq -r --arg what "$1" '
+      def ms: . * 1000 | . * 100 | round / 100;
+      def cpu: "CPU \(.user | ms) + \(.system | ms) ms";
+      .results[0] as $b | .results[1] as $p |
+      "\($what): berth \($b.median | ms) ms (\($b | cpu)), podman \($p.median | ms) ms " +
+      "(\($p | cpu)), ratio berth/podman \($b.median / $p.median * 1000 | round / 1000)"' "$2"
+}
+summary "stats --no-stream ($COUNT containers)" "$WORK/stats.json"
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+PARALLEL=50
+PARALLEL_ROUNDS=${PARALLEL_ROUNDS:-5}
+# Starts N `run -d` at once and waits for each; fails if one failed.
+cat > "$WORK/parallel-run" <<'SCRIPT'
+#!/bin/sh
+n=$1
+shift
+pids=
+i=0
+while [ "$i" -lt "$n" ]; do
+    "$@" >/dev/null &
+    pids="$pids $!"
+    i=$((i + 1))
+done
+rc=0
+for p in $pids; do wait "$p" || rc=1; done
+exit $rc
+SCRIPT
+chmod +x "$WORK/parallel-run"
+echo "== run -d of $PARALLEL containers in parallel" >&2
+hyperfine -N --runs "$PARALLEL_ROUNDS" --export-json "$WORK/parallel.json" \
+    --prepare "$B rm -af -t 0" --prepare "$P rm -af -t 0" \
+    -n berth "$WORK/parallel-run $PARALLEL $B run -d $RUN_FLAGS localhost/busybox sleep 1000" \
+    -n podman "$WORK/parallel-run $PARALLEL $P run -d $RUN_FLAGS localhost/busybox sleep 1000" >&2
+# The last round's containers are still there: every one of them must run.
+for engine in "$B" "$P"; do
+    running=$($engine ps -q --filter status=running | wc -l)
+    [ "$running" = $PARALLEL ] || {
+        echo "part2.sh: $running of $PARALLEL containers run after the last round" >&2; exit 1; }
+done
+summary "run -d of $PARALLEL containers in parallel, until all run" "$WORK/parallel.json"
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
