@@ -761,8 +761,14 @@ pub struct CommitRequest<'a> {
 
 /// The files a runtime bind-mounts over a container's root, which it may have had to create
 /// (empty) in the upper directory as mount points; as Podman's commit, they are no change.
-const MOUNT_POINT_FILES: [&str; 4] =
-    ["etc/hosts", "etc/hostname", "etc/resolv.conf", "run/.containerenv"];
+const MOUNT_POINT_FILES: [&str; 5] = [
+    "etc/hosts",
+    "etc/hostname",
+    "etc/resolv.conf",
+    "run/.containerenv",
+    // `run --init`'s mount point (crate::init::CONTAINER_PATH).
+    "run/berth-init",
+];
 
 /// The image config (`config` object) a commit of container `record` starts from, as
 /// Podman's commit makes it: its image's, with the entrypoint, command, user, working
