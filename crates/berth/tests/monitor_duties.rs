@@ -201,12 +201,32 @@ fn a_failing_healthcheck_turns_unhealthy_after_the_retries_and_heals() {
         events(&berth, "web").into_iter().filter(|(s, _)| s == "health_status").collect();
     assert!(health_events.len() >= 3, "{health_events:?}");
 
+    // A check that outlives its timeout is killed and counts as a failure.
+    berth.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "slow",
+        "--health-cmd",
+        "sleep 30",
+        "--health-timeout",
+        "1s",
+        "--health-interval",
+        "disable",
+        "localhost/bb",
+        "sleep",
+        "1000",
+    ]);
+    let timed_out = berth.run(&["healthcheck", "run", "slow"]);
+    assert_eq!(timed_out.status.code(), Some(1), "{}", stderr(&timed_out));
+    let last =
+        inspect(&berth, "slow", "{{range .State.Health.Log}}{{.ExitCode}} {{.Output}}{{end}}");
+    assert_eq!(last, "-1 healthcheck command exceeded timeout of 1s");
+
     // A container without a check: 125, as Podman.
     berth.ok(&["run", "-d", "--name", "plain", "localhost/bb", "sleep", "1000"]);
     let err = berth.fails(&["healthcheck", "run", "plain"], 125);
     assert!(err.contains("has no healthcheck"), "{err}");
-    berth.ok(&["rm", "-f", "-t", "0", "web", "plain"]);
-    settled(&berth);
     removed_and_clean(&berth);
 }
 
