@@ -353,7 +353,9 @@ fn init_leaves_no_zombies() {
         return;
     }
     let berth = engine();
-    let workload = "(sleep 1 &); (sleep 1 &); exec sleep 3600";
+    // The orphans outlive the shell's last wait (for the second subshell), so nothing but an
+    // init reaps them once the shell has become `sleep 3600`.
+    let workload = "(sleep 2 &); (sleep 2 &); exec sleep 3600";
     berth.ok(&["run", "-d", "--name", "plain", "localhost/bb", "sh", "-c", workload]);
     berth.ok(&["run", "-d", "--init", "--name", "init", "localhost/bb", "sh", "-c", workload]);
 

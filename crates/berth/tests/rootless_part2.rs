@@ -241,7 +241,9 @@ fn init_reaps_orphans_and_forwards_stop() {
         berth.code(&["run", "--rm", "--init", "localhost/bb", "sh", "-c", "exit 3"]),
         Some(3)
     );
-    let workload = "(sleep 1 &); (sleep 1 &); exec sleep 3600";
+    // The orphans outlive the shell's last wait (for the second subshell), so nothing but an
+    // init reaps them once the shell has become `sleep 3600`.
+    let workload = "(sleep 2 &); (sleep 2 &); exec sleep 3600";
     berth.ok(&["run", "-d", "--init", "--name", "init", "localhost/bb", "sh", "-c", workload]);
     let mut seen = Vec::new();
     berth.eventually("the orphans reaped", || {
