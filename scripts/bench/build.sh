@@ -20,7 +20,8 @@ ROUNDS=${1:-10}
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 # PROFILE=debug times the debug build instead (when a release build cannot be had).
 PROFILE=${PROFILE:-release}
-if [ "$PROFILE" = release ]; then
+# SKIP_BUILD=1 times the release binaries already in the target directory.
+if [ "$PROFILE" = release ] && [ "${SKIP_BUILD:-0}" != 1 ]; then
     cargo build --release -p berth -p berth-testkit --bin berth --bin berth-fixture \
         --manifest-path "$REPO/Cargo.toml" >&2
 fi
