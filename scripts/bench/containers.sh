@@ -29,8 +29,9 @@ TARGET=$(cargo metadata --format-version 1 --no-deps --manifest-path "$REPO/Carg
 
 WORK=$(mktemp -d /var/tmp/berth-bench-containers.XXXXXX)
 B="$TARGET/release/berth --root $WORK/berth --runroot $WORK/berth-run"
-P="podman --root $WORK/podman --runroot $WORK/podman-run --runtime runc \
---cgroup-manager cgroupfs --events-backend file --storage-driver overlay"
+# Its own --tmpdir too: libpod's default (/run/libpod) is shared by every podman on the host.
+P="podman --root $WORK/podman --runroot $WORK/podman-run --tmpdir $WORK/podman-tmp \
+--runtime runc --cgroup-manager cgroupfs --events-backend file --storage-driver overlay"
 # Podman's default nofile limit is above this machine's hard limit.
 NOFILE=$(ulimit -Hn)
 NPROC=4096

@@ -146,9 +146,18 @@ impl ContainerLayers {
     }
 }
 
-/// Whether `path` is the mount point of a mount in this mount namespace (a line of
-/// /proc/self/mountinfo).
+/// Whether `path` is the mount point of a mount in this mount namespace: statx's
+/// STATX_ATTR_MOUNT_ROOT (Linux 5.8; one system call, where generating mountinfo took a
+/// noticeable part of `run --rm`), else a line of /proc/self/mountinfo (an older kernel, or a
+/// path statx cannot reach, such as a FUSE mount whose server is gone).
 pub fn is_mount_point(path: &Path) -> bool {
+    use rustix::fs::{statx, AtFlags, StatxAttributes, StatxFlags, CWD};
+    let flags = AtFlags::SYMLINK_NOFOLLOW | AtFlags::NO_AUTOMOUNT;
+    if let Ok(st) = statx(CWD, path, flags, StatxFlags::BASIC_STATS) {
+        if st.stx_attributes_mask.contains(StatxAttributes::MOUNT_ROOT) {
+            return st.stx_attributes.contains(StatxAttributes::MOUNT_ROOT);
+        }
+    }
     let Ok(text) = fs::read_to_string("/proc/self/mountinfo") else { return false };
     let wanted = path.to_string_lossy();
     text.lines().any(|line| line.split(' ').nth(4).is_some_and(|m| unescape(m) == wanted))
