@@ -69,6 +69,7 @@ bi=$(monitor_of idle)
 pm=$(conmon_of checked)
 pi=$(conmon_of idle)
 b_cpu0=$(cpu_ms "$bm")
+t0=$(date +%s)
 max_rss=0
 i=0
 while [ "$i" -lt "$DURATION" ]; do
@@ -78,6 +79,7 @@ while [ "$i" -lt "$DURATION" ]; do
     [ "$rss" -gt "$max_rss" ] && max_rss=$rss
     i=$((i + 1))
 done
+elapsed=$(($(date +%s) - t0))
 b_cpu=$(awk -v a="$b_cpu0" -v b="$(cpu_ms "$bm")" 'BEGIN { print b - a }')
 checks=$(grep '"Status":"health_status"' "$WORK/berth-run/events/events.log" \
     | grep -c '"Name":"checked"' || true)
@@ -90,7 +92,7 @@ hyperfine -N --warmup 3 --runs "$ROUNDS" --export-json "$WORK/check.json" \
 echo "load: $(uptime)"
 echo "berth monitor with a check every second: VmRSS $(field "$bm" VmRSS) KiB" \
     "(highest sampled $max_rss KiB), VmHWM $(field "$bm" VmHWM) KiB;" \
-    "$checks checks in $DURATION s, the monitor's own CPU ${b_cpu} ms; ps: $status"
+    "$checks checks in $elapsed s, the monitor's own CPU ${b_cpu} ms; ps: $status"
 echo "berth monitor idle: VmRSS $(field "$bi" VmRSS) KiB, VmHWM $(field "$bi" VmHWM) KiB"
 echo "conmon, container with a healthcheck (run by the script): VmRSS $(field "$pm" VmRSS) KiB," \
     "VmHWM $(field "$pm" VmHWM) KiB"
