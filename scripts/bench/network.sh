@@ -143,7 +143,10 @@ $P rm -af -t 0 >/dev/null
 # 5. Rootless, as the test user, with throwaway roots of its own.
 U=berth-test
 id "$U" >/dev/null 2>&1 || { echo "network.sh: no user $U (scripts/setup-host)" >&2; exit 2; }
-UWORK="$WORK/rootless"
+# Short and lowercase: podman refuses a runroot path longer than 50 characters and names the
+# pulled image after the path.
+UWORK=/tmp/bnr-$$
+rm -rf "$UWORK"
 mkdir -p "$UWORK/xdg"
 cp "$TARGET/berth" "$UWORK/berth"
 cp -r "$WORK/layout" "$UWORK/layout"
@@ -152,7 +155,7 @@ chmod 700 "$UWORK/xdg"
 chmod 755 "$WORK"
 AS="runuser -u $U -- env XDG_RUNTIME_DIR=$UWORK/xdg HOME=$UWORK"
 RB="$UWORK/berth --root $UWORK/berth-root --runroot $UWORK/berth-run"
-RP="podman --root $UWORK/podman-root --runroot $UWORK/podman-run --runtime runc \
+RP="podman --root $UWORK/podman-root --runroot $UWORK/prun --runtime runc \
 --cgroup-manager cgroupfs --events-backend file"
 rootless_cleanup() {
     $AS $RB rm -af >/dev/null 2>&1 || true
@@ -160,6 +163,7 @@ rootless_cleanup() {
     $AS $RP rm -af -t 0 >/dev/null 2>&1 || true
     $AS $RP system migrate >/dev/null 2>&1 || true
     $AS $RP unshare rm -rf "$UWORK/podman-root" >/dev/null 2>&1 || true
+    rm -rf "$UWORK"
     cleanup
 }
 trap rootless_cleanup EXIT
@@ -203,12 +207,19 @@ hyperfine -N --warmup 1 --runs "$ROUNDS" --export-json "$UWORK/big.json" \
 # The user's forwarders: pasta for berth's container; slirp4netns and rootlessport for
 # podman's (the pause processes are left out: each engine has one per user, not per container).
 # Only this run's: berth's pasta names files under UWORK; podman's helpers are the user's
-# only ones (other rootless tests of the user may run pasta, not rootlessport).
-rss() {
-    ps -u "$U" -o rss=,comm=,args= | awk -v pat="$1" -v within="$2" \
-        '$2 ~ pat && index($0, within) { n++; kb += $1 } END { printf "%d processes, %d KiB RSS", n, kb }'
+# only ones (other rootless tests of the user may run pasta, not rootlessport). RSS counts
+# shared pages in full, PSS shares them out.
+mem() {
+    n=0 rss_kb=0 pss_kb=0
+    for pid in $(ps -u "$U" -o pid=,comm=,args= |
+        awk -v pat="$1" -v within="$2" '$2 ~ pat && index($0, within) { print $1 }'); do
+        r=$(awk '/^Rss:/ { print $2 }' "/proc/$pid/smaps_rollup" 2>/dev/null || echo 0)
+        p=$(awk '/^Pss:/ { print $2 }' "/proc/$pid/smaps_rollup" 2>/dev/null || echo 0)
+        n=$((n + 1)) rss_kb=$((rss_kb + r)) pss_kb=$((pss_kb + p))
+    done
+    echo "$n processes, $rss_kb KiB RSS, $pss_kb KiB PSS"
 }
-echo "rootless forwarders per container: berth $(rss '^(pasta|passt)' "$UWORK"), podman $(rss '^(slirp4netns|rootlessport|exe)$' '')"
+echo "rootless forwarding per container: berth $(mem '^(pasta|passt)' "$UWORK"); podman $(mem '^(slirp4netns|rootlessport|exe)$' '')"
 jq -r '(.results[1].median - .results[0].median) * 1000 | "rootless berth: -p adds \(. * 100 | round / 100) ms"' "$UWORK/run.json"
 jq -r '(.results[1].median - .results[0].median) * 1000 | "rootless podman: -p adds \(. * 100 | round / 100) ms"' "$UWORK/prun.json"
 cputimes "$UWORK/run.json"
