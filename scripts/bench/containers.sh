@@ -8,6 +8,7 @@
 #      and, sampled 20 times, for a container logging 20 MB of 64-byte lines (peak)
 #
 #   scripts/bench/containers.sh [ROUNDS]     (as root; default 20 rounds, at least 10)
+#   SKIP_BUILD=1 scripts/bench/containers.sh  times the release build already there
 #
 # Each line reports hyperfine's median wall time and its mean user and system CPU time, and
 # the load average is printed before and after (the machine is shared).
@@ -22,8 +23,9 @@ ROUNDS=${1:-20}
 [ "$(id -u)" = 0 ] || { echo "containers.sh: run as root" >&2; exit 2; }
 
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
-cargo build --release -p berth -p berth-testkit --bin berth --bin berth-fixture \
-    --manifest-path "$REPO/Cargo.toml" >&2
+# SKIP_BUILD=1 times the release binaries already built.
+[ -n "${SKIP_BUILD:-}" ] || cargo build --release -p berth -p berth-testkit --bin berth \
+    --bin berth-fixture --manifest-path "$REPO/Cargo.toml" >&2
 TARGET=$(cargo metadata --format-version 1 --no-deps --manifest-path "$REPO/Cargo.toml" \
     | jq -r .target_directory)
 
