@@ -170,8 +170,11 @@ pub struct BuildOptions {
     /// `--layers` (default true): use and record the build cache.
     pub layers: bool,
     pub pull: PullPolicy,
-    /// `--network` for RUN steps; host when not given (see build_steps).
+    /// `--network` for RUN steps; when not given, a network namespace of the step's own
+    /// connected as a `berth run` container's is (see build_steps).
     pub network: Option<NetworkMode>,
+    /// Where the engine keeps network state, for RUN steps with a network of their own.
+    pub network_state: Option<build_steps::StepNetwork>,
     /// `-q`: no step output, only the id at the end.
     pub quiet: bool,
     /// SOURCE_DATE_EPOCH: fixed times for history, config and layer entries.
@@ -973,7 +976,7 @@ impl Runner<'_, '_> {
         let network = match run.network {
             Some(crate::dockerfile::NetworkMode::None) => NetworkMode::None,
             Some(crate::dockerfile::NetworkMode::Host) => NetworkMode::Host,
-            _ => self.options.network.unwrap_or(NetworkMode::Host),
+            _ => self.options.network.unwrap_or(NetworkMode::Attached),
         };
         let config: ContainerConfig = serde_json::from_value(before.to_json()).unwrap_or_default();
         let argv = before.argv(&run.command);
@@ -986,6 +989,7 @@ impl Runner<'_, '_> {
             mounts: &mounts,
             network,
             driver: self.options.storage_driver,
+            net: self.options.network_state.as_ref(),
         };
         let outcome = {
             let quiet = self.options.quiet;

@@ -22,10 +22,11 @@
 //! A RUN container gets what Buildah gives one: Podman's default capabilities, seccomp
 //! profile, masked paths and mounts, a hostname of its own, and /etc/hosts and
 //! /etc/resolv.conf bind-mounted from outside the layer (so they never end up in it). Its
-//! network is the host's unless the step or the build says `none`: berth has no bridge
-//! networking yet, and a step without network could not fetch dependencies.
-//! TODO: a private network namespace with a bridge (rootful) or pasta (rootless) as Buildah's
-//! default, once the engine's networking offers one.
+//! network is a namespace of its own connected as a `berth run` container's is by default
+//! (the default bridge network rootful, pasta rootless: outbound traffic works, the host's
+//! ports and loopback services are out of reach), unless the step or the build says `host`
+//! or `none`. The connection is taken down when the step ends; a build that crashed mid-step
+//! has it taken down by the next build, which finds the step's scratch directory.
 //! Build containers are not `berth ps` containers: they have no record in the state database.
 
 // StepError carries ImageError unboxed, as images.rs does, so the build can report its typed
@@ -48,6 +49,7 @@ use tracing::debug;
 pub use berth_storage::mount::Driver;
 
 use crate::images::{Image, ImageError, Images};
+use crate::network::attach::NetworkPaths;
 use crate::spec::{self, HostInfo, NetworkMode, RunOptions, SpecInput};
 
 /// How many lines of a failing step's output its error shows.
@@ -113,7 +115,20 @@ pub struct StepSpec<'a> {
     /// How the step's overlay is mounted: [`Driver::Overlay`] as root, the rootless driver
     /// of the store ([`crate::context::EngineContext::storage_driver`]) in the user namespace.
     pub driver: Driver,
+    /// Where berth's networking keeps its state, for [`NetworkMode::Attached`] steps.
+    pub net: Option<&'a StepNetwork>,
 }
+
+/// What a step with a network of its own needs from the engine.
+#[derive(Debug, Clone)]
+pub struct StepNetwork {
+    pub paths: NetworkPaths,
+    pub rootless: bool,
+}
+
+/// The file in a step's scratch directory naming the runroot its network state is under, so
+/// that a later build can take down the network of a step whose build crashed.
+const NETWORK_MARK: &str = "network-runroot";
 
 /// The directories of one step; removed (after unmounting what may be left) when dropped.
 #[derive(Debug)]
@@ -136,7 +151,7 @@ impl Scratch {
             std::process::id(),
             SCRATCH_COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
-        for sub in ["upper", "work", "merged", "bundle", "state", "etc", "lower"] {
+        for sub in ["upper", "work", "merged", "state", "etc", "lower"] {
             let path = dir.join(sub);
             fs::create_dir_all(&path).map_err(|source| StepError::Scratch { path, source })?;
         }
@@ -153,6 +168,13 @@ impl Scratch {
                 continue;
             }
             debug!(path = %entry.path().display(), "removing a crashed build's scratch directory");
+            if let Ok(runroot) = fs::read_to_string(entry.path().join(NETWORK_MARK)) {
+                let paths = NetworkPaths::new(root, Path::new(runroot.trim_end()));
+                let id = format!("berth-build-{}", name.to_string_lossy());
+                if let Err(e) = crate::network::engine::stop(&paths, &id) {
+                    tracing::warn!(id, error = %e, "taking down a crashed build step's network");
+                }
+            }
             let _ = berth_storage::unmount(&entry.path().join("merged"));
             let _ = fs::remove_dir_all(entry.path());
         }
@@ -496,10 +518,40 @@ fn child_main(
             }
         });
     }
-    let bundle = dir.join("bundle");
+    // The bundle is the directory of the etc files, where the network writes its own.
+    let bundle = userdata.clone();
     let config = serde_json::to_vec(&spec_json).map_err(|e| format!("writing the spec: {e}"))?;
     fs::write(bundle.join("config.json"), config)
         .map_err(|e| format!("writing {}: {e}", bundle.display()))?;
+    let net = match (step.network, step.net) {
+        (NetworkMode::Attached, Some(net)) => Some(net),
+        (NetworkMode::Attached, None) => return Err("the step's network has no state root".into()),
+        _ => None,
+    };
+    if let Some(net) = net {
+        fs::write(dir.join(NETWORK_MARK), net.paths.runroot.as_os_str().as_encoded_bytes())
+            .map_err(|e| format!("writing {}: {e}", dir.join(NETWORK_MARK).display()))?;
+        let options = crate::network::engine::ContainerNetworkOptions::default();
+        let hostname = generated.spec.hostname().clone().unwrap_or_else(|| id.clone());
+        let request = crate::network::engine::StartRequest {
+            id: &id,
+            name: &id,
+            hostname: &hostname,
+            options: &options,
+            exposed: &[],
+            rootless: net.rootless,
+            bundle: &bundle,
+        };
+        crate::network::engine::start(&net.paths, &request)
+            .map_err(|e| format!("connecting the step's network: {e}"))?;
+    }
+    let stop_network = || {
+        if let Some(net) = net {
+            if let Err(e) = crate::network::engine::stop(&net.paths, &id) {
+                tracing::warn!(id, error = %e, "taking down the step's network");
+            }
+        }
+    };
 
     let root = berth_runtime::state::StateRoot::new(dir.join("state"));
     let create = berth_runtime::create::CreateOptions {
@@ -507,8 +559,14 @@ fn child_main(
         bundle: bundle.clone(),
         ..Default::default()
     };
-    let container = berth_runtime::create::launch(&root, &create, berth_runtime::create::Mode::Run)
-        .map_err(|e| format!("starting the step: {e}"))?;
+    let container =
+        match berth_runtime::create::launch(&root, &create, berth_runtime::create::Mode::Run) {
+            Ok(container) => container,
+            Err(e) => {
+                stop_network();
+                return Err(format!("starting the step: {e}"));
+            }
+        };
     let pid = container.record.pid;
     // Closed right after, so the parent goes on to read the output.
     let mut pid_file = fs::File::from(pid_pipe);
@@ -518,6 +576,7 @@ fn child_main(
     if let Err(e) = berth_runtime::delete::delete(&root, &id, true) {
         tracing::warn!(id, error = %e, "deleting the step's container");
     }
+    stop_network();
     // The namespace goes with this process, but a fuse-overlayfs server would keep it (and
     // itself) alive: unmounting ends the server.
     if let Err(e) = berth_storage::unmount(&merged) {

@@ -64,7 +64,7 @@ pub struct BuildArgsCli {
     /// The manifest and config format: oci (default) or docker.
     #[arg(long, value_name = "FORMAT", default_value = "oci")]
     pub format: String,
-    /// The network of RUN steps: host (default here) or none.
+    /// The network of RUN steps: bridge (a namespace of their own, connected as `berth run` connects containers: the default), host or none.
     #[arg(long, value_name = "MODE")]
     pub network: Option<String>,
     /// Print only the image id.
@@ -147,7 +147,8 @@ fn options(args: &BuildArgsCli) -> Result<BuildOptions> {
         None => None,
         Some("host") => Some(NetworkMode::Host),
         Some("none") => Some(NetworkMode::None),
-        Some(other) => bail!("--network {other} is not supported yet (host or none)"),
+        Some("bridge" | "private" | "pasta") => Some(NetworkMode::Attached),
+        Some(other) => bail!("--network {other} is not supported yet (bridge, host or none)"),
     };
     let source_date_epoch = match args.source_date_epoch {
         Some(epoch) => Some(epoch),
@@ -177,6 +178,7 @@ fn options(args: &BuildArgsCli) -> Result<BuildOptions> {
         source_date_epoch,
         // Set by build() once berth's mounts are private: the rootless probe mounts.
         storage_driver: build_steps::Driver::Overlay,
+        network_state: None,
     })
 }
 
@@ -190,6 +192,10 @@ pub fn build(global: &GlobalOptions, args: BuildArgsCli) -> Result<ExitCode> {
     // store's driver is the one rootless containers use.
     let ctx = crate::containers::context(global)?;
     options.storage_driver = ctx.storage_driver;
+    options.network_state = Some(build_steps::StepNetwork {
+        paths: berth_engine::network::attach::NetworkPaths::new(&ctx.root, &ctx.runroot),
+        rootless: ctx.rootless,
+    });
     let root = ctx.root.clone();
     let images = Images::open(&root)
         .with_context(|| format!("opening the image store in {}", root.display()))?;

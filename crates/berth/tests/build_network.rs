@@ -1,6 +1,8 @@
-//! The network of RUN steps: the host's by default (berth has no default bridge network for
-//! builds yet), none with `--network none` (a namespace of its own with only loopback), and
-//! `RUN --network=host|none` choosing for one step over the build's flag.
+//! The network of RUN steps: by default a namespace of the step's own connected to the default
+//! bridge network, as a `berth run` container is (and taken down when the step ends); none
+//! with `--network none` (a namespace of its own with only loopback); the host's with
+//! `--network host`; and `RUN --network=host|none` choosing for one step over the build's
+//! flag.
 
 use berth_testkit::cli::Berth;
 use berth_testkit::image_tree::{read_layout, Listing};
@@ -32,12 +34,18 @@ fn run_steps_get_the_network_asked_for() {
     let host = format!("{}\n", std::fs::read_link("/proc/self/ns/net").unwrap().display());
     let loopback_only = "lo\n";
 
-    // Default: the host's network; RUN --network=none still gets only loopback.
+    // Default: a namespace of the step's own with the bridge's interface, gone afterwards;
+    // RUN --network=none still gets only loopback.
     let tree = build(&berth, context, &[]);
-    assert_eq!(tree["build-ns"].detail, host);
+    assert_ne!(tree["build-ns"].detail, host);
+    assert_eq!(tree["build-devs"].detail, "lo\neth0\n");
     assert_eq!(tree["host-ns"].detail, host);
     assert_ne!(tree["none-ns"].detail, host);
     assert_eq!(tree["none-devs"].detail, loopback_only);
+    let namespaces: Vec<_> = std::fs::read_dir(berth.runroot().join("netns"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(namespaces.is_empty(), "the steps' network namespaces are left: {namespaces:?}");
 
     // --network none: no step sees the host's, except the one that asks for it.
     let tree = build(&berth, context, &["--network", "none"]);
@@ -45,11 +53,13 @@ fn run_steps_get_the_network_asked_for() {
     assert_eq!(tree["build-devs"].detail, loopback_only);
     assert_eq!(tree["host-ns"].detail, host);
 
-    // --network host says what the default is.
+    // --network host and bridge say so.
     let tree = build(&berth, context, &["--network=host"]);
     assert_eq!(tree["build-ns"].detail, host);
+    let tree = build(&berth, context, &["--network", "bridge"]);
+    assert_eq!(tree["build-devs"].detail, "lo\neth0\n");
 
     // Modes berth cannot give a build yet are refused before any work.
-    let stderr = berth.fails(&["build", "--network", "bridge", context], 125);
-    assert!(stderr.contains("--network bridge is not supported yet"), "{stderr}");
+    let stderr = berth.fails(&["build", "--network", "container:x", context], 125);
+    assert!(stderr.contains("--network container:x is not supported yet"), "{stderr}");
 }
