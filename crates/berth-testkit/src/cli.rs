@@ -103,27 +103,12 @@ impl Berth {
 
     /// Runs and expects success; returns standard output.
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "berth {args:?} failed ({:?}): {}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).expect("UTF-8 output")
+        expect_success("berth", args, self.run(args))
     }
 
     /// Runs and expects exit `code`; returns standard error.
     pub fn fails(&self, args: &[&str], code: i32) -> String {
-        let out = self.run(args);
-        assert_eq!(
-            out.status.code(),
-            Some(code),
-            "berth {args:?}: stdout {} stderr {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stderr).expect("UTF-8 error output")
+        expect_code("berth", args, self.run(args), code)
     }
 
     /// The exit code alone (None when a signal ended berth).
@@ -132,12 +117,8 @@ impl Berth {
     }
 
     /// Polls `check` until it holds, for up to a minute: the machine may be loaded.
-    pub fn eventually(&self, what: &str, mut check: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !check() {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    pub fn eventually(&self, what: &str, check: impl FnMut() -> bool) {
+        eventually(what, check);
     }
 
     /// Every container id, full length.
@@ -227,6 +208,39 @@ impl Drop for Berth {
                 let _ = fs::remove_dir(cgroup);
             }
         }
+    }
+}
+
+/// The standard output of a command `who ARGS` that must have succeeded.
+pub fn expect_success(who: &str, args: &[&str], out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "{who} {args:?} failed ({:?}): {}{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
+/// The standard error of a command `who ARGS` that must have exited with `code`.
+pub fn expect_code(who: &str, args: &[&str], out: Output, code: i32) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{who} {args:?}: stdout {} stderr {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stderr).expect("UTF-8 error output")
+}
+
+/// Polls `check` until it holds, for up to a minute: the machine may be loaded.
+pub fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -13,7 +13,6 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 use crate::user::{stage_binary, TestUser};
 
@@ -108,28 +107,12 @@ impl RootlessBerth {
 
     /// Runs and expects success; returns standard output.
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "rootless berth {args:?} failed ({:?}): {}{}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).expect("UTF-8 output")
+        crate::cli::expect_success("rootless berth", args, self.run(args))
     }
 
     /// Runs and expects exit `code`; returns standard error.
     pub fn fails(&self, args: &[&str], code: i32) -> String {
-        let out = self.run(args);
-        assert_eq!(
-            out.status.code(),
-            Some(code),
-            "rootless berth {args:?}: stdout {} stderr {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stderr).expect("UTF-8 error output")
+        crate::cli::expect_code("rootless berth", args, self.run(args), code)
     }
 
     /// The exit code alone (None when a signal ended berth).
@@ -138,12 +121,8 @@ impl RootlessBerth {
     }
 
     /// Polls `check` until it holds, for up to a minute: the machine may be loaded.
-    pub fn eventually(&self, what: &str, mut check: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !check() {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    pub fn eventually(&self, what: &str, check: impl FnMut() -> bool) {
+        crate::cli::eventually(what, check);
     }
 
     /// The pause process's pid, if its pid file names one that runs.
