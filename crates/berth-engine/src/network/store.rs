@@ -143,8 +143,7 @@ impl NetworkDb {
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).map_err(open)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(open)?;
-        let mode: String =
-            conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)).map_err(open)?;
+        let mode = crate::state::db::enable_wal(&conn).map_err(open)?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(open(rusqlite::Error::InvalidParameterName(format!(
                 "journal_mode stayed {mode}, WAL is needed (is {} on a network file system?)",

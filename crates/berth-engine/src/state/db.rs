@@ -105,6 +105,25 @@ fn is_unique_violation(err: &rusqlite::Error) -> bool {
     matches!(err, rusqlite::Error::SqliteFailure(e, _) if e.code == ErrorCode::ConstraintViolation)
 }
 
+/// `PRAGMA journal_mode = WAL`; answers with the mode in force (WAL persists in the file once
+/// set). On a new database the first connections of several processes race for the switch,
+/// and SQLite answers the losers SQLITE_BUSY at once instead of through the busy handler (a
+/// reader upgrading to a writer would deadlock): they try again until [`BUSY_TIMEOUT`].
+pub(crate) fn enable_wal(conn: &Connection) -> rusqlite::Result<String> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            other => return other,
+        }
+    }
+}
+
 impl StateDb {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Self, StateError> {
@@ -119,9 +138,7 @@ impl StateDb {
             .map_err(|source| StateError::OpenDatabase { path: path.to_owned(), source })?;
         let configure = |source| StateError::ConfigureDatabase { path: path.to_owned(), source };
         conn.busy_timeout(BUSY_TIMEOUT).map_err(configure)?;
-        // journal_mode answers with the mode in force; WAL persists in the file once set.
-        let mode: String =
-            conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)).map_err(configure)?;
+        let mode = enable_wal(&conn).map_err(configure)?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(configure(rusqlite::Error::InvalidParameterName(format!(
                 "journal_mode stayed {mode}, WAL is needed (is {} on a network file system?)",

@@ -456,3 +456,33 @@ fn worker_process() {
         }
     }
 }
+
+// The first connections to a new database, from the container state and the network store at
+// once (as parallel build stages or parallel first commands open it), all get it in WAL mode:
+// none loses the race for the switch with "database is locked".
+#[test]
+fn first_opens_of_a_new_database_race_safely() {
+    for round in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Arc::new(dir.path().join(format!("state-{round}.db")));
+        let barrier = Arc::new(Barrier::new(8));
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let (path, barrier) = (Arc::clone(&path), Arc::clone(&barrier));
+                thread::spawn(move || {
+                    barrier.wait();
+                    if i % 2 == 0 {
+                        StateDb::open(&path).map(drop).map_err(|e| e.to_string())
+                    } else {
+                        crate::network::store::NetworkDb::open(&path)
+                            .map(drop)
+                            .map_err(|e| e.to_string())
+                    }
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.join().unwrap().unwrap();
+        }
+    }
+}
