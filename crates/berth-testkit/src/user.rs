@@ -125,10 +125,26 @@ pub fn stage_binary(path: &Path) -> Result<PathBuf> {
         }
         // A temporary file of its own per caller (threads of one process too), renamed into
         // place: concurrent callers each install a complete copy and the last rename wins.
-        let tmp = tempfile::Builder::new().prefix(".staging-").tempfile_in(&dir)?;
-        fs::write(tmp.path(), &bytes)?;
-        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755))?;
-        tmp.persist(&staged).map_err(|err| err.error)?;
+        // cp writes it, never a descriptor of this process: a test that forks without exec
+        // (berth-storage's do) would inherit a writable descriptor and keep the copy busy
+        // for exec (ETXTBSY) for as long as its child runs.
+        static STAGING: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = STAGING.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = dir.join(format!(".staging-{}-{n}", std::process::id()));
+        let status = std::process::Command::new("cp")
+            .arg(path)
+            .arg(&tmp)
+            .status()
+            .with_context(|| format!("running cp {}", path.display()))?;
+        anyhow::ensure!(
+            status.success(),
+            "cp {} {} failed: {status}",
+            path.display(),
+            tmp.display()
+        );
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755))?;
+        fs::rename(&tmp, &staged)
+            .with_context(|| format!("renaming {} to {}", tmp.display(), staged.display()))?;
     }
     prune_staged(&dir);
     Ok(staged)
