@@ -7,14 +7,12 @@
 //! that no mount, monitor, runtime state or cgroup of it is left, also when the test fails.
 
 use std::fs;
-use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::path::Path;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 use berth_testkit::cli::Berth;
+use berth_testkit::pty::{self, read_until, wait_exit};
 
 /// A throwaway engine with the busybox image as `localhost/busybox:latest`.
 fn engine() -> Berth {
@@ -360,66 +358,9 @@ fn a_killed_monitor_leaves_a_truthful_container() {
     berth.assert_clean();
 }
 
-/// A pty pair: (master, slave path).
-fn open_pty() -> (OwnedFd, PathBuf) {
-    use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
-    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC).unwrap();
-    grantpt(&master).unwrap();
-    unlockpt(&master).unwrap();
-    let name = ptsname(&master, Vec::new()).unwrap();
-    (master, PathBuf::from(name.to_str().unwrap()))
-}
-
 /// Starts berth on a new pty as its controlling terminal.
 fn spawn_on_pty(berth: &Berth, args: &[&str]) -> (std::process::Child, fs::File) {
-    let (master, slave_path) = open_pty();
-    let slave = fs::OpenOptions::new().read(true).write(true).open(&slave_path).unwrap();
-    let mut command = berth.command(args);
-    command.stdin(slave.try_clone().unwrap()).stdout(slave.try_clone().unwrap()).stderr(slave);
-    // SAFETY: only setsid and ioctl between fork and exec, both async-signal-safe.
-    unsafe {
-        command.pre_exec(|| {
-            libc::setsid();
-            libc::ioctl(0, libc::TIOCSCTTY, 0);
-            Ok(())
-        });
-    }
-    let child = command.spawn().unwrap();
-    // SAFETY: the master is ours; File takes it over.
-    let master = unsafe { fs::File::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(master)) };
-    (child, master)
-}
-
-/// Reads from the pty master until `want` shows up (a minute at most).
-fn read_until(master: &mut fs::File, want: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut seen = Vec::new();
-    let fd = master.as_raw_fd();
-    while !String::from_utf8_lossy(&seen).contains(want) {
-        assert!(Instant::now() < deadline, "no {want:?} in {:?}", String::from_utf8_lossy(&seen));
-        let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
-        // SAFETY: one valid pollfd for the call.
-        if unsafe { libc::poll(&mut pfd, 1, 200) } <= 0 {
-            continue;
-        }
-        let mut buf = [0u8; 4096];
-        match master.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => seen.extend_from_slice(&buf[..n]),
-        }
-    }
-    String::from_utf8_lossy(&seen).into_owned()
-}
-
-fn wait_exit(child: &mut std::process::Child) -> Option<i32> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status.code();
-        }
-        assert!(Instant::now() < deadline, "berth did not exit");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    pty::spawn(berth.command(args))
 }
 
 // `run -it` through a pty: the container's shell has a terminal of its own, reads what is
