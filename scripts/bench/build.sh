@@ -1,6 +1,7 @@
 #!/bin/sh
 # Builds, side by side with `podman build --layers` (runc, cgroupfs, vfs-free overlay storage,
-# --network host for both), in one hyperfine run each, on the same busybox image and the
+# the same RUN network for both: NET=host by default, NET=default for each tool's own
+# default, which is a network namespace of the step's own), in one hyperfine run each, on the same busybox image and the
 # same app context (a shell-script app shaped as the Python app: user, dependency
 # list copied and "installed" by a RUN, source last, USER, EXPOSE, exec-form ENTRYPOINT):
 #   1. the rebuild after a source-only change   (goal: berth <= 1/10 of podman)
@@ -12,6 +13,9 @@
 # cargo for the release build of berth and berth-fixture. Podman gets a throwaway --root and
 # --runroot; the image goes in with `skopeo copy oci:DIR:latest containers-storage:...`.
 set -eu
+# The RUN network of both tools: host (the default here) or each tool's own default.
+NET=${NET:-host}
+if [ "$NET" = default ]; then NETFLAG=""; else NETFLAG="--network $NET"; fi
 
 ROUNDS=${1:-10}
 [ "$ROUNDS" -ge 5 ] || { echo "build.sh: use at least 5 rounds" >&2; exit 2; }
@@ -73,20 +77,20 @@ summary() {
 }
 
 # Warm both caches once.
-$B build -q --network host -t app "$CTX" >/dev/null
-$P build -q --layers --network host -t app "$CTX" >/dev/null
+$B build -q $NETFLAG -t app "$CTX" >/dev/null
+$P build -q --layers $NETFLAG -t app "$CTX" >/dev/null
 
 echo "== 1. rebuild after a source-only change" >&2
 hyperfine -N --runs "$ROUNDS" --export-json "$WORK/rebuild.json" \
-    --prepare "$TOUCH" -n berth "$B build -q --network host -t app $CTX" \
-    --prepare "$TOUCH" -n podman "$P build -q --layers --network host -t app $CTX" >&2
+    --prepare "$TOUCH" -n berth "$B build -q $NETFLAG -t app $CTX" \
+    --prepare "$TOUCH" -n podman "$P build -q --layers $NETFLAG -t app $CTX" >&2
 
 echo "== 2. cold build (cache and image removed before each round)" >&2
 hyperfine -N --runs "$ROUNDS" --export-json "$WORK/cold.json" \
     --prepare "sh -c '$B rmi -f app >/dev/null 2>&1; rm -rf $WORK/berth/build/cache'" \
-    -n berth "$B build -q --network host -t app $CTX" \
+    -n berth "$B build -q $NETFLAG -t app $CTX" \
     --prepare "sh -c '$P rmi -af >/dev/null 2>&1; skopeo copy --quiet oci:$WORK/layout:latest containers-storage:[overlay@$WORK/podman+$WORK/podman-run]localhost/busybox:latest'" \
-    -n podman "$P build -q --layers --network host -t app $CTX" >&2
+    -n podman "$P build -q --layers $NETFLAG -t app $CTX" >&2
 
 summary "rebuild after a source-only change" "$WORK/rebuild.json"
 summary "cold build" "$WORK/cold.json"
