@@ -274,12 +274,30 @@ pub struct Change {
     pub kind: char,
 }
 
+/// Paths the engine and the runtime mount over a container's root, which the runtime may have
+/// made as mount points in the upper directory: no change of the container's, so `diff`
+/// leaves them out, as Podman's does (its list, plus `run --init`'s mount point).
+const ENGINE_MOUNT_POINTS: [&str; 10] = [
+    "/dev",
+    "/etc/hostname",
+    "/etc/hosts",
+    "/etc/resolv.conf",
+    "/proc",
+    "/run",
+    "/run/.containerenv",
+    "/run/secrets",
+    "/sys",
+    crate::init::CONTAINER_PATH,
+];
+
 /// `diff`: what the container's upper directory holds, against the image's layers. A
 /// whiteout (a 0/0 character device, or overlay's whiteout xattr) is a deletion; an entry the
-/// image has too is a change; anything else was added. Sorted by path, as Podman prints.
+/// image has too is a change; anything else was added. Sorted by path, as Podman prints; the
+/// engine's own mount points are left out (what is below them is not).
 pub fn diff(upper: &Path, lower: &[PathBuf]) -> io::Result<Vec<Change>> {
     let mut out = Vec::new();
     walk_upper(upper, upper, lower, &mut out)?;
+    out.retain(|c| !ENGINE_MOUNT_POINTS.contains(&c.path.as_str()));
     out.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
 }
@@ -312,6 +330,29 @@ fn walk_upper(top: &Path, dir: &Path, lower: &[PathBuf], out: &mut Vec<Change>) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // The runtime's mount points in the upper directory are no change of the container's;
+    // a file the container wrote below one of them is.
+    #[test]
+    fn diff_leaves_out_the_engines_mount_points() {
+        let upper = tempfile::tempdir().unwrap();
+        let image = tempfile::tempdir().unwrap();
+        let (u, l) = (upper.path(), image.path());
+        fs::create_dir_all(l.join("etc")).unwrap();
+        fs::write(l.join("etc/passwd"), "root").unwrap();
+        fs::create_dir_all(u.join("etc")).unwrap();
+        fs::create_dir_all(u.join("run")).unwrap();
+        for f in ["etc/hosts", "etc/hostname", "etc/resolv.conf", "run/berth-init", "run/made"] {
+            fs::write(u.join(f), "").unwrap();
+        }
+        fs::write(u.join("etc/passwd"), "root\nuser").unwrap();
+        let changes: Vec<String> = diff(u, &[l.to_owned()])
+            .unwrap()
+            .iter()
+            .map(|c| format!("{} {}", c.kind, c.path))
+            .collect();
+        assert_eq!(changes, ["C /etc", "C /etc/passwd", "A /run/made"]);
+    }
 
     #[test]
     fn paths_resolve_inside_the_root() {
