@@ -152,6 +152,32 @@ pub struct NetworkStatus {
     pub aliases: Vec<String>,
 }
 
+impl NetworkStatus {
+    /// The status of a container just `connected` to `net` through `interface`.
+    fn of(
+        net: &ipam::Network,
+        interface: String,
+        connected: rootful::Attachment,
+        aliases: &[String],
+    ) -> Self {
+        let prefix_lengths = connected
+            .addresses
+            .iter()
+            .map(|a| net.subnet_of(*a).map(|s| s.subnet.prefix()).unwrap_or(0))
+            .collect();
+        Self {
+            name: net.name.clone(),
+            network_id: net.id.clone(),
+            interface,
+            addresses: connected.addresses,
+            prefix_lengths,
+            gateways: connected.gateways,
+            mac: Some(connected.mac),
+            aliases: aliases.to_vec(),
+        }
+    }
+}
+
 /// What [`attach`] made: for inspect, `berth port`, and the container's /etc files.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerNetwork {
@@ -423,21 +449,7 @@ fn attach_inner(
                     resolv.first.extend(net.subnets.iter().filter_map(|s| s.gateway).take(1));
                 }
                 resolv.ipv6 |= net.ipv6_enabled;
-                let mac = Some(connected.mac.clone());
-                statuses.push(NetworkStatus {
-                    name: net.name.clone(),
-                    network_id: net.id.clone(),
-                    interface,
-                    prefix_lengths: connected
-                        .addresses
-                        .iter()
-                        .map(|a| net.subnet_of(*a).map(|s| s.subnet.prefix()).unwrap_or(0))
-                        .collect(),
-                    addresses: connected.addresses,
-                    gateways: connected.gateways,
-                    mac,
-                    aliases: attach.aliases.clone(),
-                });
+                statuses.push(NetworkStatus::of(net, interface, connected, &attach.aliases));
             }
             // DNS after the bridges exist: aardvark-dns binds their gateway addresses.
             let dns_nets: Vec<&ipam::Network> =
@@ -727,20 +739,7 @@ pub fn connect(
             result.resolv_conf.insert_str(0, &line);
         }
     }
-    result.networks.push(NetworkStatus {
-        name: net.name.clone(),
-        network_id: net.id.clone(),
-        interface,
-        prefix_lengths: connected
-            .addresses
-            .iter()
-            .map(|a| net.subnet_of(*a).map(|s| s.subnet.prefix()).unwrap_or(0))
-            .collect(),
-        addresses: connected.addresses,
-        gateways: connected.gateways,
-        mac: Some(connected.mac),
-        aliases: attach.aliases.clone(),
-    });
+    result.networks.push(NetworkStatus::of(&net, interface, connected, &attach.aliases));
     record.result = Some(result.clone());
     save(&mut db, &record)?;
     if net.dns_enabled {
