@@ -22,11 +22,9 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use tracing::{debug, warn};
 
 use super::{
-    fds, finish, launch, serve, write_pid_file, AttachIo, Client, LaunchPaths, MonitorConfig,
-    MonitorError,
+    fds, finish, launch, open_log, serve, write_pid_file, AttachIo, Client, LaunchPaths,
+    MonitorConfig, MonitorError,
 };
-use crate::containers::log_files::LogDriver;
-use crate::containers::logs::LogWriter;
 use crate::state::Timestamp;
 
 /// The signals forwarded to the container, as an attached session forwards them.
@@ -116,17 +114,7 @@ pub fn run_here(
     let runtime_root = berth_runtime::state::StateRoot::new(config.runroot.join("runtime"));
     let layers = berth_storage::ContainerLayers::new(&config.root, &config.runroot);
     let rootfs = layers.layer(&config.id).merged;
-    let mut log = if config.duties.log.driver == LogDriver::None {
-        None
-    } else {
-        match LogWriter::open_with(&config.log_path, &config.duties.log) {
-            Ok(log) => Some(log),
-            Err(e) => {
-                warn!(id = %config.id, error = %e, "the container's output is not logged");
-                None
-            }
-        }
-    };
+    let mut log = open_log(config);
     // The client this process is: where the output goes.
     let stdout = io.stdout.try_clone_to_owned().map_err(MonitorError::Stdio)?;
     let stderr = io.stderr.try_clone_to_owned().map_err(MonitorError::Stdio)?;

@@ -428,17 +428,7 @@ fn monitor(config: &MonitorConfig, sync: OwnedFd) -> i32 {
     let runtime_root = berth_runtime::state::StateRoot::new(config.runroot.join("runtime"));
     let layers = berth_storage::ContainerLayers::new(&config.root, &config.runroot);
     let rootfs = layers.layer(&config.id).merged;
-    let mut log = if config.duties.log.driver == LogDriver::None {
-        None
-    } else {
-        match LogWriter::open_with(&config.log_path, &config.duties.log) {
-            Ok(log) => Some(log),
-            Err(e) => {
-                warn!(id = %config.id, error = %e, "the container's output is not logged");
-                None
-            }
-        }
-    };
+    let mut log = open_log(config);
 
     // The container's stdio, then its process.
     let console_file = config.bundle.join("console.sock");
@@ -969,6 +959,21 @@ fn record_restart(config: &MonitorConfig, launched: &Launched) {
     match store.db().update_states(&config.id, &changes) {
         Ok(record) => crate::events::record_container(&config.runroot, "start", &record, None),
         Err(e) => warn!(id = %config.id, error = %e, "recording a restart"),
+    }
+}
+
+/// The container's log writer as its log driver says: none for `none`, and none (with a
+/// warning) when the file cannot be opened, so that the container still runs.
+fn open_log(config: &MonitorConfig) -> Option<LogWriter> {
+    if config.duties.log.driver == LogDriver::None {
+        return None;
+    }
+    match LogWriter::open_with(&config.log_path, &config.duties.log) {
+        Ok(log) => Some(log),
+        Err(e) => {
+            warn!(id = %config.id, error = %e, "the container's output is not logged");
+            None
+        }
     }
 }
 
