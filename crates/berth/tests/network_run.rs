@@ -2,186 +2,33 @@
 //! loopback answers, two containers on a user network fetch from each other by name,
 //! `--network none` has only lo, and `rm` leaves no bridge, veth, rule or DNS server.
 //!
-//! Every berth command runs (through nsenter) in a network namespace the test makes (`ip netns add`) and
-//! deletes on drop, which stands in for the host: the machine's own interfaces and firewall
-//! are not touched, and the traffic stays between that namespace and the containers.
+//! Every berth command runs (through nsenter) in a network namespace the test makes and deletes
+//! on drop (berth_testkit::netns), which stands in for the host: the machine's own interfaces
+//! and firewall are not touched, and the traffic stays between that namespace and the
+//! containers.
 
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-struct Berth {
-    dir: tempfile::TempDir,
-    netns: String,
-    /// Whether dropping this engine deletes the namespace (the first of engines sharing it).
-    owns_netns: bool,
-}
+use berth_testkit::cli::{processes_whose_cmdline, stderr, Berth};
+use berth_testkit::netns::{free_port, HostNetns};
 
-impl Berth {
-    fn new(tag: &str) -> Self {
-        let netns = format!("berthtest-{tag}-{}", std::process::id());
-        let added = Command::new("ip").args(["netns", "add", &netns]).status().unwrap();
-        assert!(added.success(), "ip netns add {netns}");
-        let berth = Self { dir: tempfile::tempdir().unwrap(), netns, owns_netns: true };
-        berth.host(&["ip", "link", "set", "lo", "up"]);
-        berth.load_busybox();
-        berth
-    }
-
-    /// A second, independent engine (its own --root) in the same "host" namespace.
-    fn beside(other: &Berth) -> Self {
-        let berth = Self {
-            dir: tempfile::tempdir().unwrap(),
-            netns: other.netns.clone(),
-            owns_netns: false,
-        };
-        berth.load_busybox();
-        berth
-    }
-
-    fn load_busybox(&self) {
-        let berth = self;
-        let layout = berth.dir.path().join("layout");
-        berth_testkit::busybox::image_layout(&layout).unwrap();
-        let out = berth.ok(&["load", "-i", layout.to_str().unwrap()]);
-        let id = out.trim().strip_prefix("Loaded image: sha256:").unwrap().to_owned();
-        berth.ok(&["tag", &id, "localhost/busybox:latest"]);
-    }
-
-    /// nsenter's option to enter the test's namespace: only the network namespace, unlike
-    /// `ip netns exec`, which also mounts a sysfs without the cgroup hierarchies.
-    fn nsenter(&self) -> String {
-        format!("--net=/run/netns/{}", self.netns)
-    }
-
-    /// Runs a program in the test's "host" namespace.
-    fn host(&self, args: &[&str]) -> String {
-        let out =
-            Command::new("ip").args(["netns", "exec", &self.netns]).args(args).output().unwrap();
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new("nsenter")
-            .args([&self.nsenter(), env!("CARGO_BIN_EXE_berth")])
-            .arg("--root")
-            .arg(self.dir.path().join("root"))
-            .arg("--runroot")
-            .arg(self.dir.path().join("run"))
-            .args(args)
-            .env("REGISTRIES_CONFIG_PATH", "/nonexistent")
-            .stdin(Stdio::null())
-            .output()
-            .expect("running berth")
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "berth {args:?} failed ({:?}): {}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// One HTTP GET of `/` at `addr` from the test's "host" namespace, retried while the
-    /// server comes up (up to a minute: the machine may be loaded).
-    fn fetch(&self, addr: &str) -> String {
-        let ns = std::fs::File::open(PathBuf::from("/run/netns").join(&self.netns)).unwrap();
-        let addr: std::net::SocketAddr = addr.parse().unwrap();
-        std::thread::spawn(move || {
-            use std::io::{Read as _, Write as _};
-            use std::os::fd::AsRawFd as _;
-            // SAFETY: setns(2) on this new thread only, with a descriptor held open.
-            assert_eq!(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
-            let deadline = Instant::now() + Duration::from_secs(60);
-            loop {
-                let attempt = (|| -> std::io::Result<String> {
-                    let mut s =
-                        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-                    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-                    s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
-                    let mut reply = String::new();
-                    s.read_to_string(&mut reply)?;
-                    match reply.split_once("\r\n\r\n") {
-                        Some((head, body)) if head.contains(" 200 ") => Ok(body.to_owned()),
-                        _ => Err(std::io::Error::other(format!("unexpected reply {reply:?}"))),
-                    }
-                })();
-                match attempt {
-                    Ok(body) => return body,
-                    Err(e) => assert!(Instant::now() < deadline, "fetching {addr}: {e}"),
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        })
-        .join()
-        .unwrap()
-    }
-
-    /// Runs `f` on a thread inside the test's "host" namespace.
-    fn in_host<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let ns = std::fs::File::open(PathBuf::from("/run/netns").join(&self.netns)).unwrap();
-        std::thread::spawn(move || {
-            use std::os::fd::AsRawFd as _;
-            // SAFETY: setns(2) on this new thread only, with a descriptor held open.
-            assert_eq!(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
-            f()
-        })
-        .join()
-        .unwrap()
-    }
-
-    /// A host process's listener on the test namespace's loopback: its port, and a sender
-    /// whose drop closes it.
-    fn listen_in_host(&self) -> (u16, std::sync::mpsc::Sender<()>) {
-        let ns = std::fs::File::open(PathBuf::from("/run/netns").join(&self.netns)).unwrap();
-        let (port_tx, port_rx) = std::sync::mpsc::channel();
-        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
-        std::thread::spawn(move || {
-            use std::os::fd::AsRawFd as _;
-            // SAFETY: setns(2) on this new thread only, with a descriptor held open.
-            assert_eq!(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            port_tx.send(listener.local_addr().unwrap().port()).unwrap();
-            let _ = stop_rx.recv();
-        });
-        (port_rx.recv().unwrap(), stop_tx)
-    }
-
-    /// A free port on the test namespace's loopback.
-    fn free_port(&self) -> u16 {
-        // Inside a fresh namespace every port is free; pick one the kernel would hand out.
-        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-    }
-}
-
-impl Drop for Berth {
-    fn drop(&mut self) {
-        let _ = self.run(&["rm", "-af"]);
-        let _ = self.run(&["network", "prune", "-f"]);
-        if self.owns_netns {
-            let _ = Command::new("ip").args(["netns", "del", &self.netns]).status();
-        }
-    }
-}
-
-fn links(b: &Berth) -> Vec<String> {
-    let json: serde_json::Value =
-        serde_json::from_str(&b.host(&["ip", "-j", "link", "show"])).unwrap();
-    json.as_array().unwrap().iter().map(|l| l["ifname"].as_str().unwrap().to_owned()).collect()
+/// An engine with the busybox image whose every command runs in `host`.
+fn engine(host: &HostNetns) -> Berth {
+    let mut berth = Berth::new(env!("CARGO_BIN_EXE_berth"));
+    host.enter(&mut berth);
+    berth.load_busybox("localhost/busybox:latest");
+    berth
 }
 
 const HTTPD: &str = "echo served by $(hostname) > /tmp/index.html; exec httpd -f -p 80 -h /tmp";
 
 #[test]
 fn a_published_port_answers_and_containers_fetch_each_other_by_name() {
-    let b = Berth::new("web");
+    let host = HostNetns::new("web");
+    let b = engine(&host);
     b.ok(&["network", "create", "--subnet", "10.250.50.0/24", "web"]);
-    let port = b.free_port();
+    let port = free_port();
     let publish = format!("127.0.0.1:{port}:80");
     b.ok(&[
         "run",
@@ -219,7 +66,7 @@ fn a_published_port_answers_and_containers_fetch_each_other_by_name() {
     assert_eq!(b.ok(&["port", "ay", "80"]), format!("127.0.0.1:{port}\n"));
     assert_eq!(b.ok(&["port", "bee"]), "");
     // From the host, through the published port.
-    assert_eq!(b.fetch(&format!("127.0.0.1:{port}")), "served by ay\n");
+    assert_eq!(host.http_get(&format!("127.0.0.1:{port}")), "served by ay\n");
     // Between the containers, by name, through the network's DNS server.
     let got = b.ok(&["exec", "bee", "sh", "-c", "wget -q -O /tmp/got http://ay/ && cat /tmp/got"]);
     assert_eq!(got, "served by ay\n");
@@ -229,46 +76,40 @@ fn a_published_port_answers_and_containers_fetch_each_other_by_name() {
     assert!(resolv.starts_with("nameserver 10.250.50.1\n"), "{resolv}");
 
     b.ok(&["rm", "-f", "ay", "bee"]);
-    assert_eq!(links(&b), ["lo"], "no bridge or veth is left");
-    assert_eq!(b.host(&["nft", "list", "tables"]), "", "no rule is left");
+    assert_eq!(host.links(), ["lo"], "no bridge or veth is left");
+    assert_eq!(host.nft_tables(), "", "no rule is left");
 }
 
 #[test]
 fn none_has_only_lo_and_bad_network_input_is_one_line() {
-    let b = Berth::new("none");
+    let host = HostNetns::new("none");
+    let b = engine(&host);
     let out = b.ok(&["run", "--rm", "--network", "none", "localhost/busybox", "ip", "-o", "link"]);
     let names: Vec<&str> = out.lines().filter_map(|l| l.split(": ").nth(1)).collect();
     assert_eq!(names, ["lo"], "{out}");
 
     let out = b.run(&["run", "--rm", "--network", "nosuch", "localhost/busybox", "true"]);
     assert_eq!(out.status.code(), Some(125));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = stderr(&out);
     assert!(stderr.lines().next().unwrap().contains("network nosuch not found"), "{stderr}");
     let out = b.run(&["run", "--rm", "-p", "80:80:80:80", "localhost/busybox", "true"]);
     assert_eq!(out.status.code(), Some(125));
     assert!(b.ok(&["ps", "-aq"]).is_empty(), "no container was left by the bad -p");
-    assert_eq!(links(&b), ["lo"]);
+    assert_eq!(host.links(), ["lo"]);
 }
 
 /// The pids of processes whose command line mentions `needle` (the monitors of an engine run
 /// with their runroot on the command line or in the environment's paths).
 fn pids_mentioning(needle: &str) -> Vec<i32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            String::from_utf8_lossy(&cmdline).contains(needle)
-        })
-        .collect()
+    processes_whose_cmdline(|cmdline| cmdline.contains(needle))
 }
 
 #[test]
 fn the_next_command_cleans_up_after_a_killed_monitor() {
-    let b = Berth::new("kill");
+    let host = HostNetns::new("kill");
+    let b = engine(&host);
     b.ok(&["network", "create", "--subnet", "10.250.51.0/24", "doomed"]);
-    let port = b.free_port();
+    let port = free_port();
     let publish = format!("127.0.0.1:{port}:80");
     b.ok(&[
         "run",
@@ -286,51 +127,46 @@ fn the_next_command_cleans_up_after_a_killed_monitor() {
         "-c",
         HTTPD,
     ]);
-    assert_eq!(b.fetch(&format!("127.0.0.1:{port}")), "served by victim\n");
+    assert_eq!(host.http_get(&format!("127.0.0.1:{port}")), "served by victim\n");
     let pid: i32 =
         b.ok(&["inspect", "--format", "{{.State.Pid}}", "victim"]).trim().parse().unwrap();
 
     // SIGKILL the monitor and the container: nobody is left to take the network down.
-    let runroot = b.dir.path().join("run").display().to_string();
+    let runroot = b.runroot().display().to_string();
     for monitor in pids_mentioning(&runroot) {
         // SAFETY: kill(2) with a pid read from /proc just now and a plain signal number.
         unsafe { libc::kill(monitor, libc::SIGKILL) };
     }
     // SAFETY: as above.
     unsafe { libc::kill(pid, libc::SIGKILL) };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::path::Path::new(&format!("/proc/{pid}/ns")).exists() {
-        assert!(Instant::now() < deadline, "the container did not die");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(links(&b).iter().any(|l| l.starts_with("berth")), "the bridge outlived the monitor");
+    b.eventually("the container to die", || !Path::new(&format!("/proc/{pid}/ns")).exists());
+    assert!(host.links().iter().any(|l| l.starts_with("berth")), "the bridge outlived the monitor");
 
     // The next berth command notices and cleans up.
     b.ok(&["ps", "-a"]);
-    assert_eq!(links(&b), ["lo"], "no bridge or veth is left");
-    assert_eq!(b.host(&["nft", "list", "tables"]), "", "no rule is left");
+    assert_eq!(host.links(), ["lo"], "no bridge or veth is left");
+    assert_eq!(host.nft_tables(), "", "no rule is left");
 }
 
 /// Runs and expects exit 125 with a one-line error; returns that line.
 fn fails(b: &Berth, args: &[&str]) -> String {
     let out = b.run(args);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let stderr = stderr(&out);
     assert_eq!(out.status.code(), Some(125), "berth {args:?}: {stderr}");
     assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
     stderr
 }
 
 /// What networking could leave in the test's "host" namespace and under the engines' runroots.
-fn leftovers(engines: &[&Berth]) -> Vec<String> {
-    let b = engines[0];
+fn leftovers(host: &HostNetns, engines: &[&Berth]) -> Vec<String> {
     let mut out: Vec<String> =
-        links(b).into_iter().filter(|l| l != "lo").map(|l| format!("interface {l}")).collect();
-    out.extend(b.host(&["nft", "list", "tables"]).lines().map(|t| format!("nftables {t}")));
+        host.links().into_iter().filter(|l| l != "lo").map(|l| format!("interface {l}")).collect();
+    out.extend(host.nft_tables().lines().map(|t| format!("nftables {t}")));
     for e in engines {
-        if let Ok(dir) = std::fs::read_dir(e.dir.path().join("run/netns")) {
+        if let Ok(dir) = std::fs::read_dir(e.runroot().join("netns")) {
             out.extend(dir.flatten().map(|f| format!("namespace file {}", f.path().display())));
         }
-        let dns = e.dir.path().join("run/network/aardvark-dns");
+        let dns = e.runroot().join("network/aardvark-dns");
         out.extend(pids_mentioning(&dns.display().to_string()).iter().map(|p| format!("pid {p}")));
     }
     out
@@ -338,8 +174,10 @@ fn leftovers(engines: &[&Berth]) -> Vec<String> {
 
 #[test]
 fn the_default_bridge_network_of_independent_roots_and_host() {
-    let a = Berth::new("default");
-    let b = Berth::beside(&a);
+    let host = HostNetns::new("default");
+    // Two independent engines (each its own --root) on the same "host".
+    let a = engine(&host);
+    let b = engine(&host);
     // No --network: eth0 on the default bridge network, with a default route.
     let script = "ip -o -4 addr show eth0; ip route show default; sleep 600";
     a.ok(&["run", "-d", "--name", "one", "localhost/busybox", "sh", "-c", script]);
@@ -360,7 +198,8 @@ fn the_default_bridge_network_of_independent_roots_and_host() {
     assert!(one.starts_with("10.89.") && two.starts_with("10.89."), "{one} {two}");
     // Two state roots, one host: each default network got a subnet and bridge of its own.
     assert_ne!(one.rsplit_once('.').unwrap().0, two.rsplit_once('.').unwrap().0);
-    let bridges: Vec<String> = links(&a).into_iter().filter(|l| l.starts_with("berth")).collect();
+    let bridges: Vec<String> =
+        host.links().into_iter().filter(|l| l.starts_with("berth")).collect();
     assert_eq!(bridges.len(), 2, "{bridges:?}");
     // Each reaches the other's container through the host (routed, masqueraded).
     let get = format!("wget -q -O /tmp/got http://{two}/ && cat /tmp/got");
@@ -374,18 +213,19 @@ fn the_default_bridge_network_of_independent_roots_and_host() {
 
     // The first root's bridge goes with its last container; the second's stays.
     a.ok(&["rm", "-f", "one"]);
-    let left: Vec<String> = links(&a).into_iter().filter(|l| l.starts_with("berth")).collect();
+    let left: Vec<String> = host.links().into_iter().filter(|l| l.starts_with("berth")).collect();
     assert_eq!(left.len(), 1, "{left:?}");
     b.ok(&["rm", "-f", "two"]);
-    assert_eq!(leftovers(&[&a, &b]), Vec::<String>::new());
+    assert_eq!(leftovers(&host, &[&a, &b]), Vec::<String>::new());
 }
 
 #[test]
 fn publish_all_ports_held_and_a_failed_start_leaves_nothing() {
-    let b = Berth::new("ports");
+    let host = HostNetns::new("ports");
+    let b = engine(&host);
     let tree = tempfile::tempdir().unwrap();
     berth_testkit::busybox::rootfs(tree.path()).unwrap();
-    let layout = b.dir.path().join("exposed");
+    let layout = b.dir().join("exposed");
     let mut builder = berth_testkit::layout::LayoutBuilder::new(&layout).unwrap();
     builder.add_dir_layer(tree.path()).unwrap();
     builder
@@ -413,10 +253,10 @@ fn publish_all_ports_held_and_a_failed_start_leaves_nothing() {
     let mut held = Vec::new();
     for (line, (container, body)) in lines.iter().zip([("80", "eighty"), ("8080", "eighty-eighty")])
     {
-        let (left, host) = line.split_once(" -> ").unwrap();
+        let (left, published) = line.split_once(" -> ").unwrap();
         assert_eq!(left, format!("{container}/tcp"), "{ports}");
-        let host_port = host.rsplit_once(':').unwrap().1.to_owned();
-        assert_eq!(b.fetch(&format!("127.0.0.1:{host_port}")), format!("{body}\n"));
+        let host_port = published.rsplit_once(':').unwrap().1.to_owned();
+        assert_eq!(host.http_get(&format!("127.0.0.1:{host_port}")), format!("{body}\n"));
         held.push(host_port);
     }
 
@@ -440,10 +280,10 @@ fn publish_all_ports_held_and_a_failed_start_leaves_nothing() {
     assert!(err.contains(&held[0]) && err.contains("in use"), "{err}");
     // …and by a host process, which cannot bind it either.
     let held_port: u16 = held[0].parse().unwrap();
-    let err = b.in_host(move || std::net::TcpListener::bind(("127.0.0.1", held_port)).map(drop));
+    let err = host.in_ns(move || std::net::TcpListener::bind(("127.0.0.1", held_port)).map(drop));
     assert_eq!(err.unwrap_err().kind(), std::io::ErrorKind::AddrInUse);
     // A port a host process listens on cannot be published.
-    let (port, stop) = b.listen_in_host();
+    let (port, stop) = host.listen();
     let taken = format!("127.0.0.1:{port}:80");
     let err =
         fails(&b, &["run", "-d", "--name", "taken", "-p", &taken, "localhost/busybox", "true"]);
@@ -451,18 +291,19 @@ fn publish_all_ports_held_and_a_failed_start_leaves_nothing() {
     assert!(err.contains(&port.to_string()) && err.contains("in use"), "{err}");
 
     // A start that fails (no such program) with a published port takes its network down.
-    let publish = format!("127.0.0.1:{}:80", b.free_port());
+    let publish = format!("127.0.0.1:{}:80", free_port());
     let out = b.run(&["run", "--rm", "-p", &publish, "localhost/busybox", "/no/such"]);
-    assert_eq!(out.status.code(), Some(127), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
     assert_eq!(b.ok(&["ps", "-a", "--format", "{{.Names}}"]), "all\n");
 
     b.ok(&["rm", "-f", "all"]);
-    assert_eq!(leftovers(&[&b]), Vec::<String>::new());
+    assert_eq!(leftovers(&host, &[&b]), Vec::<String>::new());
 }
 
 #[test]
 fn network_connect_and_disconnect_a_running_container() {
-    let b = Berth::new("connect");
+    let host = HostNetns::new("connect");
+    let b = engine(&host);
     b.ok(&["network", "create", "--subnet", "10.250.52.0/24", "side"]);
     let serve = |name: &str| format!("echo {name} > /tmp/index.html; exec httpd -f -p 80 -h /tmp");
     b.ok(&["run", "-d", "--name", "first", "localhost/busybox", "sh", "-c", &serve("first")]);
@@ -514,5 +355,5 @@ fn network_connect_and_disconnect_a_running_container() {
     assert!(err.contains("not connected"), "{err}");
 
     b.ok(&["rm", "-f", "first", "peer"]);
-    assert_eq!(leftovers(&[&b]), Vec::<String>::new());
+    assert_eq!(leftovers(&host, &[&b]), Vec::<String>::new());
 }
