@@ -512,6 +512,7 @@ fn networking(args: &RunArgs) -> berth_engine::network::engine::ContainerNetwork
         dns_search: args.dns_search.clone(),
         dns_option: args.dns_option.clone(),
         add_host: args.add_host.clone(),
+        bridge_networks: None,
     }
 }
 
@@ -1210,12 +1211,21 @@ fn inspect(global: &GlobalOptions, args: InspectArgs) -> Result<ExitCode> {
     let mut docs = Vec::new();
     let ctx = containers.context();
     let net = berth_engine::network::attach::NetworkPaths::new(&ctx.root, &ctx.runroot);
+    let rootless = ctx.rootless;
     for query in &args.containers {
         let record = containers.lookup(query)?;
         let mut doc = InspectContainer::from_record(&record)?;
-        // The networking engineer's lines: what the running container is connected to.
+        // The networking engineer's lines: what the running container is connected to, or
+        // else the bridge networks its next start joins.
         let status = berth_engine::network::attach::status(&net, &record.id)?;
-        doc.network_settings = berth_engine::network::report::network_settings(status.as_ref());
+        doc.network_settings = match &status {
+            Some(status) => berth_engine::network::report::network_settings(Some(status)),
+            None => {
+                let options = berth_engine::containers::CreateOptions::of(&record)?;
+                let nets = options.run.networking.bridge_attaches(rootless).unwrap_or_default();
+                berth_engine::network::report::configured_network_settings(&nets)
+            }
+        };
         if let Some(status) = &status {
             doc.host_config.network_mode = status.mode.clone();
             doc.host_config.port_bindings =

@@ -36,9 +36,9 @@ pub enum NetworkCommand {
     Rm(RmArgs),
     /// Remove every network no container uses (the default network stays).
     Prune(PruneArgs),
-    /// Connect a running container to a network.
+    /// Connect a container to a network: at once if it runs, and at every later start.
     Connect(ConnectArgs),
-    /// Disconnect a running container from a network.
+    /// Disconnect a container from a network: at once if it runs, and for later starts.
     Disconnect(DisconnectArgs),
 }
 
@@ -167,24 +167,10 @@ pub fn dispatch(global: &GlobalOptions, command: NetworkCommand) -> Result<ExitC
     }
 }
 
-/// The running container `query`, its id and bundle, and the engine's network paths.
-fn running_container(
-    global: &GlobalOptions,
-    query: &str,
-) -> Result<(String, std::path::PathBuf, berth_engine::network::attach::NetworkPaths)> {
+/// The engine's containers, for `network connect` and `disconnect`.
+fn containers(global: &GlobalOptions) -> Result<berth_engine::containers::ops::Containers> {
     let ctx = crate::containers::context(global)?;
-    let mut containers = berth_engine::containers::ops::Containers::open(&ctx)
-        .context("opening the container store")?;
-    let record = containers.lookup(query)?;
-    if !record.state.has_process() {
-        bail!(
-            "container {} is not running: network connect and disconnect of a stopped container are not supported yet",
-            record.name
-        );
-    }
-    let bundle = berth_engine::containers::CreateOptions::of(&record)?.userdata_dir;
-    let paths = berth_engine::network::attach::NetworkPaths::new(&ctx.root, &ctx.runroot);
-    Ok((record.id, bundle, paths))
+    berth_engine::containers::ops::Containers::open(&ctx).context("opening the container store")
 }
 
 fn connect(global: &GlobalOptions, args: ConnectArgs) -> Result<ExitCode> {
@@ -200,7 +186,14 @@ fn connect(global: &GlobalOptions, args: ConnectArgs) -> Result<ExitCode> {
             addresses.push(ip);
         }
     }
-    let (id, bundle, paths) = running_container(global, &args.container)?;
+    // Checked here: a stopped container keeps it until its next start.
+    if let Some(mac) = &args.mac_address {
+        let octets: Vec<&str> = mac.split(':').collect();
+        let hex = |o: &&str| o.len() == 2 && o.bytes().all(|b| b.is_ascii_hexdigit());
+        if octets.len() != 6 || !octets.iter().all(hex) {
+            bail!("invalid --mac-address {mac:?}: expected six hexadecimal octets like 02:42:0a:00:00:05");
+        }
+    }
     let attach = berth_engine::network::mode::NetworkAttach {
         name: args.network,
         addresses,
@@ -208,13 +201,12 @@ fn connect(global: &GlobalOptions, args: ConnectArgs) -> Result<ExitCode> {
         aliases: args.alias,
         interface: None,
     };
-    berth_engine::network::engine::connect(&paths, &id, &bundle, &attach)?;
+    containers(global)?.connect_network(&args.container, &attach)?;
     Ok(ExitCode::SUCCESS)
 }
 
 fn disconnect(global: &GlobalOptions, args: DisconnectArgs) -> Result<ExitCode> {
-    let (id, bundle, paths) = running_container(global, &args.container)?;
-    berth_engine::network::engine::disconnect(&paths, &id, &bundle, &args.network)?;
+    containers(global)?.disconnect_network(&args.container, &args.network)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -468,8 +460,9 @@ fn rm(global: &GlobalOptions, args: RmArgs) -> Result<ExitCode> {
         args.networks.iter().map(|n| db.find(n)).collect::<Result<_, _>>()?;
     // Refuse the whole command before removing any, so nothing is half done.
     if !args.force {
+        let configured = container_networks(global)?;
         for record in &records {
-            let users = db.users(&record.network.name)?;
+            let users = users(&db, &configured, &record.network.name)?;
             if !users.is_empty() {
                 let short: Vec<String> =
                     users.iter().map(|u| u.chars().take(12).collect()).collect();
@@ -488,6 +481,32 @@ fn rm(global: &GlobalOptions, args: RmArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Every container's id with the bridge networks its next start joins (recorded by
+/// `--network` and by `network connect` and `disconnect`), running or not.
+fn container_networks(global: &GlobalOptions) -> Result<Vec<(String, Vec<String>)>> {
+    let ctx = crate::containers::context(global)?;
+    let mut out = Vec::new();
+    for record in containers(global)?.list()? {
+        let options = berth_engine::containers::CreateOptions::of(&record)?;
+        // Containers not on bridge networks (none, host, pasta, …) join none.
+        let nets = options.run.networking.bridge_attaches(ctx.rootless).unwrap_or_default();
+        out.push((record.id, nets.into_iter().map(|n| n.name).collect()));
+    }
+    Ok(out)
+}
+
+/// The containers on network `name` now, or on it from their next start, as Podman counts a
+/// network's users.
+fn users(db: &NetworkDb, configured: &[(String, Vec<String>)], name: &str) -> Result<Vec<String>> {
+    let mut users = db.users(name)?;
+    for (id, nets) in configured {
+        if nets.iter().any(|n| n == name) && !users.contains(id) {
+            users.push(id.clone());
+        }
+    }
+    Ok(users)
+}
+
 /// Takes network `net` off the host (its bridge and rules; with them any container's
 /// interface on it) and out of the database.
 fn remove(db: &mut NetworkDb, net: &Network) -> Result<()> {
@@ -498,6 +517,7 @@ fn remove(db: &mut NetworkDb, net: &Network) -> Result<()> {
 
 fn prune(global: &GlobalOptions, args: PruneArgs) -> Result<ExitCode> {
     let mut db = open(global)?;
+    let configured = container_networks(global)?;
     let mut candidates = Vec::new();
     for record in db.networks()? {
         let mut keep = record.network.name == DEFAULT_NETWORK;
@@ -507,7 +527,7 @@ fn prune(global: &GlobalOptions, args: PruneArgs) -> Result<ExitCode> {
             }
             keep |= !matches(&record, filter)?;
         }
-        if !keep && db.users(&record.network.name)?.is_empty() {
+        if !keep && users(&db, &configured, &record.network.name)?.is_empty() {
             candidates.push(record);
         }
     }

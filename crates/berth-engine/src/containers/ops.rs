@@ -21,6 +21,7 @@ use super::{ContainerError, ContainerStore, CreateOptions, CreateRequest};
 use crate::context::EngineContext;
 use crate::images::{Image, Images};
 use crate::monitor::{self, AttachIo, MonitorConfig, MonitorError, Started};
+use crate::network::engine::{ContainerNetworkOptions as NetworkOptions, EngineNetError};
 use crate::spec::{HostInfo, RunOptions};
 use crate::state::{
     generate_id, ContainerRecord, ContainerState, ProcProbe, ProcessProbe, StateChange, StateError,
@@ -635,6 +636,70 @@ impl Containers {
         self.layers.remove(&record.id)?;
         crate::events::record_container(&self.ctx.runroot, "remove", &removed, None);
         Ok(removed)
+    }
+
+    /// `network connect`: puts container `query` on one more bridge network, as Podman does.
+    /// The network goes into the container's create options, so every later start joins it;
+    /// a running (or paused) container is connected at once too. Nothing changes on failure.
+    pub fn connect_network(
+        &mut self,
+        query: &str,
+        attach: &crate::network::mode::NetworkAttach,
+    ) -> Result<ContainerRecord, OpsError> {
+        let net = crate::network::attach::NetworkPaths::new(&self.ctx.root, &self.ctx.runroot);
+        let attach = crate::network::mode::NetworkAttach {
+            name: crate::network::engine::network_name(&net, &attach.name)?,
+            ..attach.clone()
+        };
+        self.change_networks(
+            query,
+            |id, options, rootless| options.with_network(id, &attach, rootless),
+            |id, bundle| crate::network::engine::connect(&net, id, bundle, &attach),
+        )
+    }
+
+    /// `network disconnect`: takes container `query` off bridge network `network` (a name or
+    /// an id), in its create options and, while it runs, at once.
+    pub fn disconnect_network(
+        &mut self,
+        query: &str,
+        network: &str,
+    ) -> Result<ContainerRecord, OpsError> {
+        let net = crate::network::attach::NetworkPaths::new(&self.ctx.root, &self.ctx.runroot);
+        // A network removed since keeps its name in the container's options.
+        let name =
+            crate::network::engine::network_name(&net, network).unwrap_or(network.to_owned());
+        self.change_networks(
+            query,
+            |id, options, rootless| options.without_network(id, &name, rootless),
+            |id, bundle| crate::network::engine::disconnect(&net, id, bundle, &name),
+        )
+    }
+
+    /// Rewrites container `query`'s network options with `edit` under its lock and, if its
+    /// process runs, applies the change to it with `live` first (a failure there records
+    /// nothing).
+    fn change_networks(
+        &mut self,
+        query: &str,
+        edit: impl FnOnce(&str, &NetworkOptions, bool) -> Result<NetworkOptions, EngineNetError>,
+        live: impl FnOnce(&str, &std::path::Path) -> Result<(), EngineNetError>,
+    ) -> Result<ContainerRecord, OpsError> {
+        let found = self.lookup(query)?;
+        let _lock = self.store.locks().lock(&found.id)?;
+        let record = self.store.db().get(&found.id)?;
+        let mut options = CreateOptions::of(&record)?;
+        let networking = edit(&record.id, &options.run.networking, self.ctx.rootless)?;
+        if record.state.has_process() {
+            live(&record.id, &options.userdata_dir)?;
+        }
+        options.run.networking = networking;
+        let value = serde_json::to_value(&options)
+            .map_err(|source| ContainerError::EncodeSpec { id: record.id.clone(), source })?;
+        let record = self.store.db().update_create_options(&record.id, &value)?;
+        let networks = &options.run.networking.bridge_networks;
+        debug!(id = %record.id, ?networks, "the container's networks recorded");
+        Ok(record)
     }
 
     /// Freezes a running container.

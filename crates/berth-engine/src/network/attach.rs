@@ -73,7 +73,7 @@ pub enum AttachError {
     NotSupported { mode: String, context: &'static str },
     #[error("network {network} is internal: ports cannot be published on it")]
     InternalPorts { network: String },
-    #[error("container {id} is not running with a network of berth's (network connect and disconnect of a container that is not running are not supported yet)")]
+    #[error("container {id} runs without a network of berth's to connect or disconnect")]
     NotRunning { id: String },
     #[error("container {id} is already connected to network {network}")]
     AlreadyConnected { id: String, network: String },
@@ -224,11 +224,14 @@ struct RecordedNetwork {
 }
 
 /// The mode's name as Podman shows it in inspect's HostConfig.NetworkMode.
-fn mode_name(mode: &NetworkMode) -> String {
+pub fn mode_name(mode: &NetworkMode) -> String {
     match mode {
         NetworkMode::None => "none".into(),
         NetworkMode::Host => "host".into(),
-        NetworkMode::Bridge(nets) if nets.len() == 1 && nets[0].name == DEFAULT_NETWORK => {
+        // Disconnected from every network, a bridge container stays one (Podman's rule).
+        NetworkMode::Bridge(nets)
+            if nets.is_empty() || (nets.len() == 1 && nets[0].name == DEFAULT_NETWORK) =>
+        {
             "bridge".into()
         }
         NetworkMode::Bridge(nets) => {
@@ -398,6 +401,12 @@ fn attach_inner(
             save(db, &record)?;
         }
         NetworkMode::Bridge(nets) => {
+            if nets.is_empty() && !req.ports.is_empty() {
+                return Err(AttachError::NotSupported {
+                    mode: mode.clone(),
+                    context: "with published ports and no network (connect one first)",
+                });
+            }
             if req.rootless {
                 return Err(AttachError::NotSupported {
                     mode: mode.clone(),
@@ -827,23 +836,6 @@ pub fn statuses(
         }
     }
     Ok(out)
-}
-
-/// Detaches every container with a network record for which `is_gone(id)` is true: the
-/// cleanup a berth command runs after monitors died without detaching. Returns the ids done.
-pub fn detach_orphans(
-    paths: &NetworkPaths,
-    mut is_gone: impl FnMut(&str) -> bool,
-) -> Result<Vec<String>, AttachError> {
-    let db = NetworkDb::open_root(&paths.root)?;
-    let mut done = Vec::new();
-    for id in db.attached_containers()? {
-        if is_gone(&id) {
-            detach(paths, &id)?;
-            done.push(id);
-        }
-    }
-    Ok(done)
 }
 
 /// The attach request's network list for `--network NAME` values with `--network-alias`

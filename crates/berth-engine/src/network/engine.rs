@@ -7,6 +7,10 @@
 //! fails before anything exists. [`start`] runs before the container's process: it makes the
 //! namespace, connects it, points the bundle's `config.json` at the namespace by path, and
 //! writes the bundle's `hosts` and `resolv.conf`. [`stop`] undoes it and is idempotent.
+//! `network connect` and `disconnect` record their change in the container's flags
+//! ([`ContainerNetworkOptions::with_network`] and [`ContainerNetworkOptions::without_network`]),
+//! so that every later start joins the networks they left it on, as Podman's do; [`connect`]
+//! and [`disconnect`] apply it to a running container at once.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -15,10 +19,12 @@ use serde::{Deserialize, Serialize};
 
 use super::attach::{self, AttachError, Attached, ContainerNetworkRequest, NetworkPaths};
 use super::files;
-use super::mode::{self, NetworkMode};
+use super::ipam::DEFAULT_NETWORK;
+use super::mode::{self, NetworkAttach, NetworkMode};
 use super::netns::{self, Netns};
 use super::ports::{self, FreePorts, PortSpec};
 use super::rootless;
+use super::store::{NetworkDb, StoreError};
 
 /// Errors of the glue, named after the step that failed.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +84,13 @@ pub struct ContainerNetworkOptions {
     pub dns_option: Vec<String>,
     #[serde(default)]
     pub add_host: Vec<String>,
+    /// The bridge networks as `network connect` and `disconnect` left them, each a
+    /// `NAME[:OPTIONS]` value ([`NetworkAttach::to_value`]); they replace `network` and
+    /// `network_aliases` from the first of those commands on. Empty: a namespace with only
+    /// `lo` that can be connected again, as Podman leaves a container disconnected from its
+    /// last network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bridge_networks: Option<Vec<String>>,
 }
 
 impl ContainerNetworkOptions {
@@ -85,6 +98,10 @@ impl ContainerNetworkOptions {
     /// default bridge network and a rootless one gets pasta (slirp4netns where pasta is not
     /// installed), as Podman does.
     pub fn mode(&self, rootless: bool) -> Result<NetworkMode, EngineNetError> {
+        if let Some(values) = &self.bridge_networks {
+            let nets = values.iter().map(|v| mode::parse_bridge_value(v));
+            return Ok(NetworkMode::Bridge(nets.collect::<Result<_, _>>()?));
+        }
         if self.network.is_empty() && rootless && !rootless::pasta_installed() {
             return Ok(NetworkMode::Slirp4netns(Vec::new()));
         }
@@ -121,6 +138,60 @@ impl ContainerNetworkOptions {
             files::parse_add_host(host, None)?;
         }
         Ok(())
+    }
+
+    /// The bridge networks the container joins when it starts, in order; an error naming
+    /// the mode for a container that is not on bridge networks (`none`, `host`, `container:`,
+    /// `ns:`, pasta, slirp4netns), which `network connect` cannot change.
+    pub fn bridge_attaches(&self, rootless: bool) -> Result<Vec<NetworkAttach>, EngineNetError> {
+        match self.mode(rootless)? {
+            NetworkMode::Bridge(nets) => Ok(nets),
+            other => Err(AttachError::NotSupported {
+                mode: attach::mode_name(&other),
+                context: "with network connect (bridge networks only)",
+            }
+            .into()),
+        }
+    }
+
+    /// These flags with `net` added to the bridge networks (`network connect`): container
+    /// `id` joins it at its next start. Connecting twice to one network is an error.
+    pub fn with_network(
+        &self,
+        id: &str,
+        net: &NetworkAttach,
+        rootless: bool,
+    ) -> Result<Self, EngineNetError> {
+        let mut nets = self.bridge_attaches(rootless)?;
+        if nets.iter().any(|n| n.name == net.name) {
+            let network = net.name.clone();
+            return Err(AttachError::AlreadyConnected { id: id.to_owned(), network }.into());
+        }
+        nets.push(net.clone());
+        Ok(self.with_bridges(&nets))
+    }
+
+    /// These flags without bridge network `name` (`network disconnect`).
+    pub fn without_network(
+        &self,
+        id: &str,
+        name: &str,
+        rootless: bool,
+    ) -> Result<Self, EngineNetError> {
+        let mut nets = self.bridge_attaches(rootless)?;
+        let Some(index) = nets.iter().position(|n| n.name == name) else {
+            let network = name.to_owned();
+            return Err(AttachError::NotConnected { id: id.to_owned(), network }.into());
+        };
+        nets.remove(index);
+        Ok(self.with_bridges(&nets))
+    }
+
+    fn with_bridges(&self, nets: &[NetworkAttach]) -> Self {
+        Self {
+            bridge_networks: Some(nets.iter().map(NetworkAttach::to_value).collect()),
+            ..self.clone()
+        }
     }
 
     fn dns_servers(&self) -> Result<Vec<IpAddr>, EngineNetError> {
@@ -259,6 +330,18 @@ fn write_bundle(bundle: &Path, attached: &Attached) -> Result<(), EngineNetError
     Ok(())
 }
 
+/// The name of network `query` (a name or an id), for `network connect` and `disconnect` of a
+/// container that is not running, which reach the network store no other way. The default
+/// network counts as there before its first use creates it.
+pub fn network_name(paths: &NetworkPaths, query: &str) -> Result<String, EngineNetError> {
+    let db = NetworkDb::open_root(&paths.root).map_err(AttachError::from)?;
+    match db.find(query) {
+        Ok(found) => Ok(found.network.name),
+        Err(StoreError::NotFound { .. }) if query == DEFAULT_NETWORK => Ok(query.to_owned()),
+        Err(err) => Err(AttachError::from(err).into()),
+    }
+}
+
 /// `network connect`: connects running container `id` to one more network and rewrites its
 /// bundle's hosts and resolv.conf in place (the container sees them through its bind
 /// mounts).
@@ -305,6 +388,43 @@ pub fn stop(paths: &NetworkPaths, id: &str) -> Result<(), EngineNetError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // connect and disconnect rewrite the list of bridge networks, --network-alias folded into
+    // the first; the list may become empty, and only bridge containers have one.
+    #[test]
+    fn connect_and_disconnect_rewrite_the_bridge_networks() {
+        let opts =
+            ContainerNetworkOptions { network_aliases: vec!["web".into()], ..Default::default() };
+        let side = NetworkAttach {
+            name: "side".into(),
+            addresses: vec!["10.250.53.7".parse().unwrap()],
+            aliases: vec!["extra".into()],
+            ..Default::default()
+        };
+        let on = opts.with_network("c1", &side, false).unwrap();
+        let values = ["berth:alias=web", "side:ip=10.250.53.7,alias=extra"];
+        assert_eq!(on.bridge_networks, Some(values.map(String::from).to_vec()));
+        let NetworkMode::Bridge(nets) = on.mode(false).unwrap() else { panic!("not bridge") };
+        assert_eq!((nets[0].aliases.as_slice(), &nets[1]), (&["web".to_owned()][..], &side));
+        assert_eq!(
+            on.with_network("c1", &side, false).unwrap_err().to_string(),
+            "container c1 is already connected to network side"
+        );
+
+        let off = on.without_network("c1", "berth", false).unwrap();
+        assert_eq!(off.bridge_networks, Some(vec![values[1].to_owned()]));
+        let empty = off.without_network("c1", "side", false).unwrap();
+        assert_eq!(empty.mode(false).unwrap(), NetworkMode::Bridge(Vec::new()));
+        assert_eq!(
+            empty.without_network("c1", "side", false).unwrap_err().to_string(),
+            "container c1 is not connected to network side"
+        );
+
+        let none = ContainerNetworkOptions { network: vec!["none".into()], ..Default::default() };
+        let err = none.with_network("c1", &side, false).unwrap_err().to_string();
+        assert!(err.contains("none") && err.contains("bridge networks only"), "{err}");
+        assert!(opts.with_network("c1", &side, true).is_err(), "rootless has no bridges");
+    }
 
     #[test]
     fn bad_flags_are_caught_before_anything_is_made() {

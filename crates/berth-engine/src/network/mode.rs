@@ -38,6 +38,36 @@ pub struct NetworkAttach {
     pub interface: Option<String>,
 }
 
+impl NetworkAttach {
+    /// The `--network` value that [`parse_bridge_value`] reads back as this attachment:
+    /// `NAME[:ip=…,mac=…,alias=…,interface_name=…]`, as a container's record keeps the
+    /// networks `network connect` and `disconnect` left it on.
+    pub fn to_value(&self) -> String {
+        let mut opts: Vec<String> = Vec::new();
+        for ip in &self.addresses {
+            opts.push(format!("{}={ip}", if ip.is_ipv4() { "ip" } else { "ip6" }));
+        }
+        opts.extend(self.mac.iter().map(|m| format!("mac={m}")));
+        opts.extend(self.aliases.iter().map(|a| format!("alias={a}")));
+        opts.extend(self.interface.iter().map(|i| format!("interface_name={i}")));
+        if opts.is_empty() {
+            self.name.clone()
+        } else {
+            format!("{}:{}", self.name, opts.join(","))
+        }
+    }
+}
+
+/// Reads one bridge network's `--network` value (`NAME[:OPTIONS]`), as [`parse_network`]
+/// reads each of several.
+pub fn parse_bridge_value(value: &str) -> Result<NetworkAttach, ModeError> {
+    let (name, rest) = match value.split_once(':') {
+        Some((name, rest)) => (name, Some(rest)),
+        None => (value, None),
+    };
+    parse_attach(value, name, rest)
+}
+
 /// What the container's network is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NetworkMode {
@@ -216,6 +246,27 @@ mod tests {
         assert_eq!(nets[0].addresses, vec!["10.89.0.5".parse::<IpAddr>().unwrap()]);
         assert_eq!(nets[0].aliases, ["web", "www"]);
         assert_eq!(nets[1].interface.as_deref(), Some("eth9"));
+    }
+
+    #[test]
+    fn an_attachment_reads_back_from_its_value() {
+        let full = NetworkAttach {
+            name: "side".into(),
+            addresses: vec!["10.250.52.77".parse().unwrap(), "fd00::7".parse().unwrap()],
+            mac: Some("02:42:ac:11:00:02".into()),
+            aliases: vec!["extra".into(), "more".into()],
+            interface: Some("eth7".into()),
+        };
+        assert_eq!(
+            full.to_value(),
+            "side:ip=10.250.52.77,ip6=fd00::7,mac=02:42:ac:11:00:02,alias=extra,alias=more,\
+             interface_name=eth7"
+        );
+        assert_eq!(parse_bridge_value(&full.to_value()).unwrap(), full);
+        assert_eq!(named("web").to_value(), "web");
+        assert_eq!(parse_bridge_value("web").unwrap(), named("web"));
+        assert_eq!(parse_bridge_value("bridge").unwrap(), named("berth"));
+        assert!(parse_bridge_value("web:speed=9").is_err());
     }
 
     #[test]

@@ -4,8 +4,8 @@
 //! of `ps` (`127.0.0.1:8080->80/tcp, 0.0.0.0:8443->443/tcp`).
 //!
 //! Everything comes from what [`attach`](super::attach) recorded for the running container;
-//! a container that is not running has no networking, and shows the empty values Podman shows
-//! for it.
+//! a container that is not running has no addresses, and shows the empty values Podman shows
+//! for it, under the names of the networks it joins when it starts.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -13,6 +13,7 @@ use std::net::IpAddr;
 use serde_json::{json, Map, Value};
 
 use super::attach::{ContainerNetwork, NetworkStatus};
+use super::mode::NetworkAttach;
 use super::ports::PortMapping;
 
 /// The first address of the family wanted, with its prefix length.
@@ -73,19 +74,34 @@ pub fn network_settings(net: Option<&ContainerNetwork>) -> Value {
     let sandbox = net.and_then(|n| n.netns_path.as_ref()).map(|p| p.display().to_string());
     out.insert("SandboxKey".into(), json!(sandbox.unwrap_or_default()));
     if let Some(net) = net.filter(|n| !n.networks.is_empty()) {
-        let mut networks = Map::new();
-        for on in &net.networks {
-            let mut entry = address_fields(Some(on));
-            entry.insert("NetworkID".into(), json!(on.name));
-            entry.insert("DriverOpts".into(), Value::Null);
-            entry.insert("IPAMConfig".into(), Value::Null);
-            entry.insert("Links".into(), Value::Null);
-            entry.insert("Aliases".into(), json!(on.aliases));
-            networks.insert(on.name.clone(), Value::Object(entry));
-        }
+        let networks =
+            net.networks.iter().map(|on| network_entry(Some(on), &on.name, &on.aliases)).collect();
         out.insert("Networks".into(), Value::Object(networks));
     }
     Value::Object(out)
+}
+
+/// Inspect's `NetworkSettings` for a container that is not running: as Podman shows it, the
+/// bridge networks it joins at its next start, by name and aliases, with empty addresses.
+pub fn configured_network_settings(nets: &[NetworkAttach]) -> Value {
+    let mut out = network_settings(None);
+    if !nets.is_empty() {
+        let networks = nets.iter().map(|n| network_entry(None, &n.name, &n.aliases)).collect();
+        out["Networks"] = Value::Object(networks);
+    }
+    out
+}
+
+/// One entry of `NetworkSettings.Networks`: network `name`'s addresses (empty when `on` is
+/// `None`) and the container's aliases on it.
+fn network_entry(on: Option<&NetworkStatus>, name: &str, aliases: &[String]) -> (String, Value) {
+    let mut entry = address_fields(on);
+    entry.insert("NetworkID".into(), json!(name));
+    entry.insert("DriverOpts".into(), Value::Null);
+    entry.insert("IPAMConfig".into(), Value::Null);
+    entry.insert("Links".into(), Value::Null);
+    entry.insert("Aliases".into(), json!(aliases));
+    (name.to_owned(), Value::Object(entry))
 }
 
 /// The PORTS column of `ps`: `127.0.0.1:8080->80/tcp, 0.0.0.0:8443->443/tcp`.
@@ -171,5 +187,22 @@ mod tests {
         assert_eq!(none["IPAddress"], "");
         assert_eq!(none["Ports"], json!({}));
         assert!(none.get("Networks").is_none());
+
+        // Not running: the networks of its next start, with no address.
+        let side = NetworkAttach {
+            name: "side".into(),
+            addresses: vec!["10.250.52.77".parse().unwrap()],
+            aliases: vec!["extra".into()],
+            ..Default::default()
+        };
+        let berth = NetworkAttach { name: "berth".into(), ..Default::default() };
+        let stopped = configured_network_settings(&[berth, side]);
+        let names: Vec<&String> = stopped["Networks"].as_object().unwrap().keys().collect();
+        assert_eq!(names, ["berth", "side"]);
+        assert_eq!(stopped["Networks"]["side"]["IPAddress"], "");
+        assert_eq!(stopped["Networks"]["side"]["NetworkID"], "side");
+        assert_eq!(stopped["Networks"]["side"]["Aliases"], json!(["extra"]));
+        assert_eq!(stopped["IPAddress"], "");
+        assert!(configured_network_settings(&[]).get("Networks").is_none());
     }
 }

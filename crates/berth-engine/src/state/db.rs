@@ -422,6 +422,32 @@ impl StateDb {
         Ok(record)
     }
 
+    /// Replaces container `id`'s stored create options (`network connect` and `disconnect`
+    /// change the networks it starts with); the caller holds the container's lock.
+    pub fn update_create_options(
+        &mut self,
+        id: &str,
+        create_options: &serde_json::Value,
+    ) -> Result<ContainerRecord, StateError> {
+        let text = serde_json::to_string(create_options).map_err(|source| StateError::Encode {
+            id: id.to_owned(),
+            field: "create_options",
+            source,
+        })?;
+        let what = format!("updating the create options of container {id}");
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(write_err(&what))?;
+        let mut record = read_one(&tx, id)?
+            .ok_or_else(|| StateError::NoSuchContainer { query: id.to_owned() })?;
+        tx.execute("UPDATE containers SET create_options = ?1 WHERE id = ?2", params![text, id])
+            .map_err(write_err(&what))?;
+        tx.commit().map_err(write_err(&what))?;
+        record.create_options = create_options.clone();
+        Ok(record)
+    }
+
     /// Removes container `id` and its labels, returning what it was.
     pub fn remove(&mut self, id: &str) -> Result<ContainerRecord, StateError> {
         let what = format!("removing container {id}");

@@ -179,6 +179,25 @@ fn rename_frees_the_old_name_and_refuses_a_taken_one() {
     assert!(matches!(db.rename(&b.id, "-x"), Err(StateError::InvalidName { .. })));
 }
 
+// New create options replace the stored ones and survive a reopen; the rest of the record,
+// its labels included, stays as it was.
+#[test]
+fn create_options_can_be_replaced() {
+    let (dir, mut db) = open_temp();
+    let a = db.create(&new_container(Some("one"))).unwrap();
+    let updated = db.update_create_options(&a.id, &json!({"tty": true})).unwrap();
+    assert_eq!(updated.create_options, json!({"tty": true}));
+    drop(db);
+    let db = StateDb::open(&dir.path().join("state.db")).unwrap();
+    let read = db.get(&a.id).unwrap();
+    assert_eq!(read.create_options, json!({"tty": true}));
+    assert_eq!((read.name.as_str(), read.labels), ("one", a.labels));
+    let mut db = db;
+    let gone = "c".repeat(64);
+    let err = db.update_create_options(&gone, &json!({})).unwrap_err();
+    assert!(matches!(err, StateError::NoSuchContainer { .. }), "{err}");
+}
+
 #[test]
 fn remove_takes_the_labels_along() {
     let (_dir, mut db) = open_temp();
