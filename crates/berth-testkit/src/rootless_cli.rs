@@ -3,12 +3,17 @@
 //! XDG_RUNTIME_DIR under a temporary directory the user owns, so it gets a per-user
 //! namespace and pause process of its own and shares nothing with other tests.
 //!
+//! Besides the commands it gives what the rootless tests look at: the pause process and its
+//! pid file, the mounts its namespace sees, the processes in that namespace, an engine on
+//! fuse-overlayfs ([`RootlessBerth::on_fuse_overlayfs`]) and extra environment per engine.
+//!
 //! The binary is staged where the user can read it ([`crate::user::stage_binary`]). Dropping
 //! an engine removes its containers, ends its pause process (`berth system migrate`), kills
-//! whatever still runs in its user namespace and removes the directory, also when the test
-//! failed.
+//! whatever still runs in its user namespace or names its directory (pasta, slirp4netns) and
+//! removes the directory, also when the test failed.
 
 use std::cell::Cell;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -23,6 +28,8 @@ pub struct RootlessBerth {
     user: &'static TestUser,
     /// (device, inode) of the pause process's user namespace, once one was seen.
     userns: Cell<Option<(u64, u64)>>,
+    /// Extra environment for every command (a storage-driver override, say).
+    env: Vec<(OsString, OsString)>,
 }
 
 impl RootlessBerth {
@@ -43,24 +50,63 @@ impl RootlessBerth {
         fs::set_permissions(&xdg, fs::Permissions::from_mode(0o700)).expect("chmod");
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
         let bin = stage_binary(bin).expect("staging the berth binary");
-        Self { dir, bin, user, userns: Cell::new(None) }
+        Self { dir, bin, user, userns: Cell::new(None), env: Vec::new() }
     }
 
     /// The same, with the busybox image loaded and tagged `tag`.
     pub fn with_busybox(bin: &Path, tag: &str) -> Self {
         let berth = Self::new(bin);
-        let layout = berth.dir.path().join("layout");
+        berth.load_busybox(tag);
+        berth
+    }
+
+    /// An engine whose storage is fuse-overlayfs, as where the kernel refuses native overlay
+    /// in a user namespace (`_BERTH_ROOTLESS_DRIVER`). /dev/fuse is opened to everyone first,
+    /// as Debian's udev rules leave it and this VM, without udev, does not.
+    pub fn on_fuse_overlayfs(bin: &Path) -> Self {
+        let fuse = Path::new("/dev/fuse");
+        let mode = fs::metadata(fuse).expect("/dev/fuse").permissions().mode();
+        if mode & 0o666 != 0o666 {
+            fs::set_permissions(fuse, fs::Permissions::from_mode(mode | 0o666))
+                .expect("opening /dev/fuse to everyone");
+        }
+        let mut berth = Self::new(bin);
+        berth.set_env("_BERTH_ROOTLESS_DRIVER", "fuse-overlayfs");
+        berth
+    }
+
+    /// Loads the busybox image (berth_testkit::busybox) and tags it `tag`; returns its id.
+    pub fn load_busybox(&self, tag: &str) -> String {
+        let layout = self.dir.path().join("busybox-layout");
         crate::busybox::image_layout(&layout).expect("the busybox layout");
-        open_to_all(&layout);
-        let out = berth.ok(&["load", "-i", layout.to_str().expect("a UTF-8 temp path")]);
-        let id = out
-            .trim()
+        let id = self.load(&layout, tag);
+        let _ = fs::remove_dir_all(&layout);
+        id
+    }
+
+    /// Loads the OCI layout at `layout` (made by root; opened to everyone here) and tags it
+    /// `tag`; returns the image id.
+    pub fn load(&self, layout: &Path, tag: &str) -> String {
+        let id = self.load_untagged(layout);
+        self.ok(&["tag", &id, tag]);
+        id
+    }
+
+    /// Loads the OCI layout at `layout` without a tag; returns the image id.
+    pub fn load_untagged(&self, layout: &Path) -> String {
+        open_to_all(layout);
+        let out = self.ok(&["load", "-i", layout.to_str().expect("a UTF-8 layout path")]);
+        out.trim()
             .strip_prefix("Loaded image: sha256:")
             .unwrap_or_else(|| panic!("load printed {out:?}"))
-            .to_owned();
-        berth.ok(&["tag", &id, tag]);
-        let _ = fs::remove_dir_all(&layout);
-        berth
+            .to_owned()
+    }
+
+    /// Sets an environment variable for every later command.
+    pub fn set_env(&mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) {
+        let key = key.as_ref().to_owned();
+        self.env.retain(|(k, _)| *k != key);
+        self.env.push((key, value.as_ref().to_owned()));
     }
 
     pub fn user(&self) -> &'static TestUser {
@@ -84,12 +130,18 @@ impl RootlessBerth {
         self.dir.path().join("xdg")
     }
 
+    /// The pause process's pid file.
+    pub fn pause_pid_file(&self) -> PathBuf {
+        self.xdg_runtime_dir().join("berth/pause.pid")
+    }
+
     /// `berth --root … --runroot … ARGS` as the test user, not yet run.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = self.user.command(&self.bin);
         command
             .env("XDG_RUNTIME_DIR", self.xdg_runtime_dir())
             .env("REGISTRIES_CONFIG_PATH", "/nonexistent")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .arg("--root")
             .arg(self.root())
             .arg("--runroot")
@@ -100,7 +152,13 @@ impl RootlessBerth {
 
     /// Runs with standard input from /dev/null and collects the output.
     pub fn run(&self, args: &[&str]) -> Output {
-        let out = self.command(args).stdin(Stdio::null()).output().expect("running berth");
+        self.run_with(self.command(args))
+    }
+
+    /// Runs `command` (one of [`RootlessBerth::command`], changed) with standard input from
+    /// /dev/null and collects the output.
+    pub fn run_with(&self, mut command: Command) -> Output {
+        let out = command.stdin(Stdio::null()).output().expect("running berth");
         self.note_userns();
         out
     }
@@ -127,11 +185,30 @@ impl RootlessBerth {
 
     /// The pause process's pid, if its pid file names one that runs.
     pub fn pause_pid(&self) -> Option<i32> {
-        let text = fs::read_to_string(self.xdg_runtime_dir().join("berth/pause.pid")).ok()?;
+        let text = fs::read_to_string(self.pause_pid_file()).ok()?;
         let pid: i32 = text.split_whitespace().next()?.parse().ok()?;
-        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        let state = stat.rfind(')').map(|i| stat[i + 1..].trim_start().to_owned())?;
-        (!state.starts_with('Z')).then_some(pid)
+        alive(pid).then_some(pid)
+    }
+
+    /// The mountinfo lines of the mounts under this engine's directory, as its user
+    /// namespace (the pause process's mount namespace) sees them; none without a pause
+    /// process.
+    pub fn mounts(&self) -> Vec<String> {
+        let Some(pid) = self.pause_pid() else { return Vec::new() };
+        let dir = self.dir.path().to_string_lossy().into_owned();
+        fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.split(' ').nth(4).is_some_and(|m| m.starts_with(&dir)))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The processes in this engine's user namespace (once a command has seen it).
+    pub fn namespace_pids(&self) -> Vec<i32> {
+        self.note_userns();
+        let Some(ns) = self.userns.get() else { return Vec::new() };
+        pids().into_iter().filter(|pid| userns_of(*pid) == Some(ns)).collect()
     }
 
     /// Remembers the pause process's user namespace, for the cleanup.
@@ -151,16 +228,40 @@ impl Drop for RootlessBerth {
             let _ = self.command(&["rm", "-af", "-t", "0"]).stdin(Stdio::null()).output();
         }
         let _ = self.command(&["system", "migrate"]).stdin(Stdio::null()).output();
-        // Anything still in the namespace (a container, a fuse-overlayfs server) goes too.
-        if let Some(ns) = self.userns.get() {
-            for pid in pids() {
-                if userns_of(pid) == Some(ns) {
-                    // SAFETY: kill takes a pid and a signal by value.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                }
+        // Anything still in the namespace (a container, a fuse-overlayfs server) goes too,
+        // and whatever names this engine's directory (a pasta or slirp4netns it started).
+        let dir = self.dir.path().to_string_lossy().into_owned();
+        let named = crate::cli::processes_whose_cmdline(|cmdline| cmdline.contains(&dir));
+        for pid in self.namespace_pids().into_iter().chain(named) {
+            // SAFETY: kill takes a pid and a signal by value; the pid was read from /proc
+            // just now and is in this engine's namespace or names its directory.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+/// Whether `pid` runs (a zombie waiting for its reaper counts as ended).
+pub fn alive(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.rfind(')').is_some_and(|i| !stat[i + 1..].trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// The first regular file named `name` below `dir`, depth first.
+pub fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
+    for entry in fs::read_dir(dir).ok()?.flatten() {
+        let ty = entry.file_type().ok()?;
+        if ty.is_file() && entry.file_name() == name {
+            return Some(entry.path());
+        }
+        if ty.is_dir() {
+            if let Some(found) = find_file(&entry.path(), name) {
+                return Some(found);
             }
         }
     }
+    None
 }
 
 fn is_root() -> bool {

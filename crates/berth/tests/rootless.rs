@@ -4,206 +4,27 @@
 //! the hint for missing subordinate ranges, layers unpacked with the image's owners mapped,
 //! and containers end to end on both rootless storage drivers.
 //!
-//! The guard removes the test's containers, ends its pause process (`berth system migrate`),
-//! kills anything still in its user namespace and removes its directories, also when the test
-//! fails.
+//! Each test's engine (berth_testkit::rootless_cli) removes its containers, ends its pause
+//! process (`berth system migrate`), kills anything still in its user namespace and removes its
+//! directories when dropped, also when the test fails.
 
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::{Output, Stdio};
 
-use berth_testkit::user::{stage_binary, TestUser};
+use berth_testkit::rootless_cli::{alive, find_file as find, RootlessBerth};
 
-/// One throwaway rootless engine of the test user.
-struct Rootless {
-    dir: tempfile::TempDir,
-    bin: PathBuf,
-    user: &'static TestUser,
-    /// (device, inode) of the pause process's user namespace, once one was seen.
-    userns: std::cell::Cell<Option<(u64, u64)>>,
-    /// Extra environment for every command (the storage-driver override).
-    env: Vec<(&'static str, String)>,
+const IMAGE: &str = "localhost/busybox:latest";
+
+/// A throwaway rootless engine of the test user, with empty roots.
+fn engine() -> RootlessBerth {
+    RootlessBerth::new(Path::new(env!("CARGO_BIN_EXE_berth")))
 }
 
-impl Rootless {
-    fn new() -> Self {
-        Self::with_env(Vec::new())
-    }
-
-    fn with_env(env: Vec<(&'static str, String)>) -> Self {
-        assert!(rustix::process::geteuid().is_root(), "the rootless tests need root to switch");
-        let user = TestUser::get();
-        let dir = tempfile::Builder::new().prefix("berth-rootless-").tempdir_in("/tmp").unwrap();
-        let xdg = dir.path().join("xdg");
-        fs::create_dir(&xdg).unwrap();
-        for d in [dir.path(), xdg.as_path()] {
-            rustix::fs::chown(
-                d,
-                Some(rustix::process::Uid::from_raw(user.uid())),
-                Some(rustix::process::Gid::from_raw(user.gid())),
-            )
-            .unwrap();
-        }
-        fs::set_permissions(&xdg, fs::Permissions::from_mode(0o700)).unwrap();
-        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
-        let bin = stage_binary(Path::new(env!("CARGO_BIN_EXE_berth"))).unwrap();
-        Self { dir, bin, user, userns: std::cell::Cell::new(None), env }
-    }
-
-    fn xdg(&self) -> PathBuf {
-        self.dir.path().join("xdg")
-    }
-
-    fn root(&self) -> PathBuf {
-        self.dir.path().join("root")
-    }
-
-    fn runroot(&self) -> PathBuf {
-        self.dir.path().join("run")
-    }
-
-    fn pid_file(&self) -> PathBuf {
-        self.xdg().join("berth/pause.pid")
-    }
-
-    /// `berth ARGS` as the test user; without --root/--runroot when `args` start with "!".
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = self.user.command(&self.bin);
-        command.env("XDG_RUNTIME_DIR", self.xdg()).env("REGISTRIES_CONFIG_PATH", "/nonexistent");
-        for (k, v) in &self.env {
-            command.env(k, v);
-        }
-        command.arg("--root").arg(self.root()).arg("--runroot").arg(self.runroot()).args(args);
-        command
-    }
-
-    fn run_with(&self, mut command: Command) -> Output {
-        let out = command.stdin(Stdio::null()).output().expect("running berth");
-        self.note_userns();
-        out
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.run_with(self.command(args))
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "berth {args:?} failed ({:?}): {}{}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn code(&self, args: &[&str]) -> Option<i32> {
-        self.run(args).status.code()
-    }
-
-    /// The pause process's pid, if its pid file names one that runs.
-    fn pause_pid(&self) -> Option<i32> {
-        let text = fs::read_to_string(self.pid_file()).ok()?;
-        let pid: i32 = text.split_whitespace().next()?.parse().ok()?;
-        alive(pid).then_some(pid)
-    }
-
-    /// Remembers the pause process's user namespace, for the cleanup.
-    fn note_userns(&self) {
-        if self.userns.get().is_none() {
-            if let Some(pid) = self.pause_pid() {
-                self.userns.set(userns_of(pid));
-            }
-        }
-    }
-
-    /// Mount points under this test's directories, as the pause process's namespace sees them.
-    fn mounts(&self) -> Vec<String> {
-        let Some(pid) = self.pause_pid() else { return Vec::new() };
-        let dir = self.dir.path().to_string_lossy().into_owned();
-        fs::read_to_string(format!("/proc/{pid}/mountinfo"))
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.split(' ').nth(4).is_some_and(|m| m.starts_with(&dir)))
-            .map(str::to_owned)
-            .collect()
-    }
-
-    fn load_busybox(&self) {
-        let layout = self.dir.path().join("layout");
-        berth_testkit::busybox::image_layout(&layout).unwrap();
-        open_to_all(&layout);
-        let out = self.ok(&["load", "-i", layout.to_str().unwrap()]);
-        let id = out.trim().strip_prefix("Loaded image: sha256:").unwrap().to_owned();
-        self.ok(&["tag", &id, "localhost/busybox:latest"]);
-    }
-
-    fn eventually(&self, what: &str, mut check: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !check() {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Rootless {
-    fn drop(&mut self) {
-        self.note_userns();
-        if self.pause_pid().is_some() {
-            let _ = self.command(&["rm", "-af", "-t", "0"]).stdin(Stdio::null()).output();
-        }
-        let _ = self.command(&["system", "migrate"]).stdin(Stdio::null()).output();
-        // Anything still in the namespace (a container, a fuse-overlayfs server) goes too.
-        if let Some(ns) = self.userns.get() {
-            for pid in pids() {
-                if userns_of(pid) == Some(ns) {
-                    // SAFETY: kill takes a pid and a signal by value.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                }
-            }
-        }
-    }
-}
-
-fn pids() -> Vec<i32> {
-    fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .collect()
-}
-
-fn userns_of(pid: i32) -> Option<(u64, u64)> {
-    fs::metadata(format!("/proc/{pid}/ns/user")).ok().map(|m| (m.dev(), m.ino()))
-}
-
-/// Whether `pid` runs (a zombie waiting for its reaper counts as ended).
-fn alive(pid: i32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat.rfind(')').is_some_and(|i| !stat[i + 1..].trim_start().starts_with('Z')),
-        Err(_) => false,
-    }
-}
-
-/// Makes `dir` readable by everyone, so the test user can load what root built.
-fn open_to_all(dir: &Path) {
-    let mut stack = vec![dir.to_owned()];
-    while let Some(path) = stack.pop() {
-        let meta = fs::symlink_metadata(&path).unwrap();
-        if meta.is_symlink() {
-            continue;
-        }
-        let mode = meta.permissions().mode();
-        let add = if meta.is_dir() { 0o755 } else { 0o644 };
-        fs::set_permissions(&path, fs::Permissions::from_mode(mode | add)).unwrap();
-        if meta.is_dir() {
-            stack.extend(fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
-        }
-    }
+/// The same, with the busybox image loaded as [`IMAGE`].
+fn with_busybox() -> RootlessBerth {
+    RootlessBerth::with_busybox(Path::new(env!("CARGO_BIN_EXE_berth")), IMAGE)
 }
 
 fn text(out: &Output) -> String {
@@ -215,18 +36,18 @@ fn text(out: &Output) -> String {
 // join that same namespace.
 #[test]
 fn unshare_runs_in_the_users_namespace_held_by_one_pause_process() {
-    let b = Rootless::new();
+    let b = engine();
     assert!(b.pause_pid().is_none());
     let maps = b.ok(&["unshare", "cat", "/proc/self/uid_map", "/proc/self/gid_map"]);
-    let (u, g) = (b.user.subuid(), b.user.subgid());
+    let (u, g) = (b.user().subuid(), b.user().subgid());
     let lines: Vec<Vec<u64>> =
         maps.lines().map(|l| l.split_whitespace().map(|v| v.parse().unwrap()).collect()).collect();
     assert_eq!(
         lines,
         [
-            vec![0, u64::from(b.user.uid()), 1],
+            vec![0, u64::from(b.user().uid()), 1],
             vec![1, u64::from(u.start), u64::from(u.count)],
-            vec![0, u64::from(b.user.gid()), 1],
+            vec![0, u64::from(b.user().gid()), 1],
             vec![1, u64::from(g.start), u64::from(g.count)],
         ]
     );
@@ -238,14 +59,14 @@ fn unshare_runs_in_the_users_namespace_held_by_one_pause_process() {
     assert_eq!(fs::read_to_string(format!("/proc/{pid}/comm")).unwrap(), "berth-pause\n");
     let fds: Vec<_> = fs::read_dir(format!("/proc/{pid}/fd")).unwrap().collect();
     assert!(fds.is_empty(), "the pause process keeps descriptors open: {fds:?}");
-    assert_eq!(fs::metadata(format!("/proc/{pid}")).unwrap().uid(), b.user.uid());
+    assert_eq!(fs::metadata(format!("/proc/{pid}")).unwrap().uid(), b.user().uid());
 
     // A second command joins the same namespace, with the working directory kept.
     let ns = b.ok(&["unshare", "sh", "-c", "readlink /proc/self/ns/user; pwd; id -u"]);
     let theirs = fs::read_link(format!("/proc/{pid}/ns/user")).unwrap();
     let ns: Vec<&str> = ns.lines().collect();
     assert_eq!(ns[0], theirs.to_str().unwrap());
-    assert_eq!(ns[1], b.user.home().to_str().unwrap());
+    assert_eq!(ns[1], b.user().home().to_str().unwrap());
     assert_eq!(ns[2], "0");
     assert_eq!(b.pause_pid(), Some(pid));
 
@@ -259,23 +80,23 @@ fn unshare_runs_in_the_users_namespace_held_by_one_pause_process() {
 // pause process, is replaced, and that other process is left alone.
 #[test]
 fn migrate_and_stale_pid_files() {
-    let b = Rootless::new();
+    let b = engine();
     b.ok(&["unshare", "true"]);
     let first = b.pause_pid().unwrap();
     b.ok(&["system", "migrate"]);
     assert!(!alive(first), "migrate left pause process {first}");
-    assert!(!b.pid_file().exists());
+    assert!(!b.pause_pid_file().exists());
     b.ok(&["system", "migrate"]);
 
     // A reused pid: a live process of the user in the host's namespaces, recorded with the
     // start time it has, so only the namespace check can tell.
-    let mut other = b.user.command("sleep").arg("600").spawn().unwrap();
+    let mut other = b.user().command("sleep").arg("600").spawn().unwrap();
     let start = {
         let stat = fs::read_to_string(format!("/proc/{}/stat", other.id())).unwrap();
         stat[stat.rfind(')').unwrap() + 2..].split(' ').nth(19).unwrap().to_owned()
     };
-    fs::create_dir_all(b.pid_file().parent().unwrap()).unwrap();
-    fs::write(b.pid_file(), format!("{} {start}\n", other.id())).unwrap();
+    fs::create_dir_all(b.pause_pid_file().parent().unwrap()).unwrap();
+    fs::write(b.pause_pid_file(), format!("{} {start}\n", other.id())).unwrap();
     b.ok(&["unshare", "true"]);
     let second = b.pause_pid().unwrap();
     assert_ne!(second, other.id() as i32);
@@ -285,7 +106,7 @@ fn migrate_and_stale_pid_files() {
 
     // A pid that names nothing.
     b.ok(&["system", "migrate"]);
-    fs::write(b.pid_file(), "2147483000 12345\n").unwrap();
+    fs::write(b.pause_pid_file(), "2147483000 12345\n").unwrap();
     b.ok(&["unshare", "true"]);
     assert!(b.pause_pid().is_some_and(|p| p != 2_147_483_000));
 }
@@ -295,8 +116,8 @@ fn migrate_and_stale_pid_files() {
 // berth at an empty subuid file, since no second test user exists.)
 #[test]
 fn missing_subordinate_ranges_get_the_fix() {
-    let b = Rootless::new();
-    let empty = b.dir.path().join("subuid");
+    let b = engine();
+    let empty = b.dir().join("subuid");
     fs::write(&empty, "someoneelse:200000:65536\n").unwrap();
     let mut command = b.command(&["images"]);
     command.env("_BERTH_SUBUID_FILE", &empty);
@@ -318,8 +139,8 @@ fn missing_subordinate_ranges_get_the_fix() {
 // directories hide lower files inside the container.
 #[test]
 fn layers_keep_the_images_owners_and_whiteouts() {
-    let b = Rootless::new();
-    let (base, top) = (b.dir.path().join("base"), b.dir.path().join("top"));
+    let b = engine();
+    let (base, top) = (b.dir().join("base"), b.dir().join("top"));
     berth_testkit::busybox::rootfs(&base).unwrap();
     for d in ["data", "opq"] {
         fs::create_dir_all(base.join(d)).unwrap();
@@ -337,7 +158,7 @@ fn layers_keep_the_images_owners_and_whiteouts() {
     for f in ["data/.wh.gone", "opq/.wh..wh..opq", "opq/new"] {
         fs::write(top.join(f), "").unwrap();
     }
-    let layout = b.dir.path().join("layout");
+    let layout = b.dir().join("layout");
     let mut builder = berth_testkit::layout::LayoutBuilder::new(&layout).unwrap();
     builder.add_dir_layer(&base).unwrap();
     builder.add_dir_layer(&top).unwrap();
@@ -347,46 +168,28 @@ fn layers_keep_the_images_owners_and_whiteouts() {
             "latest",
         )
         .unwrap();
-    open_to_all(&layout);
-    let out = b.ok(&["load", "-i", layout.to_str().unwrap()]);
-    let id = out.trim().strip_prefix("Loaded image: sha256:").unwrap().to_owned();
+    let id = b.load_untagged(&layout);
 
     // On the host: the unpacked file owned by 1000 in the image.
     let owned = find(&b.root(), "owned").expect("the unpacked layer file");
-    assert_eq!(fs::metadata(&owned).unwrap().uid(), b.user.subuid().start + 999);
+    assert_eq!(fs::metadata(&owned).unwrap().uid(), b.user().subuid().start + 999);
     let data = owned.parent().unwrap();
-    assert_eq!(fs::metadata(data).unwrap().uid(), b.user.uid(), "root's files are the user's");
+    assert_eq!(fs::metadata(data).unwrap().uid(), b.user().uid(), "root's files are the user's");
 
     // In a container: owners as the image says, whiteouts and the opaque directory honoured.
     let seen = b.ok(&["run", "--rm", &id, "sh", "-c", "stat -c '%u %n' /data/*; ls /opq"]);
     assert_eq!(seen, "1000 /data/owned\nnew\n");
 }
 
-fn find(dir: &Path, name: &str) -> Option<PathBuf> {
-    for entry in fs::read_dir(dir).ok()?.flatten() {
-        let path = entry.path();
-        let ty = entry.file_type().ok()?;
-        if ty.is_file() && entry.file_name() == name {
-            return Some(path);
-        }
-        if ty.is_dir() {
-            if let Some(found) = find(&path, name) {
-                return Some(found);
-            }
-        }
-    }
-    None
-}
-
-/// The lifecycle, as the test user, on the storage driver `env` chooses.
-fn lifecycle(b: &Rootless, fs_type: &str) {
-    b.load_busybox();
-    let image = "localhost/busybox:latest";
+/// The lifecycle, as the test user, on the storage driver the engine was given.
+fn lifecycle(b: &RootlessBerth, fs_type: &str) {
+    b.load_busybox(IMAGE);
+    let image = IMAGE;
 
     // Container root is the user's own uid on the host.
     let out = b.ok(&["run", "--rm", image, "sh", "-c", "cat /proc/self/uid_map; id -u"]);
     let first: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
-    assert_eq!(first, ["0", &b.user.uid().to_string(), "1"], "{out}");
+    assert_eq!(first, ["0", &b.user().uid().to_string(), "1"], "{out}");
     assert!(out.ends_with("\n0\n"), "{out}");
 
     let id =
@@ -395,7 +198,7 @@ fn lifecycle(b: &Rootless, fs_type: &str) {
     assert!(b.mounts().iter().any(|m| m.contains(fs_type)), "{fs_type}: {:?}", b.mounts());
     b.ok(&["exec", "web", "sh", "-c", "echo hi > /made-by-root"]);
     let upper = find(&b.root(), "made-by-root").expect("the file in the container's upper dir");
-    assert_eq!(fs::metadata(&upper).unwrap().uid(), b.user.uid());
+    assert_eq!(fs::metadata(&upper).unwrap().uid(), b.user().uid());
     assert_eq!(b.code(&["exec", "web", "sh", "-c", "exit 3"]), Some(3));
     assert!(b.ok(&["ps"]).contains("web"));
     b.eventually("the log", || b.ok(&["logs", "web"]) == "started\n");
@@ -423,7 +226,7 @@ fn lifecycle(b: &Rootless, fs_type: &str) {
 // Containers end to end on native overlayfs inside the user namespace (this kernel allows it).
 #[test]
 fn containers_on_native_overlay() {
-    let b = Rootless::new();
+    let b = engine();
     lifecycle(&b, " - overlay ");
     let kernel = rustix::system::uname().release().to_string_lossy().into_owned();
     assert_eq!(
@@ -436,14 +239,7 @@ fn containers_on_native_overlay() {
 // Containers end to end on fuse-overlayfs, as where the kernel refuses native overlay.
 #[test]
 fn containers_on_fuse_overlayfs() {
-    // fuse-overlayfs needs /dev/fuse open to everyone, as Debian's udev rules make it; this VM
-    // has no udev and leaves it 0600.
-    let fuse = Path::new("/dev/fuse");
-    let mode = fs::metadata(fuse).unwrap().permissions().mode();
-    if mode & 0o666 != 0o666 {
-        fs::set_permissions(fuse, fs::Permissions::from_mode(mode | 0o666)).unwrap();
-    }
-    let b = Rootless::with_env(vec![("_BERTH_ROOTLESS_DRIVER", "fuse-overlayfs".into())]);
+    let b = RootlessBerth::on_fuse_overlayfs(Path::new(env!("CARGO_BIN_EXE_berth")));
     lifecycle(&b, " - fuse.fuse-overlayfs ");
 }
 
@@ -451,9 +247,8 @@ fn containers_on_fuse_overlayfs() {
 // so the new namespace finds them exited and removes them cleanly.
 #[test]
 fn migrate_stops_running_containers() {
-    let b = Rootless::new();
-    b.load_busybox();
-    b.ok(&["run", "-d", "--name", "long", "localhost/busybox:latest", "sleep", "600"]);
+    let b = with_busybox();
+    b.ok(&["run", "-d", "--name", "long", IMAGE, "sleep", "600"]);
     let before = b.pause_pid().unwrap();
     b.ok(&["system", "migrate"]);
     assert!(!alive(before));
@@ -470,9 +265,8 @@ fn migrate_stops_running_containers() {
 // the kernel's pid_max.
 #[test]
 fn the_rootless_spec_follows_podmans() {
-    let b = Rootless::new();
-    b.load_busybox();
-    let id = b.ok(&["create", "localhost/busybox:latest", "true"]).trim().to_owned();
+    let b = with_busybox();
+    let id = b.ok(&["create", IMAGE, "true"]).trim().to_owned();
     let config = find(&b.runroot(), "config.json")
         .or_else(|| find(&b.root(), "config.json"))
         .expect("the container's config.json");
@@ -518,9 +312,8 @@ fn the_rootless_spec_follows_podmans() {
 // and the exit codes 0, 3, 137, 127, 126 and 125 of foreground runs.
 #[test]
 fn rootless_isolation_and_exit_codes() {
-    let b = Rootless::new();
-    b.load_busybox();
-    let image = "localhost/busybox:latest";
+    let b = with_busybox();
+    let image = IMAGE;
     let out = b.ok(&[
         "run",
         "--rm",
@@ -576,9 +369,8 @@ fn rootless_isolation_and_exit_codes() {
 // its output and its exit code; a foreground --rm run passes berth's SIGTERM on too.
 #[test]
 fn rootless_stop_reaches_a_trap_and_attach_sees_it() {
-    let b = Rootless::new();
-    b.load_busybox();
-    let image = "localhost/busybox:latest";
+    let b = with_busybox();
+    let image = IMAGE;
     let script = "trap 'echo got TERM; exit 7' TERM; echo ready; while true; do sleep 0.1; done";
     let ticking = "trap 'echo got TERM; exit 7' TERM; while true; do echo tick; sleep 0.2; done";
     b.ok(&["run", "-d", "--name", "trap", image, "sh", "-c", ticking]);
@@ -629,10 +421,9 @@ fn rootless_stop_reaches_a_trap_and_attach_sees_it() {
 fn rootless_it_through_a_pty_with_resize_and_detach() {
     use berth_testkit::pty;
     use std::io::Write;
-    let b = Rootless::new();
-    b.load_busybox();
+    let b = with_busybox();
     let (mut child, mut master) =
-        pty::spawn(b.command(&["run", "-it", "--name", "tty", "localhost/busybox:latest", "sh"]));
+        pty::spawn(b.command(&["run", "-it", "--name", "tty", IMAGE, "sh"]));
     let size_inside = |master: &mut fs::File| {
         master.write_all(b"stty size; echo size-$((6*7))\n").unwrap();
         pty::read_until(master, "size-42\r\n")
