@@ -21,6 +21,8 @@ pub struct Berth {
     dir: tempfile::TempDir,
     bin: PathBuf,
     env: Vec<(OsString, OsString)>,
+    /// Variables of the test's own environment that commands do not inherit.
+    env_removed: Vec<OsString>,
     /// A program (and its arguments) every command runs under, e.g. `unshare --net --`.
     wrapper: Vec<OsString>,
 }
@@ -31,7 +33,7 @@ impl Berth {
     pub fn new(bin: impl Into<PathBuf>) -> Self {
         let dir = tempfile::Builder::new().prefix("berth-cli-").tempdir().expect("a temp dir");
         let env = vec![("REGISTRIES_CONFIG_PATH".into(), "/nonexistent".into())];
-        Self { dir, bin: bin.into(), env, wrapper: Vec::new() }
+        Self { dir, bin: bin.into(), env, env_removed: Vec::new(), wrapper: Vec::new() }
     }
 
     /// The same, with the busybox image loaded and tagged `tag` (e.g. `localhost/busybox`).
@@ -60,6 +62,14 @@ impl Berth {
         let key = key.as_ref().to_owned();
         self.env.retain(|(k, _)| *k != key);
         self.env.push((key, value.as_ref().to_owned()));
+    }
+
+    /// Keeps variable `key` of the test's environment from every later command (a
+    /// SOURCE_DATE_EPOCH set around the tests, say).
+    pub fn remove_env(&mut self, key: impl AsRef<OsStr>) {
+        let key = key.as_ref().to_owned();
+        self.env.retain(|(k, _)| *k != key);
+        self.env_removed.push(key);
     }
 
     /// Runs every later command under `wrapper` (a program and its leading arguments, such as
@@ -92,6 +102,9 @@ impl Berth {
             None => Command::new(&self.bin),
         };
         command.arg("--root").arg(self.root()).arg("--runroot").arg(self.runroot()).args(args);
+        for key in &self.env_removed {
+            command.env_remove(key);
+        }
         command.envs(self.env.iter().map(|(k, v)| (k, v)));
         command
     }
@@ -298,6 +311,13 @@ mod tests {
         assert_eq!(berth.code(&["ps"]), Some(3));
         assert_eq!(berth.fails(&["ps"], 3), "");
         assert!(berth.root().starts_with(berth.dir()));
+
+        // A removed variable is neither set nor inherited.
+        berth.remove_env("BERTH_CLI_PROBE");
+        berth.set_env("FAKE_EXIT", "0");
+        assert!(berth.ok(&["ps"]).ends_with(" ps \n"), "the variable reached the command");
+        let command = berth.command(&["ps"]);
+        assert!(command.get_envs().any(|(k, v)| k == "BERTH_CLI_PROBE" && v.is_none()));
 
         berth.wrap_in(&["env", "FAKE_EXIT=0"]);
         assert!(berth.ok(&["ps"]).starts_with("--root "), "env ran the binary with the roots");

@@ -10,104 +10,71 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-struct Berth {
-    root: tempfile::TempDir,
+use berth_testkit::cli::{stderr, Berth};
+
+/// An engine with the busybox image, whose commands do not inherit the test's
+/// SOURCE_DATE_EPOCH.
+fn engine() -> Berth {
+    let mut berth = Berth::new(env!("CARGO_BIN_EXE_berth"));
+    berth.remove_env("SOURCE_DATE_EPOCH");
+    berth.load_busybox("localhost/busybox:latest");
+    berth
 }
 
-impl Berth {
-    fn new() -> Self {
-        let berth = Self { root: tempfile::tempdir().unwrap() };
-        let layout = tempfile::tempdir().unwrap();
-        berth_testkit::busybox::image_layout(layout.path()).unwrap();
-        let out = berth.ok(&["load", "-i", layout.path().to_str().unwrap()], None);
-        let id = out.trim().strip_prefix("Loaded image: sha256:").unwrap().to_owned();
-        berth.ok(&["tag", &id, "localhost/busybox:latest"], None);
-        berth
-    }
+/// `berth build EXTRA CONTEXT`, which must succeed; its output.
+fn build(berth: &Berth, context: &Path, extra: &[&str]) -> String {
+    let mut args = vec!["build"];
+    args.extend_from_slice(extra);
+    args.push(context.to_str().unwrap());
+    berth.ok(&args)
+}
 
-    fn command(&self, args: &[&str], env: Option<(&str, &str)>) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
-        command.arg("--root").arg(self.root.path()).args(args);
-        command.env("REGISTRIES_CONFIG_PATH", "/nonexistent").env_remove("SOURCE_DATE_EPOCH");
-        if let Some((k, v)) = env {
-            command.env(k, v);
-        }
-        command
-    }
+/// The image's layer diff_ids.
+fn layer_ids(berth: &Berth, image: &str) -> Vec<String> {
+    let text = berth.ok(&["image", "inspect", "--format", "{{json .RootFS.Layers}}", image]);
+    serde_json::from_str(&text).unwrap()
+}
 
-    fn run(&self, args: &[&str], env: Option<(&str, &str)>) -> Output {
-        self.command(args, env).output().expect("running berth")
-    }
+/// The image's config blob and its layer tars' listings, through `save --format oci-dir`.
+fn save_image(berth: &Berth, image: &str) -> Saved {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("layout");
+    berth.ok(&["save", "--format", "oci-dir", "-o", out.to_str().unwrap(), image]);
+    let blob = |digest: &str| {
+        std::fs::read(out.join("blobs/sha256").join(digest.trim_start_matches("sha256:"))).unwrap()
+    };
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&blob(index["manifests"][0]["digest"].as_str().unwrap())).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_slice(&blob(manifest["config"]["digest"].as_str().unwrap())).unwrap();
+    let layers = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| listing(&blob(l["digest"].as_str().unwrap())))
+        .collect();
+    Saved { config, layers }
+}
 
-    fn ok(&self, args: &[&str], env: Option<(&str, &str)>) -> String {
-        let out = self.run(args, env);
-        assert!(
-            out.status.success(),
-            "berth {args:?} failed ({:?}):\n{}\n{}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
+/// Names of the images in the store.
+fn names(berth: &Berth) -> String {
+    berth.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"])
+}
 
-    fn build(&self, context: &Path, extra: &[&str]) -> String {
-        let mut args = vec!["build"];
-        args.extend_from_slice(extra);
-        args.push(context.to_str().unwrap());
-        self.ok(&args, None)
-    }
-
-    /// The image's layer diff_ids.
-    fn layers(&self, image: &str) -> Vec<String> {
-        let text =
-            self.ok(&["image", "inspect", "--format", "{{json .RootFS.Layers}}", image], None);
-        serde_json::from_str(&text).unwrap()
-    }
-
-    /// The image's config blob and its layer tars' listings, through `save --format oci-dir`.
-    fn saved(&self, image: &str) -> Saved {
-        let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("layout");
-        self.ok(&["save", "--format", "oci-dir", "-o", out.to_str().unwrap(), image], None);
-        let blob = |digest: &str| {
-            std::fs::read(out.join("blobs/sha256").join(digest.trim_start_matches("sha256:")))
-                .unwrap()
-        };
-        let index: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
-        let manifest: serde_json::Value =
-            serde_json::from_slice(&blob(index["manifests"][0]["digest"].as_str().unwrap()))
-                .unwrap();
-        let config: serde_json::Value =
-            serde_json::from_slice(&blob(manifest["config"]["digest"].as_str().unwrap())).unwrap();
-        let layers = manifest["layers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|l| listing(&blob(l["digest"].as_str().unwrap())))
-            .collect();
-        Saved { config, layers }
-    }
-
-    /// Names of the images in the store.
-    fn names(&self) -> String {
-        self.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"], None)
-    }
-
-    /// Checks that a build left no scratch directory and no mount behind.
-    fn assert_clean(&self) {
-        let tmp = self.root.path().join("build/tmp");
-        let left: Vec<_> = std::fs::read_dir(&tmp)
-            .map(|d| d.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default();
-        assert!(left.is_empty(), "scratch directories left: {left:?}");
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-        let root = self.root.path().to_str().unwrap();
-        assert!(!mounts.contains(root), "a mount under {root} is left");
-    }
+/// Checks that a build left no scratch directory and no mount behind.
+fn assert_clean(berth: &Berth) {
+    let tmp = berth.root().join("build/tmp");
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "scratch directories left: {left:?}");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let dir = berth.dir().to_str().unwrap();
+    assert!(!mounts.contains(dir), "a mount under {dir} is left");
 }
 
 /// A layer's entries: path → (type, mode, uid, gid, content or link target).
@@ -183,16 +150,16 @@ fn app_context() -> tempfile::TempDir {
 // no RUN at all.
 #[test]
 fn an_app_builds_and_its_cache_rewards_good_ordering() {
-    let berth = Berth::new();
+    let berth = engine();
     let context = app_context();
-    let first = berth.build(context.path(), &["-t", "app"]);
+    let first = build(&berth, context.path(), &["-t", "app"]);
     assert!(first.contains("STEP 5/9: RUN echo"), "{first}");
     assert!(first.contains("installing liba libb"), "the RUN's output is shown:\n{first}");
     assert!(!first.contains("Using cache"), "{first}");
     assert!(first.contains("Successfully tagged localhost/app:latest"), "{first}");
-    berth.assert_clean();
+    assert_clean(&berth);
 
-    let saved = berth.saved("app");
+    let saved = save_image(&berth, "app");
     let config = &saved.config["config"];
     assert_eq!(config["User"], "app");
     assert_eq!(config["WorkingDir"], "/app");
@@ -211,34 +178,34 @@ fn an_app_builds_and_its_cache_rewards_good_ordering() {
     let source = &saved.layers[base_layers + 3];
     assert_eq!(source["app/src/main.sh"].2, 1001, "--chown applies");
     assert!(!source.keys().any(|k| k.contains("notes.tmp")));
-    let layers = berth.layers("app");
+    let layers = layer_ids(&berth, "app");
 
     // No change: every step from cache, no RUN runs (its output would show), same layers.
-    let again = berth.build(context.path(), &["-t", "app"]);
+    let again = build(&berth, context.path(), &["-t", "app"]);
     assert!(!again.contains("installing liba"), "a RUN ran again:\n{again}");
     assert_eq!(again.matches("--> Using cache").count(), 4, "{again}");
-    assert_eq!(berth.layers("app"), layers);
+    assert_eq!(layer_ids(&berth, "app"), layers);
 
     // A source-only change: the RUNs come from cache, the COPY of the source is new.
     write(context.path(), &[("src/main.sh", "echo hello from v2\n")]);
-    let changed = berth.build(context.path(), &["-t", "app"]);
+    let changed = build(&berth, context.path(), &["-t", "app"]);
     assert!(!changed.contains("installing liba"), "the install RUN ran again:\n{changed}");
     assert_eq!(changed.matches("--> Using cache").count(), 3, "{changed}");
-    let after = berth.layers("app");
+    let after = layer_ids(&berth, "app");
     assert_eq!(after.len(), layers.len());
     assert_eq!(after[..layers.len() - 1], layers[..layers.len() - 1]);
     assert_ne!(after.last(), layers.last());
 
     // A dependency change rebuilds from its COPY on: the install RUN runs again.
     write(context.path(), &[("requirements.txt", "liba libc\n")]);
-    let deps = berth.build(context.path(), &["-t", "app"]);
+    let deps = build(&berth, context.path(), &["-t", "app"]);
     assert!(deps.contains("installing liba libc"), "{deps}");
     assert_eq!(deps.matches("--> Using cache").count(), 1, "{deps}");
 
     // --no-cache runs everything again.
-    let fresh = berth.build(context.path(), &["-t", "app", "--no-cache", "-q"]);
+    let fresh = build(&berth, context.path(), &["-t", "app", "--no-cache", "-q"]);
     assert_eq!(fresh.lines().count(), 1, "-q prints the id only:\n{fresh}");
-    berth.assert_clean();
+    assert_clean(&berth);
 }
 
 const MULTI: &str = r#"FROM localhost/busybox:latest AS build
@@ -257,13 +224,13 @@ ENTRYPOINT ["/app", "echo", "hi"]
 // is skipped; --target build stops at the build stage.
 #[test]
 fn a_multi_stage_build_ships_only_the_final_stage() {
-    let berth = Berth::new();
+    let berth = engine();
     let context = tempfile::tempdir().unwrap();
     write(context.path(), &[("Containerfile", MULTI), ("version.txt", "1.2.3\n")]);
-    let out = berth.build(context.path(), &["-t", "tool", "--label", "org.example.kind=tool"]);
+    let out = build(&berth, context.path(), &["-t", "tool", "--label", "org.example.kind=tool"]);
     assert!(!out.contains("must not run"), "{out}");
     assert!(out.contains("[1/2] STEP 1/4"), "{out}");
-    let saved = berth.saved("tool");
+    let saved = save_image(&berth, "tool");
     assert_eq!(saved.layers.len(), 2, "one layer per COPY, nothing of the build stage");
     let files: Vec<&String> = saved.layers.iter().flat_map(|l| l.keys()).collect();
     assert_eq!(files, ["app", "version"]);
@@ -274,18 +241,18 @@ fn a_multi_stage_build_ships_only_the_final_stage() {
     assert_eq!(saved.config["config"]["Labels"]["org.example.kind"], "tool");
     assert_eq!(saved.config["config"]["Entrypoint"], serde_json::json!(["/app", "echo", "hi"]));
 
-    berth.build(context.path(), &["-t", "tool-build", "--target", "build"]);
-    let build = berth.saved("tool-build");
+    build(&berth, context.path(), &["-t", "tool-build", "--target", "build"]);
+    let build = save_image(&berth, "tool-build");
     let top = build.layers.last().unwrap();
     assert!(top.contains_key("out/app") && top.contains_key("src/scratch"), "{:?}", top.keys());
     assert_eq!(build.config["config"]["WorkingDir"], "/src");
-    berth.assert_clean();
+    assert_clean(&berth);
 }
 
 // A secret is seen by its step only: in no layer and no history entry.
 #[test]
 fn a_secret_is_in_no_layer_and_no_history() {
-    let berth = Berth::new();
+    let berth = engine();
     let context = tempfile::tempdir().unwrap();
     let secret = context.path().join("..").join(format!("secret-{}", std::process::id()));
     std::fs::write(&secret, "s3cr3t-value").unwrap();
@@ -297,15 +264,15 @@ fn a_secret_is_in_no_layer_and_no_history() {
         )],
     );
     let spec = format!("id=token,src={}", secret.display());
-    let out = berth.build(context.path(), &["-t", "sec", "--secret", &spec]);
+    let out = build(&berth, context.path(), &["-t", "sec", "--secret", &spec]);
     std::fs::remove_file(&secret).unwrap();
     assert!(out.contains("Successfully tagged"), "{out}");
-    let saved = berth.saved("sec");
+    let saved = save_image(&berth, "sec");
     let top = saved.layers.last().unwrap();
     assert_eq!(top["seen"].4, "secret-seen\n");
     assert!(!top.keys().any(|k| k.starts_with("run")), "{:?}", top.keys());
     assert!(!saved.config.to_string().contains("s3cr3t"));
-    berth.assert_clean();
+    assert_clean(&berth);
 }
 
 // Under SOURCE_DATE_EPOCH the same input gives the same image, in two separate stores.
@@ -314,11 +281,9 @@ fn builds_are_reproducible_under_source_date_epoch() {
     let context = app_context();
     let ids: Vec<String> = (0..2)
         .map(|_| {
-            let berth = Berth::new();
-            let out = berth.ok(
-                &["build", "-q", "-t", "app", context.path().to_str().unwrap()],
-                Some(("SOURCE_DATE_EPOCH", "1700000000")),
-            );
+            let mut berth = engine();
+            berth.set_env("SOURCE_DATE_EPOCH", "1700000000");
+            let out = berth.ok(&["build", "-q", "-t", "app", context.path().to_str().unwrap()]);
             out.trim().to_owned()
         })
         .collect();
@@ -329,15 +294,15 @@ fn failing(berth: &Berth, containerfile: &str, extra: &[(&str, &str)]) -> Output
     let context = tempfile::tempdir().unwrap();
     write(context.path(), &[("Containerfile", containerfile)]);
     write(context.path(), extra);
-    berth.run(&["build", "-t", "broken", context.path().to_str().unwrap()], None)
+    berth.run(&["build", "-t", "broken", context.path().to_str().unwrap()])
 }
 
 // Bad input fails with a clear error naming the place, exit 125 (a failing RUN: its own
 // code, as Podman), nothing tagged and nothing left behind.
 #[test]
 fn bad_input_fails_cleanly() {
-    let berth = Berth::new();
-    let before = berth.names();
+    let berth = engine();
+    let before = names(&berth);
     // (Containerfile, extra context files, exit code, what stderr names)
     type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], i32, &'a str);
     let cases: &[Case] = &[
@@ -359,12 +324,12 @@ fn bad_input_fails_cleanly() {
     ];
     for (file, extra, code, needle) in cases {
         let out = failing(&berth, file, extra);
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = stderr(&out);
         assert_eq!(out.status.code(), Some(*code), "{file}\n{stderr}");
         assert!(stderr.starts_with("berth: "), "{stderr}");
         assert!(stderr.contains(needle), "{file}: {needle:?} not in\n{stderr}");
-        assert_eq!(berth.names(), before, "something was tagged");
-        berth.assert_clean();
+        assert_eq!(names(&berth), before, "something was tagged");
+        assert_clean(&berth);
     }
 }
 
@@ -372,7 +337,7 @@ fn bad_input_fails_cleanly() {
 // opaque one), and a later step sees the deletion through the unpacked layers.
 #[test]
 fn deletions_become_whiteouts() {
-    let berth = Berth::new();
+    let berth = engine();
     let context = tempfile::tempdir().unwrap();
     write(
         context.path(),
@@ -381,25 +346,25 @@ fn deletions_become_whiteouts() {
             "FROM localhost/busybox:latest\nRUN mkdir /d && echo x > /d/f && echo keep > /k\nRUN rm /etc/group && rm -r /d && mkdir /d && echo y > /d/g\nRUN test ! -e /etc/group && test ! -e /d/f && test \"$(cat /d/g /k)\" = \"$(printf 'y\\nkeep')\" && echo seen > /checked\n",
         )],
     );
-    berth.build(context.path(), &["-t", "wh"]);
-    let saved = berth.saved("wh");
+    build(&berth, context.path(), &["-t", "wh"]);
+    let saved = save_image(&berth, "wh");
     let n = saved.layers.len();
     let deleting = &saved.layers[n - 2];
     let paths: Vec<&str> = deleting.keys().map(String::as_str).collect();
     assert_eq!(paths, ["d", "d/.wh..wh..opq", "d/g", "etc", "etc/.wh.group"], "{deleting:?}");
     assert_eq!(saved.layers[n - 1]["checked"].4, "seen\n");
-    berth.assert_clean();
+    assert_clean(&berth);
 }
 
 // On the harness's Debian image: the distribution's own tools work in RUN (dpkg's database,
 // useradd), a later RUN runs as the USER it made, and what it deleted is whited out.
 #[test]
 fn an_app_builds_on_debian_with_its_own_tools() {
-    let berth = Berth::new();
+    let berth = engine();
     let layout = berth_testkit::debian::image_layout(8).unwrap();
-    let out = berth.ok(&["load", "-i", layout.dir.to_str().unwrap()], None);
+    let out = berth.ok(&["load", "-i", layout.dir.to_str().unwrap()]);
     let id = out.trim().strip_prefix("Loaded image: sha256:").unwrap().to_owned();
-    berth.ok(&["tag", &id, "localhost/debian:12"], None);
+    berth.ok(&["tag", &id, "localhost/debian:12"]);
     let context = tempfile::tempdir().unwrap();
     write(
         context.path(),
@@ -411,8 +376,8 @@ fn an_app_builds_on_debian_with_its_own_tools() {
             ("app.sh", "echo \"running as $(id -un) in $(pwd)\"\n"),
         ],
     );
-    berth.build(context.path(), &["-t", "debapp"]);
-    let saved = berth.saved("debapp");
+    build(&berth, context.path(), &["-t", "debapp"]);
+    let saved = save_image(&berth, "debapp");
     let n = saved.layers.len();
     let setup = &saved.layers[n - 3];
     assert!(setup["etc/passwd"].4.contains("app:x:1001:1001"), "{:?}", setup.keys());
@@ -421,5 +386,5 @@ fn an_app_builds_on_debian_with_its_own_tools() {
     assert_eq!(saved.layers[n - 1]["home/app/out.txt"].4, "running as app in /home/app\n");
     assert_eq!(saved.layers[n - 1]["home/app/out.txt"].2, 1001);
     assert_eq!(saved.config["config"]["User"], "app");
-    berth.assert_clean();
+    assert_clean(&berth);
 }
