@@ -109,45 +109,69 @@ impl TestUser {
     }
 }
 
+/// Binaries that run beside another one and are staged with it: berth execs `berth-monitor`
+/// from its own directory.
+const COMPANIONS: &[(&str, &str)] = &[("berth", "berth-monitor")];
+
 /// Copies the binary at `path` into a directory every user can read and traverse, and
 /// returns the copy's path: the build's target directory may sit under a home or a CI folder
 /// the test user cannot enter. Copies are named by content, so a run reuses an equal copy.
+/// A companion binary beside `path` ([`COMPANIONS`]) is copied beside the copy.
 pub fn stage_binary(path: &Path) -> Result<PathBuf> {
-    let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let name = path.file_name().context("binary path has no file name")?;
+    let companions: Vec<PathBuf> = COMPANIONS
+        .iter()
+        .filter(|(main, _)| name == *main)
+        .map(|(_, companion)| path.with_file_name(companion))
+        .filter(|companion| companion.is_file())
+        .collect();
+    let mut bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    for companion in &companions {
+        bytes.extend(
+            fs::read(companion).with_context(|| format!("reading {}", companion.display()))?,
+        );
+    }
     let digest = crate::digest::sha256(&bytes);
     let dir = PathBuf::from("/var/tmp/berth-testkit-bin").join(&digest["sha256:".len()..][..16]);
-    let name = path.file_name().context("binary path has no file name")?;
+    for companion in &companions {
+        let name = companion.file_name().expect("named above");
+        if !dir.join(name).exists() {
+            copy_into(companion, &dir, name)?;
+        }
+    }
     let staged = dir.join(name);
     if !staged.exists() {
-        fs::create_dir_all(&dir)?;
-        for d in [dir.parent().expect("has parent"), dir.as_path()] {
-            fs::set_permissions(d, fs::Permissions::from_mode(0o755))?;
-        }
-        // A temporary file of its own per caller (threads of one process too), renamed into
-        // place: concurrent callers each install a complete copy and the last rename wins.
-        // cp writes it, never a descriptor of this process: a test that forks without exec
-        // (berth-storage's do) would inherit a writable descriptor and keep the copy busy
-        // for exec (ETXTBSY) for as long as its child runs.
-        static STAGING: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = STAGING.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let tmp = dir.join(format!(".staging-{}-{n}", std::process::id()));
-        let status = std::process::Command::new("cp")
-            .arg(path)
-            .arg(&tmp)
-            .status()
-            .with_context(|| format!("running cp {}", path.display()))?;
-        anyhow::ensure!(
-            status.success(),
-            "cp {} {} failed: {status}",
-            path.display(),
-            tmp.display()
-        );
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755))?;
-        fs::rename(&tmp, &staged)
-            .with_context(|| format!("renaming {} to {}", tmp.display(), staged.display()))?;
+        copy_into(path, &dir, name)?;
     }
     prune_staged(&dir);
     Ok(staged)
+}
+
+/// Copies `path` to `dir/name`, readable and executable by everyone.
+fn copy_into(path: &Path, dir: &Path, name: &std::ffi::OsStr) -> Result<()> {
+    let staged = dir.join(name);
+    fs::create_dir_all(dir)?;
+    for d in [dir.parent().expect("has parent"), dir] {
+        fs::set_permissions(d, fs::Permissions::from_mode(0o755))?;
+    }
+    // A temporary file of its own per caller (threads of one process too), renamed into
+    // place: concurrent callers each install a complete copy and the last rename wins.
+    // cp writes it, never a descriptor of this process: a test that forks without exec
+    // (berth-storage's do) would inherit a writable descriptor and keep the copy busy
+    // for exec (ETXTBSY) for as long as its child runs.
+    static STAGING: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = STAGING.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".staging-{}-{n}", std::process::id()));
+    let status = std::process::Command::new("cp")
+        .arg(path)
+        .arg(&tmp)
+        .status()
+        .with_context(|| format!("running cp {}", path.display()))?;
+    anyhow::ensure!(status.success(), "cp {} {} failed: {status}", path.display(), tmp.display());
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755))?;
+    fs::rename(&tmp, &staged)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), staged.display()))?;
+    Ok(())
 }
 
 /// Marks `keep` as used now and removes the copies no run has used for an hour: every build

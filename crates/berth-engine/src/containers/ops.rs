@@ -321,16 +321,15 @@ impl Containers {
         let Prepared { lock, record, config, attached } = self.prepare_start(query)?;
         // The published ports' sockets go to the monitor, which holds them while the
         // container runs (as conmon does), so no other process can take a forwarded port.
-        if let Some(attached) = &attached {
-            attached.held_ports.inherit_across_exec();
-        }
-        let started = match monitor::spawn(&config, attach) {
+        let ports = attached.as_ref().map(|a| a.held_ports.descriptors()).unwrap_or_default();
+        let started = match monitor::spawn(&config, attach, &ports) {
             Ok(started) => started,
             Err(e) => {
                 self.undo_start(&record.id);
                 return Err(e.into());
             }
         };
+        drop(ports);
         drop(attached);
         let record = self.record_running(&record.id, started.pid, started.start_time)?;
         let _ = started.recorded();

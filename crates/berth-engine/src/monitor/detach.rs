@@ -68,6 +68,11 @@ impl Matcher {
         Self { keys, held: 0 }
     }
 
+    /// The sequence this matcher looks for.
+    pub fn keys(&self) -> &[u8] {
+        &self.keys
+    }
+
     /// Splits `input` into the bytes to pass on and whether the sequence was completed (the
     /// bytes after it are dropped: the session ends there).
     pub fn filter(&mut self, input: &[u8]) -> (Vec<u8>, bool) {

@@ -605,6 +605,7 @@ fn go_duration(d: Duration) -> String {
 /// of the standard library: its resident set does not grow with the checks.
 #[derive(Debug)]
 pub struct Timer {
+    exe: std::ffi::CString,
     interval: Duration,
     next: Instant,
     child: Option<i32>,
@@ -614,13 +615,18 @@ pub struct Timer {
     envp: Vec<*mut libc::c_char>,
 }
 
-/// The binary this monitor runs, even if a newer one replaced it on disk since.
-const SELF_EXE: &std::ffi::CStr = c"/proc/self/exe";
-
 impl Timer {
     /// The clock of a container whose check runs every `interval` (none for 0: by hand
-    /// only); the first check is due one interval after the start.
-    pub fn new(check: &HealthCheck, root: &Path, runroot: &Path, id: &str) -> Option<Self> {
+    /// only); the first check is due one interval after the start. Checks run `berth` from
+    /// `exe`: a path that names the binary this monitor was started from, even if a newer one
+    /// replaced it on disk since (`/proc/self/exe`, or `/proc/self/fd/N` in the watcher).
+    pub fn new(
+        check: &HealthCheck,
+        root: &Path,
+        runroot: &Path,
+        id: &str,
+        exe: &std::ffi::CStr,
+    ) -> Option<Self> {
         use std::os::unix::ffi::OsStrExt;
         let interval = check.interval();
         if interval.is_zero() {
@@ -657,6 +663,7 @@ impl Timer {
         let mut strings = argv;
         strings.extend(env);
         Some(Self {
+            exe: exe.to_owned(),
             interval,
             next: Instant::now() + interval,
             child: None,
@@ -692,7 +699,7 @@ impl Timer {
         let rc = unsafe {
             libc::posix_spawn(
                 &mut pid,
-                SELF_EXE.as_ptr(),
+                self.exe.as_ptr(),
                 std::ptr::null(),
                 std::ptr::null(),
                 self.argv.as_ptr(),
@@ -735,6 +742,16 @@ impl Timer {
     /// The container started again: the first check is an interval away.
     pub fn restart(&mut self) {
         self.next = Instant::now() + self.interval;
+    }
+
+    /// How long until the next check is due (what a monitor hands to the one after its exec).
+    pub fn due_in(&self) -> Duration {
+        self.next.saturating_duration_since(Instant::now())
+    }
+
+    /// Makes the next check due in `due`.
+    pub fn set_due_in(&mut self, due: Duration) {
+        self.next = Instant::now() + due;
     }
 }
 

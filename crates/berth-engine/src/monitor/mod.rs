@@ -29,6 +29,7 @@ pub mod detach;
 pub mod duties;
 pub mod fds;
 pub mod foreground;
+pub mod handoff;
 pub mod health;
 pub mod restart;
 mod shed;
@@ -213,11 +214,15 @@ impl Started {
 }
 
 /// Starts a monitor for `config` and, through it, the container. With `attach`, the client's
-/// descriptors go with the first message, so no byte of output is missed. Returns once the
-/// container's process runs (or failed to start, with the code `run` exits with).
+/// descriptors go with the first message, so no byte of output is missed. `inherit` are the
+/// descriptors the monitor is to hold (the published ports' sockets); it inherits no other
+/// of this process's, whatever their close-on-exec flag (a caller's pipe must not stay open
+/// for as long as the container runs). Returns once the container's process runs (or failed
+/// to start, with the code `run` exits with).
 pub fn spawn(
     config: &MonitorConfig,
     attach: Option<AttachIo<'_>>,
+    inherit: &[BorrowedFd<'_>],
 ) -> Result<Started, MonitorError> {
     let json = serde_json::to_string(config).map_err(MonitorError::Encode)?;
     let (ours, theirs) = UnixStream::pair().map_err(MonitorError::Socket)?;
@@ -229,18 +234,46 @@ pub fn spawn(
         .open(config.bundle.join("monitor.log"))
         .map(Stdio::from)
         .unwrap_or_else(|_| Stdio::null());
+    // The socket goes to SYNC_FD in the child, so nothing to keep may be there: such a one
+    // is kept through a duplicate.
+    let mut moved = Vec::new();
+    let mut keep: Vec<i32> = Vec::with_capacity(inherit.len());
+    for fd in inherit {
+        if fd.as_raw_fd() <= SYNC_FD {
+            let dup = rustix::io::fcntl_dupfd_cloexec(fd, SYNC_FD + 1)
+                .map_err(|e| MonitorError::Spawn { exe: exe.clone(), source: e.into() })?;
+            keep.push(dup.as_raw_fd());
+            moved.push(dup);
+        } else {
+            keep.push(fd.as_raw_fd());
+        }
+    }
     let theirs_fd = theirs.as_raw_fd();
     let mut command = Command::new(&exe);
     command.arg(MONITOR_ARG).arg(json).stdin(Stdio::null()).stdout(Stdio::null()).stderr(errors);
     // SAFETY: between fork and exec the closure only makes async-signal-safe calls (setsid,
-    // dup2, sigprocmask) on descriptors and state this process owns.
+    // close_range, dup2, fcntl, sigprocmask) on descriptors and state this process owns;
+    // `keep` was allocated before the fork and is only read.
     unsafe {
         command.pre_exec(move || {
             if libc::setsid() < 0 {
                 return Err(io::Error::last_os_error());
             }
-            if libc::dup2(theirs_fd, SYNC_FD) < 0 {
+            // Every descriptor from 3 up closes at the exec but the socket and `keep`.
+            if libc::close_range(SYNC_FD as u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) < 0 {
                 return Err(io::Error::last_os_error());
+            }
+            if theirs_fd == SYNC_FD {
+                if libc::fcntl(SYNC_FD, libc::F_SETFD, 0) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            } else if libc::dup2(theirs_fd, SYNC_FD) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            for &fd in &keep {
+                if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
             }
             let mut empty: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut empty);
@@ -250,6 +283,7 @@ pub fn spawn(
     }
     let child = command.spawn().map_err(|source| MonitorError::Spawn { exe, source })?;
     drop(theirs);
+    drop(moved);
     let monitor_pid = child.id() as i32;
     // The child is reaped by whoever waits for the session (or by init once we exit).
     std::mem::forget(child);
@@ -347,7 +381,11 @@ pub fn launch_failure_code(message: &str, rootfs: &Path) -> i32 {
 /// monitor.
 pub fn run_if_requested() -> Option<i32> {
     let mut args = std::env::args_os().skip(1);
-    if args.next()? != MONITOR_ARG {
+    let first = args.next()?;
+    if first == handoff::RESUME_ARG {
+        return Some(handoff::resume());
+    }
+    if first != MONITOR_ARG {
         return None;
     }
     let json = args.next()?;
@@ -363,7 +401,7 @@ pub fn run_if_requested() -> Option<i32> {
     let sync = unsafe { OwnedFd::from_raw_fd(SYNC_FD) };
     // Close-on-exec, so the container never inherits it.
     let _ = rustix::io::fcntl_setfd(sync.as_fd(), rustix::io::FdFlags::CLOEXEC);
-    Some(monitor(&config, sync))
+    Some(monitor(config, sync))
 }
 
 /// One attached client.
@@ -407,9 +445,79 @@ enum Output {
     Pty { master: Option<OwnedFd> },
 }
 
-fn monitor(config: &MonitorConfig, sync: OwnedFd) -> i32 {
+/// Ignores SIGPIPE: a client that went away must not end the monitor mid-write.
+fn ignore_sigpipe() {
     // SAFETY: setting a signal's disposition to SIG_IGN has no handler to be unsafe about.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+}
+
+/// The binary this monitor runs, even if a newer one replaced it on disk since.
+const SELF_EXE: &std::ffi::CStr = c"/proc/self/exe";
+
+/// The healthcheck clock of `config`'s container, if it has a check with an interval.
+fn health_timer(config: &MonitorConfig) -> Option<health::Timer> {
+    let check = config.duties.health.as_ref()?;
+    health::Timer::new(check, &config.root, &config.runroot, &config.id, SELF_EXE)
+}
+
+/// Writes the exit file at once (the database follows after the cleanup). An --rm
+/// container's directory goes with it, so it gets none.
+fn write_exit_file(config: &MonitorConfig, code: i32, at: Timestamp) {
+    if !config.auto_remove {
+        let _ = fs::write(exit_file(&config.bundle), format!("{code} {}\n", at.0));
+    }
+}
+
+/// The running container as its monitor holds it: its process and stdio, the attach
+/// listener and the attached clients.
+struct Watched {
+    config: MonitorConfig,
+    launched: Launched,
+    clients: Vec<Client>,
+    listener: Option<UnixListener>,
+}
+
+/// Where a monitor process launches the container from, owned.
+struct LaunchPlace {
+    runtime_root: berth_runtime::state::StateRoot,
+    layers: berth_storage::ContainerLayers,
+    rootfs: PathBuf,
+    console_file: PathBuf,
+    console_path: PathBuf,
+    /// Keeps `console_path` valid when it goes through a descriptor of a deep directory.
+    _console_dir: Option<OwnedFd>,
+}
+
+impl LaunchPlace {
+    fn new(config: &MonitorConfig) -> Self {
+        let layers = berth_storage::ContainerLayers::new(&config.root, &config.runroot);
+        let console_file = config.bundle.join("console.sock");
+        let (console_dir, console_path) = match fds::socket_path(&config.bundle, "console.sock") {
+            Ok(p) => p,
+            Err(_) => (None, console_file.clone()),
+        };
+        Self {
+            runtime_root: berth_runtime::state::StateRoot::new(config.runroot.join("runtime")),
+            rootfs: layers.layer(&config.id).merged,
+            layers,
+            console_file,
+            console_path,
+            _console_dir: console_dir,
+        }
+    }
+
+    fn paths(&self) -> LaunchPaths<'_> {
+        LaunchPaths {
+            runtime_root: &self.runtime_root,
+            rootfs: &self.rootfs,
+            console_file: &self.console_file,
+            console_path: &self.console_path,
+        }
+    }
+}
+
+fn monitor(config: MonitorConfig, sync: OwnedFd) -> i32 {
+    ignore_sigpipe();
     let mut hello = [0u8; 2];
     let (first_client, sync) = match fds::recv_with_fds(sync.as_fd(), &mut hello) {
         Ok((2, fds)) if hello[0] == b'A' => {
@@ -425,32 +533,18 @@ fn monitor(config: &MonitorConfig, sync: OwnedFd) -> i32 {
         _ => (None, sync),
     };
 
-    let runtime_root = berth_runtime::state::StateRoot::new(config.runroot.join("runtime"));
-    let layers = berth_storage::ContainerLayers::new(&config.root, &config.runroot);
-    let rootfs = layers.layer(&config.id).merged;
-    let mut log = open_log(config);
-
     // The container's stdio, then its process.
-    let console_file = config.bundle.join("console.sock");
-    let (_console_dir, console_path) = match fds::socket_path(&config.bundle, "console.sock") {
-        Ok(p) => p,
-        Err(_) => (None, console_file.clone()),
-    };
-    let paths = LaunchPaths {
-        runtime_root: &runtime_root,
-        rootfs: &rootfs,
-        console_file: &console_file,
-        console_path: &console_path,
-    };
-    let mut launched = match launch(config, &paths) {
+    let place = LaunchPlace::new(&config);
+    let launched = match launch(&config, &place.paths()) {
         Ok(l) => l,
         Err((code, message)) => {
-            let _ = layers.unmount(&config.id);
+            let _ = place.layers.unmount(&config.id);
             let line = format!("error {code} {}\n", message.replace('\n', " "));
             let _ = fds::write_all(sync.as_fd(), line.as_bytes());
             return code;
         }
     };
+    drop(place);
 
     let line = format!("started {} {}\n", launched.pid, launched.start_time);
     let _ = fds::write_all(sync.as_fd(), line.as_bytes());
@@ -473,42 +567,61 @@ fn monitor(config: &MonitorConfig, sync: OwnedFd) -> i32 {
     }
     let attach_path = config.attach_socket();
     let _ = fs::remove_file(&attach_path);
-    let (_attach_dir, attach_short) = match fds::socket_path(&config.bundle, "attach") {
-        Ok(p) => p,
-        Err(_) => (None, attach_path.clone()),
+    let listener = match fds::socket_path(&config.bundle, "attach") {
+        Ok((_dir, short)) => UnixListener::bind(short).ok(),
+        Err(_) => UnixListener::bind(&attach_path).ok(),
     };
-    let listener = UnixListener::bind(&attach_short).ok();
     if let Some(l) = &listener {
         let _ = l.set_nonblocking(true);
     }
 
     // Issue 7's duties: the restart policy and the healthcheck clock.
-    let mut supervisor = restart::Supervisor::new(config.duties.restart, &config.bundle);
-    let mut health = config
-        .duties
-        .health
-        .as_ref()
-        .and_then(|check| health::Timer::new(check, &config.root, &config.runroot, &config.id));
+    let supervisor = restart::Supervisor::new(config.duties.restart, &config.bundle);
+    let health = health_timer(&config);
+    supervise(Watched { config, launched, clients, listener }, supervisor, health, None)
+}
+
+/// The monitor from the container's start (or from its watcher, with the exit it saw) to
+/// its own end: serve until the init exits, then restart it as the policy says or clean up.
+fn supervise(
+    mut w: Watched,
+    mut supervisor: restart::Supervisor,
+    mut health: Option<health::Timer>,
+    mut exited: Option<(i32, Timestamp)>,
+) -> i32 {
+    let place = LaunchPlace::new(&w.config);
     let mut exit_recorded = false;
     let (code, at) = loop {
-        // The start-up is done: its pages need not stay resident while the container runs.
-        shed::shed_startup_pages();
-        let code =
-            serve(config, &mut launched, &mut clients, listener.as_ref(), &mut log, &mut health);
-        if let Some(h) = health.as_mut() {
-            h.stop();
-        }
-        // Record the exit at once; the database follows after the cleanup.
-        let at = Timestamp::now();
-        // An --rm container's directory goes with it, so it gets none.
-        if !config.auto_remove {
-            let _ = fs::write(exit_file(&config.bundle), format!("{code} {}\n", at.0));
-        }
+        let (code, at) = match exited.take() {
+            Some(exit) => exit,
+            None => {
+                // Returns only when the watcher cannot take over; then this process serves.
+                handoff::to_watcher(&w, &supervisor, health.as_ref());
+                // The start-up is done: its pages need not stay resident while it runs.
+                shed::shed_startup_pages();
+                let mut log = open_log(&w.config);
+                let code = serve(
+                    &w.config,
+                    &mut w.launched,
+                    &mut w.clients,
+                    w.listener.as_ref(),
+                    &mut log,
+                    &mut health,
+                );
+                if let Some(h) = health.as_mut() {
+                    h.stop();
+                }
+                let at = Timestamp::now();
+                write_exit_file(&w.config, code, at);
+                (code, at)
+            }
+        };
+        let config = &w.config;
         let Some(delay) = supervisor.after_exit(code) else { break (code, at) };
         // A restart: the exit is recorded as any other, the runtime state goes, the mount and
         // the network stay, and the same log goes on.
-        crate::stats::record_oom(&runtime_root, &config.id, &config.bundle);
-        if let Err(e) = berth_runtime::delete::delete(&runtime_root, &config.id, true) {
+        crate::stats::record_oom(&place.runtime_root, &config.id, &config.bundle);
+        if let Err(e) = berth_runtime::delete::delete(&place.runtime_root, &config.id, true) {
             debug!(id = %config.id, error = %e, "deleting the runtime state before a restart");
         }
         record_exit(config, code, at);
@@ -516,7 +629,7 @@ fn monitor(config: &MonitorConfig, sync: OwnedFd) -> i32 {
         if !supervisor.wait(delay) {
             break (code, at);
         }
-        launched = match launch(config, &paths) {
+        w.launched = match launch(config, &place.paths()) {
             Ok(l) => l,
             Err((failed, message)) => {
                 warn!(id = %config.id, code = failed, %message, "restarting the container");
@@ -525,21 +638,21 @@ fn monitor(config: &MonitorConfig, sync: OwnedFd) -> i32 {
         };
         supervisor.restarted();
         exit_recorded = false;
-        record_restart(config, &launched);
+        record_restart(config, &w.launched);
         if let Some(h) = health.as_mut() {
             h.restart();
         }
         if supervisor.stop_requested() {
             // A stop came while it started again: it ends now.
             // SAFETY: kill takes a pid and a signal by value; the pid is our unreaped child.
-            unsafe { libc::kill(launched.pid, libc::SIGKILL) };
+            unsafe { libc::kill(w.launched.pid, libc::SIGKILL) };
         }
     };
-    drop(listener);
-    let _ = fs::remove_file(&attach_path);
+    drop(w.listener.take());
+    let _ = fs::remove_file(w.config.attach_socket());
 
-    finish(config, &runtime_root, &layers, code, at, exit_recorded);
-    for client in &clients {
+    finish(&w.config, &place.runtime_root, &place.layers, code, at, exit_recorded);
+    for client in &w.clients {
         let _ = fds::write_all(client.sock.as_fd(), format!("exit {code}\n").as_bytes());
     }
     0

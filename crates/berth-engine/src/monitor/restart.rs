@@ -247,6 +247,42 @@ impl Supervisor {
     pub fn stop_requested(&self) -> bool {
         stopped_by_user(&self.userdata)
     }
+
+    /// What the next monitor process needs to go on where this one stops (across an exec).
+    pub fn carry(&self) -> Carry {
+        Carry {
+            backoff_ms: self.backoff.next.as_millis().try_into().unwrap_or(u64::MAX),
+            ran_ms: self.started.elapsed().as_millis().try_into().unwrap_or(u64::MAX),
+        }
+    }
+
+    /// The supervisor `carry` was taken from (the restart count is re-read from its file).
+    pub fn resume(policy: RestartPolicy, userdata: &Path, carry: &Carry) -> Self {
+        let ran = Duration::from_millis(carry.ran_ms);
+        let now = Instant::now();
+        Self {
+            backoff: Backoff { next: Duration::from_millis(carry.backoff_ms) },
+            started: now.checked_sub(ran).unwrap_or(now),
+            ..Self::new(policy, userdata)
+        }
+    }
+}
+
+/// A [`Supervisor`]'s back-off and run time, as one monitor process hands them to the next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Carry {
+    /// The next back-off delay.
+    pub backoff_ms: u64,
+    /// How long the process had run at the hand-over.
+    pub ran_ms: u64,
+}
+
+impl Carry {
+    /// The process ran `more` in a monitor process that had no supervisor (the watcher).
+    pub fn ran_for(&mut self, more: Duration) {
+        let more: u64 = more.as_millis().try_into().unwrap_or(u64::MAX);
+        self.ran_ms = self.ran_ms.saturating_add(more);
+    }
 }
 
 #[cfg(test)]
@@ -326,6 +362,21 @@ mod tests {
         reset(dir.path());
         assert!(!stopped_by_user(dir.path()));
         assert_eq!(restart_count(dir.path()), 0);
+    }
+
+    #[test]
+    fn a_carried_supervisor_keeps_its_backoff_and_run_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Supervisor::new(RestartPolicy::Always, dir.path());
+        assert_eq!(s.after_exit(1), Some(Duration::from_millis(100)));
+        s.restarted();
+        let mut carry = s.carry();
+        let mut short = Supervisor::resume(RestartPolicy::Always, dir.path(), &carry);
+        assert_eq!(short.restarts, 1, "the count comes from the file");
+        assert_eq!(short.after_exit(1), Some(Duration::from_millis(200)), "the back-off goes on");
+        carry.ran_for(BACKOFF_RESET_AFTER);
+        let mut long = Supervisor::resume(RestartPolicy::Always, dir.path(), &carry);
+        assert_eq!(long.after_exit(1), Some(BACKOFF_START), "a long run across the exec resets it");
     }
 
     #[test]

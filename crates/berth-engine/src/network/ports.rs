@@ -14,7 +14,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
-use std::os::fd::AsFd as _;
+use std::os::fd::{AsFd as _, BorrowedFd};
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -435,20 +435,17 @@ impl Reservation {
         self.held.len()
     }
 
-    /// Lets the next program this process execs inherit the sockets (clears close-on-exec):
-    /// the container's monitor, which holds them for as long as it runs. Call it right
-    /// before spawning the monitor and drop the reservation right after; the container's own
-    /// process does not inherit them, as the runtime closes every descriptor but stdio.
-    pub fn inherit_across_exec(&self) {
-        for held in &self.held {
-            let fd = match held {
+    /// The sockets, for the container's monitor to inherit: it holds them for as long as it
+    /// runs. The container's own process does not get them, as the runtime closes every
+    /// descriptor but stdio.
+    pub fn descriptors(&self) -> Vec<BorrowedFd<'_>> {
+        self.held
+            .iter()
+            .map(|held| match held {
                 Held::Tcp(l) => l.as_fd(),
                 Held::Udp(s) => s.as_fd(),
-            };
-            if let Err(e) = rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty()) {
-                tracing::warn!(error = %e, "a published port's socket stays with berth only");
-            }
-        }
+            })
+            .collect()
     }
 }
 
