@@ -26,7 +26,7 @@ REPO=$(cd "$(dirname "$0")/../.." && pwd)
 PROFILE=${PROFILE:-release}
 # SKIP_BUILD=1 times the release binaries already in the target directory.
 if [ "$PROFILE" = release ] && [ "${SKIP_BUILD:-0}" != 1 ]; then
-    cargo build --release -p berth -p berth-testkit --bin berth --bin berth-fixture \
+    cargo build --release -p berth -p berth-testkit --bin berth --bin berth-monitor --bin berth-fixture \
         --manifest-path "$REPO/Cargo.toml" >&2
 fi
 TARGET=$(cargo metadata --format-version 1 --no-deps --manifest-path "$REPO/Cargo.toml" \

@@ -24,7 +24,7 @@ ROUNDS=${1:-20}
 
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 # SKIP_BUILD=1 times the release binaries already built.
-[ -n "${SKIP_BUILD:-}" ] || cargo build --release -p berth -p berth-testkit --bin berth \
+[ -n "${SKIP_BUILD:-}" ] || cargo build --release -p berth -p berth-testkit --bin berth --bin berth-monitor \
     --bin berth-fixture --manifest-path "$REPO/Cargo.toml" >&2
 TARGET=$(cargo metadata --format-version 1 --no-deps --manifest-path "$REPO/Cargo.toml" \
     | jq -r .target_directory)

@@ -21,7 +21,7 @@ ROUNDS=${2:-20}
 [ "$(id -u)" = 0 ] || { echo "monitor.sh: run as root" >&2; exit 2; }
 
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
-cargo build --release -p berth -p berth-testkit --bin berth --bin berth-fixture \
+cargo build --release -p berth -p berth-testkit --bin berth --bin berth-monitor --bin berth-fixture \
     --manifest-path "$REPO/Cargo.toml" >&2
 TARGET=$(cargo metadata --format-version 1 --no-deps --manifest-path "$REPO/Cargo.toml" \
     | jq -r .target_directory)

@@ -28,7 +28,7 @@ REPO=$(cd "$(dirname "$0")/../.." && pwd)
 # it, but berth's own run time does.
 PROFILE=${PROFILE:-release}
 if [ "$PROFILE" = release ]; then RELEASE=--release; else RELEASE=; fi
-cargo build $RELEASE -p berth -p berth-testkit --bin berth --bin berth-fixture \
+cargo build $RELEASE -p berth -p berth-testkit --bin berth --bin berth-monitor --bin berth-fixture \
     --manifest-path "$REPO/Cargo.toml" >&2
 TARGET=$(cargo metadata --format-version 1 --no-deps --manifest-path "$REPO/Cargo.toml" \
     | jq -r .target_directory)/$PROFILE

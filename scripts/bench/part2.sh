@@ -26,7 +26,7 @@ export COUNT
 
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 if [ -z "${BERTH_BIN:-}" ]; then
-    cargo build --release -p berth -p berth-testkit --bin berth --bin berth-fixture \
+    cargo build --release -p berth -p berth-testkit --bin berth --bin berth-monitor --bin berth-fixture \
         --manifest-path "$REPO/Cargo.toml" >&2
     TARGET=$(cargo metadata --format-version 1 --no-deps --manifest-path "$REPO/Cargo.toml" \
         | jq -r .target_directory)

@@ -278,11 +278,29 @@ pub fn processes_whose_cmdline(matches: impl Fn(&str) -> bool) -> Vec<i32> {
     let Ok(entries) = fs::read_dir("/proc") else { return Vec::new() };
     entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            matches(&String::from_utf8_lossy(&cmdline))
-        })
+        .filter(|pid| matches(&String::from_utf8_lossy(&command_line(*pid))))
         .collect()
+}
+
+/// A process's command line. One in the middle of an exec (berth's monitor execs between its
+/// two binaries) shows none for a moment, so an empty one is read again for a while unless
+/// the process is a kernel thread or a zombie, which never have one.
+fn command_line(pid: i32) -> Vec<u8> {
+    /// stat's flags: a kernel thread.
+    const PF_KTHREAD: u64 = 0x0020_0000;
+    let deadline = Instant::now() + Duration::from_millis(200);
+    loop {
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else { return cmdline };
+        let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+        let zombie = fields.first().is_some_and(|s| *s == "Z" || *s == "X");
+        let kernel =
+            fields.get(6).and_then(|f| f.parse::<u64>().ok()).is_some_and(|f| f & PF_KTHREAD != 0);
+        if !cmdline.is_empty() || zombie || kernel || Instant::now() > deadline {
+            return cmdline;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 #[cfg(test)]
