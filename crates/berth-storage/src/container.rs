@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use tracing::debug;
 
-use crate::mount::{self, Driver, MountError, Overlay};
+use crate::mount::{self, Driver, Durability, MountError, Overlay};
 
 /// Errors of preparing, mounting and removing a container's layer.
 #[derive(Debug, thiserror::Error)]
@@ -83,14 +83,29 @@ impl ContainerLayers {
         Ok(layer)
     }
 
-    /// Mounts container `id`'s root at its merged directory: `lower` are the image's layer
-    /// directories from the top-most down to the base. A root that is mounted already is left
-    /// as it is.
+    /// Mounts container `id`'s root at its merged directory, synced: `lower` are the image's
+    /// layer directories from the top-most down to the base. A root that is mounted already is
+    /// left as it is.
     pub fn mount(
         &self,
         id: &str,
         driver: Driver,
         lower: &[PathBuf],
+    ) -> Result<ContainerLayer, ContainerLayerError> {
+        self.mount_as(id, driver, lower, Durability::Synced)
+    }
+
+    /// [`ContainerLayers::mount`] with `durability`: [`Durability::Volatile`] for a root that
+    /// is removed after its one run (`--rm`). The marker an earlier volatile mount of this
+    /// root left is removed first (as containers/storage does), so a `--rm` container mounted
+    /// again before its run (`create --rm`, then `start`) mounts; only `--rm` roots are ever
+    /// mounted volatile, and after a crash those are removed rather than run again.
+    pub fn mount_as(
+        &self,
+        id: &str,
+        driver: Driver,
+        lower: &[PathBuf],
+        durability: Durability,
     ) -> Result<ContainerLayer, ContainerLayerError> {
         if lower.is_empty() {
             return Err(ContainerLayerError::NoLayers { id: id.to_owned() });
@@ -99,8 +114,9 @@ impl ContainerLayers {
         if is_mount_point(&layer.merged) {
             return Ok(layer);
         }
+        mount::clear_volatile_marker(&layer.work)?;
         let overlay = Overlay { lower, upper: &layer.upper, work: &layer.work };
-        mount::mount_overlay(driver, &overlay, &layer.merged)?;
+        mount::mount_overlay_as(driver, &overlay, &layer.merged, durability)?;
         Ok(layer)
     }
 
@@ -230,5 +246,47 @@ mod tests {
         layers.remove("c1").unwrap();
         assert!(layers.ids().is_empty());
         assert!(!is_mount_point(&layer.merged));
+    }
+
+    // A `--rm` root is mounted volatile (the kernel says so in mountinfo and leaves its
+    // marker), and mounts again after a clean unmount, which the marker alone would refuse.
+    #[test]
+    fn a_volatile_root_mounts_volatile_and_mounts_again() {
+        if !rustix::process::geteuid().is_root() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let lower = dir.path().join("lower");
+        fs::create_dir_all(&lower).unwrap();
+        let layers = ContainerLayers::new(&dir.path().join("root"), &dir.path().join("run"));
+        let lower = std::slice::from_ref(&lower);
+        let layer = layers.mount_as("c1", Driver::Overlay, lower, Durability::Volatile).unwrap();
+        let options = mount_options(&layer.merged);
+        layers.unmount("c1").unwrap();
+        assert!(is_volatile(&options), "mounted with {options}");
+        assert!(mount::volatile_marker(&layer.work).is_dir(), "no volatile marker");
+        layers.mount("c1", Driver::Overlay, lower).unwrap();
+        let options = mount_options(&layer.merged);
+        layers.remove("c1").unwrap();
+        assert!(!is_volatile(&options), "mounted with {options}");
+        assert!(layers.ids().is_empty());
+    }
+
+    /// Whether mountinfo's super options say volatile: `volatile` on older kernels,
+    /// `fsync=volatile` on those with overlayfs's `fsync` option.
+    fn is_volatile(options: &str) -> bool {
+        options.split(',').any(|o| o == "volatile" || o == "fsync=volatile")
+    }
+
+    /// The super options of the mount at `target`, from /proc/self/mountinfo.
+    fn mount_options(target: &Path) -> String {
+        let target = target.to_string_lossy();
+        fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|line| line.split(' ').nth(4).map(unescape).as_deref() == Some(&*target))
+            .filter_map(|line| line.rsplit(' ').next().map(str::to_owned))
+            .last()
+            .unwrap_or_default()
     }
 }

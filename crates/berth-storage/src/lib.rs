@@ -14,5 +14,7 @@ pub mod unpack;
 
 pub use container::{ContainerLayer, ContainerLayerError, ContainerLayers};
 pub use layers::{LayerInfo, LayerStore, StagedLayer};
-pub use mount::{mount_overlay, unmount, Driver, MountError, Overlay};
+pub use mount::{
+    mount_overlay, mount_overlay_as, unmount, Driver, Durability, MountError, Overlay,
+};
 pub use unpack::{apply_layer, UnpackOptions, Whiteouts};

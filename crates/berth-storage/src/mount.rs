@@ -17,6 +17,16 @@
 //! `user.overlay.opaque` markers, which both native overlayfs with `userxattr` and
 //! fuse-overlayfs read. A FUSE mount is unmounted like any other, with umount2(2) in the
 //! namespace that made it; its fuse-overlayfs process ends when the kernel drops the mount.
+//!
+//! A native overlay can be mounted [`Durability::Volatile`] (the kernel's `volatile` option,
+//! Linux 5.10): overlayfs then skips every sync of the upper file system, above all the
+//! `syncfs` of the whole upper file system that unmounting an overlay otherwise does, which
+//! writes back everything dirty on that disk (other containers', builds', the state
+//! database's) and waits for a cache flush. That is for a root that does not outlive its
+//! container's one run (`--rm`, as Podman mounts those): after a crash its upper directory may
+//! be incomplete, and the kernel marks it by leaving `WORK/work/incompat/volatile`, which
+//! makes the next mount of that upper refuse. [`clear_volatile_marker`] removes it before a
+//! mount that knows the previous one ended cleanly or does not care.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom};
@@ -101,12 +111,46 @@ pub enum MountError {
     NoRootlessDriver { native: String },
     #[error("{DRIVER_OVERRIDE}={value:?} is not a rootless storage driver: use overlay or fuse-overlayfs")]
     UnknownDriver { value: String },
+    #[error("removing the volatile mount's marker {path}")]
+    ClearVolatileMarker {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("unmounting {target}")]
     Unmount {
         target: PathBuf,
         #[source]
         source: io::Error,
     },
+}
+
+/// Whether overlayfs syncs the upper file system (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// The kernel's default: fsync, syncfs and the unmount reach the upper file system.
+    #[default]
+    Synced,
+    /// The `volatile` option: no sync of the upper file system at all, for a root thrown away
+    /// after one run. fuse-overlayfs and kernels before 5.10 mount it as [`Durability::Synced`].
+    Volatile,
+}
+
+/// The directory overlayfs creates in the work directory of a volatile mount and leaves there;
+/// while it exists the kernel refuses to mount that upper and work directory again.
+pub fn volatile_marker(work: &Path) -> PathBuf {
+    work.join("work").join("incompat").join("volatile")
+}
+
+/// Removes [`volatile_marker`] of `work`, so a root once mounted volatile mounts again; what
+/// is not there is not an error.
+pub fn clear_volatile_marker(work: &Path) -> Result<(), MountError> {
+    let marker = volatile_marker(work);
+    match fs::remove_dir_all(&marker) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(MountError::ClearVolatileMarker { path: marker, source }),
+    }
 }
 
 /// One overlay: `lower` from the top-most layer down to the base, then the writable layer.
@@ -117,11 +161,21 @@ pub struct Overlay<'a> {
     pub work: &'a Path,
 }
 
-/// Mounts `overlay` at `target` (an existing directory) with `driver`.
+/// Mounts `overlay` at `target` (an existing directory) with `driver`, synced.
 pub fn mount_overlay(
     driver: Driver,
     overlay: &Overlay<'_>,
     target: &Path,
+) -> Result<(), MountError> {
+    mount_overlay_as(driver, overlay, target, Durability::Synced)
+}
+
+/// Mounts `overlay` at `target` (an existing directory) with `driver` and `durability`.
+pub fn mount_overlay_as(
+    driver: Driver,
+    overlay: &Overlay<'_>,
+    target: &Path,
+    durability: Durability,
 ) -> Result<(), MountError> {
     if overlay.lower.is_empty() {
         return Err(MountError::NoLayers { target: target.to_owned() });
@@ -129,10 +183,19 @@ pub fn mount_overlay(
     if driver == Driver::FuseOverlayfs {
         return mount_fuse(overlay, target);
     }
-    match mount_with_context(driver, overlay, target) {
+    let volatile = durability == Durability::Volatile;
+    match mount_with_context(driver, overlay, target, volatile) {
         Ok(()) => Ok(()),
         // EINVAL from `lowerdir+` means a kernel older than 6.8: use mount(2)'s option string.
-        Err(ContextError::LowerdirPlus) => mount_classic(driver, overlay, target),
+        Err(ContextError::LowerdirPlus) => match mount_classic(driver, overlay, target, volatile) {
+            // Before 5.10 `volatile` is an unknown option: the mount is a synced one then.
+            Err(MountError::Mount { source, .. })
+                if volatile && source.raw_os_error() == Some(libc::EINVAL) =>
+            {
+                mount_classic(driver, overlay, target, false)
+            }
+            other => other,
+        },
         Err(ContextError::Step(step, source)) => {
             Err(MountError::Mount { target: target.to_owned(), step, source })
         }
@@ -165,6 +228,7 @@ fn mount_with_context(
     driver: Driver,
     overlay: &Overlay<'_>,
     target: &Path,
+    volatile: bool,
 ) -> Result<(), ContextError> {
     let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC).map_err(step("fsopen overlay"))?;
     for (index, lower) in overlay.lower.iter().enumerate() {
@@ -179,12 +243,22 @@ fn mount_with_context(
     if driver == Driver::OverlayUserxattr {
         fsconfig_set_flag(fs.as_fd(), "userxattr").map_err(step("setting userxattr"))?;
     }
+    if volatile {
+        // Every kernel with lowerdir+ (6.8) has `volatile` (5.10).
+        fsconfig_set_flag(fs.as_fd(), "volatile").map_err(step("setting volatile"))?;
+    }
     fsconfig_create(fs.as_fd()).map_err(step("creating the overlay"))?;
     let mnt = fsmount(fs.as_fd(), FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())
         .map_err(step("fsmount"))?;
     move_mount(mnt.as_fd(), "", rustix::fs::CWD, target, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)
         .map_err(step("attaching the mount"))?;
-    debug!(target = %target.display(), layers = overlay.lower.len(), ?driver, "overlay mounted");
+    debug!(
+        target = %target.display(),
+        layers = overlay.lower.len(),
+        ?driver,
+        volatile,
+        "overlay mounted"
+    );
     Ok(())
 }
 
@@ -336,10 +410,18 @@ fn one_line(err: &dyn std::error::Error) -> String {
     line
 }
 
-fn mount_classic(driver: Driver, overlay: &Overlay<'_>, target: &Path) -> Result<(), MountError> {
+fn mount_classic(
+    driver: Driver,
+    overlay: &Overlay<'_>,
+    target: &Path,
+    volatile: bool,
+) -> Result<(), MountError> {
     let mut options = option_string(overlay, target)?;
     if driver == Driver::OverlayUserxattr {
         options.push_str(",userxattr");
+    }
+    if volatile {
+        options.push_str(",volatile");
     }
     // The kernel copies at most one page of options.
     if options.len() >= 4096 {

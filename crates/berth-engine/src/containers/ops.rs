@@ -150,6 +150,17 @@ pub struct ExecRequest {
     pub privileged: bool,
 }
 
+/// How a container's root is mounted: a `--rm` container's root is thrown away after its one
+/// run, so it is mounted volatile (as Podman mounts it) and its unmount does not sync the
+/// whole disk under it; every other root is synced.
+fn root_durability(auto_remove: bool) -> berth_storage::Durability {
+    if auto_remove {
+        berth_storage::Durability::Volatile
+    } else {
+        berth_storage::Durability::Synced
+    }
+}
+
 /// The engine's container side for one context.
 pub struct Containers {
     ctx: EngineContext,
@@ -215,7 +226,12 @@ impl Containers {
         let id = generate_id()?;
         let lower = lower_dirs(images, image);
         let made = (|| {
-            let layer = self.layers.mount(&id, self.ctx.storage_driver, &lower)?;
+            let layer = self.layers.mount_as(
+                &id,
+                self.ctx.storage_driver,
+                &lower,
+                root_durability(new.auto_remove),
+            )?;
             let host = HostInfo { rootless: self.ctx.rootless, ..HostInfo::detect()? };
             // -v/--mount and the image's VOLUMEs (issue 7): volumes made, copied up, resolved.
             let options = crate::volumes::prepare(
@@ -407,7 +423,12 @@ impl Containers {
         }
         let images = Images::open(&self.ctx.root)?;
         let image = images.find(&record.image_id)?;
-        self.layers.mount(&record.id, self.ctx.storage_driver, &lower_dirs(&images, &image))?;
+        self.layers.mount_as(
+            &record.id,
+            self.ctx.storage_driver,
+            &lower_dirs(&images, &image),
+            root_durability(options.auto_remove),
+        )?;
         let userdata = options.userdata_dir.clone();
         if !options.auto_remove {
             let _ = fs::remove_file(monitor::exit_file(&userdata));
