@@ -132,3 +132,36 @@ fn exit_codes_and_streams() {
     assert_eq!(berth.ok(&["ps", "-aq"]), "");
     berth.assert_clean();
 }
+
+// berth itself killed with SIGKILL mid `run --rm`: nothing is left to watch the container, so
+// the next command that reconciles (`ps -a`) ends it and removes it as `--rm` asked — no
+// record, process, mount, cgroup or directory is left.
+#[test]
+fn a_killed_berth_run_leaves_nothing_after_the_next_command() {
+    let berth = engine();
+    let mut child = berth
+        .command(&["run", "--rm", "--name", "abandoned", "localhost/busybox", "sleep", "30"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    berth.eventually("the container to run", || {
+        stdout(&berth.run(&["ps", "--format", "{{.Names}} {{.State}}"])).trim()
+            == "abandoned Running"
+    });
+    let pid: i32 =
+        berth.ok(&["inspect", "--format", "{{.State.Pid}}", "abandoned"]).trim().parse().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(berth.ok(&["ps", "-aq"]), "", "the container's record is left");
+    assert!(!alive(pid), "the container's process {pid} still runs");
+    berth.assert_clean();
+}
+
+/// Whether process `pid` lives (a zombie does not).
+fn alive(pid: i32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
+    state.is_some_and(|s| !matches!(s, "Z" | "X"))
+}

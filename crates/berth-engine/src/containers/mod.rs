@@ -140,6 +140,24 @@ impl CreateOptions {
     }
 }
 
+/// The two fields of a record's [`CreateOptions`] that reconciling reads of every container
+/// (`ps` reconciles), decoded without the rest.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub(crate) struct RemovalOptions {
+    /// `--rm`
+    pub auto_remove: bool,
+    /// Where the pid file of the container's runner (monitor or foreground run) is.
+    pub userdata_dir: PathBuf,
+}
+
+impl RemovalOptions {
+    /// Those fields of `record`'s options (defaults where they do not decode).
+    pub(crate) fn of(record: &ContainerRecord) -> Self {
+        Self::deserialize(&record.create_options).unwrap_or_default()
+    }
+}
+
 /// The runtime spec stored with `record`, as JSON (views read a few fields, not the typed
 /// spec, so a record written by a newer berth still shows).
 pub(crate) fn spec_value(record: &ContainerRecord) -> Result<serde_json::Value, ContainerError> {

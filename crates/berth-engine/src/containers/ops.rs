@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 use berth_runtime::state::StateRoot;
 use berth_storage::ContainerLayers;
 pub use oci_spec::runtime::Process;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::lifecycle::{self, StopOutcome, StopTarget};
-use super::{ContainerError, ContainerStore, CreateOptions, CreateRequest};
+use super::{ContainerError, ContainerStore, CreateOptions, CreateRequest, RemovalOptions};
 use crate::context::EngineContext;
 use crate::images::{Image, Images};
 use crate::monitor::{self, AttachIo, MonitorConfig, MonitorError, Started};
@@ -276,23 +276,78 @@ impl Containers {
 
     /// Marks containers whose process is gone as exited and cleans up after them (their
     /// monitor was killed, or the machine rebooted); returns their ids.
+    ///
+    /// A `--rm` container that nothing runs any more is ended and removed, as its `--rm`
+    /// asked: one whose foreground `berth run` was killed (nothing else watches it, so its
+    /// process is killed first), and any exited one whose runner (that `berth run`, or its
+    /// monitor) is gone before it removed it.
     pub fn reconcile(&mut self) -> Result<Vec<String>, OpsError> {
         // A container whose monitor lives is the monitor's to record, with the real exit
         // code: it counts as alive here until the monitor has written it.
         let mut watched = std::collections::HashMap::new();
+        let mut abandoned = Vec::new();
+        let mut auto_remove = Vec::new();
         for record in self.store.db().list()? {
+            if record.state != ContainerState::Configured && RemovalOptions::of(&record).auto_remove
+            {
+                auto_remove.push(record.id.clone());
+            }
             if let (true, Some(pid)) = (record.state.has_process(), record.pid) {
                 let userdata = CreateOptions::of(&record)?.userdata_dir;
                 if monitor::monitor_alive(&userdata, &record.id) {
                     watched.insert(pid, record.pid_start_time.unwrap_or(0));
+                } else if monitor::foreground::runs_in_foreground(&userdata) {
+                    abandoned.push(record);
                 }
             }
+        }
+        for record in &abandoned {
+            self.end_abandoned(record);
         }
         let ids = self.store.reconcile(&WatchedProbe { watched })?;
         for id in &ids {
             self.cleanup(id);
         }
+        self.remove_unattended(&auto_remove);
         Ok(ids)
+    }
+
+    /// Kills the process of `record`, a container whose foreground `berth run` is gone, and
+    /// waits (a few seconds at most) until it is gone too; reconciling then records it exited.
+    fn end_abandoned(&mut self, record: &ContainerRecord) {
+        info!(id = %record.id, name = %record.name, "the berth run of this container is gone; killing it");
+        if record.state == ContainerState::Paused {
+            let _ = berth_runtime::pause::resume(&self.runtime, &record.id);
+        }
+        if let Err(e) = signal_init(record, libc::SIGKILL) {
+            warn!(id = %record.id, error = %e, "killing a container whose berth run is gone");
+            return;
+        }
+        let Some(pid) = record.pid else { return };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while ProcProbe.start_time(pid).is_some_and(|now| Some(now) == record.pid_start_time)
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Removes those of the `--rm` containers `ids` that have exited and whose runner is gone
+    /// (killed before it removed the container, or the machine rebooted), with their layers
+    /// and anonymous volumes.
+    fn remove_unattended(&mut self, ids: &[String]) {
+        for id in ids {
+            let Ok(record) = self.store.db().get(id) else { continue };
+            if record.state != ContainerState::Exited {
+                continue;
+            }
+            if monitor::monitor_alive(&RemovalOptions::of(&record).userdata_dir, id) {
+                continue;
+            }
+            debug!(%id, "removing an exited --rm container that nothing removed");
+            self.cleanup(id);
+            self.remove_auto_removed(id);
+        }
     }
 
     /// Every container, reconciled first.
@@ -510,6 +565,12 @@ impl Containers {
 
     /// Removes a container that failed to start with `--rm`.
     pub fn remove_after_failed_start(&mut self, id: &str) {
+        self.remove_auto_removed(id);
+    }
+
+    /// Removes `--rm` container `id` that has no process: its record, directories, layer
+    /// and anonymous volumes; one that is gone or live already is left alone.
+    fn remove_auto_removed(&mut self, id: &str) {
         if let Ok(removed) = self.store.remove(id) {
             let _ = self.layers.remove(id);
             // Its anonymous volumes too, as after a run (issue 7).

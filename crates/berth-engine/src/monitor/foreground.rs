@@ -14,6 +14,11 @@
 //! without `--sig-proxy` (then a signal that ends berth would leave the container unwatched),
 //! nor with a restart policy or a healthcheck (the monitor's duties).
 //! The caller checks that berth is single-threaded, since the runtime forks here.
+//!
+//! Nothing outlives this process to finish the work if it is killed (SIGKILL, or a crash):
+//! the bundle's [`RUNNER_MARKER`] says so, and the next berth command that reconciles state
+//! (see `Containers::reconcile`) kills a container whose runner is gone and removes it, as
+//! its `--rm` asked.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -26,6 +31,16 @@ use super::{
     MonitorConfig, MonitorError,
 };
 use crate::state::Timestamp;
+
+/// The file in a container's bundle that says its runner is a foreground `berth run` (this
+/// module), not a monitor: nothing is left to watch the container once that process is gone.
+pub const RUNNER_MARKER: &str = "runs-in-foreground";
+
+/// Whether the container of `bundle` is run by a foreground `berth run` (see
+/// [`RUNNER_MARKER`]).
+pub fn runs_in_foreground(bundle: &std::path::Path) -> bool {
+    bundle.join(RUNNER_MARKER).exists()
+}
 
 /// The signals forwarded to the container, as an attached session forwards them.
 const FORWARDED: [i32; 6] =
@@ -142,6 +157,11 @@ pub fn run_here(
     let pid = launched.pid;
     let proxy = SignalProxy::install(pid);
     write_pid_file(&config.bundle, std::process::id() as i32);
+    // Before the record says running, so whoever sees it running can tell who runs it.
+    let marker = config.bundle.join(RUNNER_MARKER);
+    if let Err(e) = std::fs::write(&marker, b"") {
+        warn!(path = %marker.display(), error = %e, "marking the container run in the foreground");
+    }
     let recorded = on_started(pid, launched.start_time);
     if let Err(message) = &recorded {
         // Nothing says it runs, so nothing may see it run: it is ended and cleaned up below.
