@@ -278,15 +278,15 @@ mod tests {
         options.split(',').any(|o| o == "volatile" || o == "fsync=volatile")
     }
 
-    /// The super options of the mount at `target`, from /proc/self/mountinfo.
+    /// The super options of the top-most mount at `target`, from /proc/self/mountinfo.
     fn mount_options(target: &Path) -> String {
         let target = target.to_string_lossy();
         fs::read_to_string("/proc/self/mountinfo")
             .unwrap()
             .lines()
+            .rev()
             .filter(|line| line.split(' ').nth(4).map(unescape).as_deref() == Some(&*target))
-            .filter_map(|line| line.rsplit(' ').next().map(str::to_owned))
-            .last()
+            .find_map(|line| line.rsplit(' ').next().map(str::to_owned))
             .unwrap_or_default()
     }
 }
