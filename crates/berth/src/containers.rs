@@ -138,9 +138,10 @@ pub struct RunArgs {
     #[arg(long)]
     pub privileged: bool,
     /// The network: bridge (the default rootful), pasta (the default rootless), slirp4netns,
-    /// none, host, NAME, container:ID or ns:PATH.
+    /// none, host, NAME[:ip=IP,mac=MAC,alias=NAME], container:ID or ns:PATH; repeat it to
+    /// join several networks.
     #[arg(long, visible_alias = "net", value_name = "MODE")]
-    pub network: Option<String>,
+    pub network: Vec<String>,
     /// Publish a port: [IP:][HOSTPORT:]CONTAINERPORT[/tcp|udp], ranges allowed.
     #[arg(short, long, value_name = "PORT")]
     pub publish: Vec<String>,
@@ -504,7 +505,7 @@ fn resolve_image(images: &Images, args: &RunArgs) -> Result<Image> {
 /// The network flags as the engine's networking takes them.
 fn networking(args: &RunArgs) -> berth_engine::network::engine::ContainerNetworkOptions {
     berth_engine::network::engine::ContainerNetworkOptions {
-        network: args.network.iter().cloned().collect(),
+        network: args.network.clone(),
         network_aliases: args.network_alias.clone(),
         publish: args.publish.clone(),
         publish_all: args.publish_all,
@@ -534,7 +535,9 @@ fn run_options(args: &RunArgs) -> RunOptions {
         cap_drop: args.cap_drop.clone(),
         security_opt: args.security_opt.clone(),
         privileged: args.privileged,
-        network: args.network.clone(),
+        // The spec's choice (none, host, or berth's networking) follows the first; the
+        // networking checks that the rest go with it.
+        network: args.network.first().cloned(),
         networking: networking(args),
         tty: args.tty,
         interactive: args.interactive,

@@ -114,16 +114,18 @@ fn a_created_container_joins_the_network_connected_before_its_start() {
     assert_eq!(host.links(), ["lo"], "no bridge or veth is left");
 }
 
-// A stopped container disconnected from a network starts without it; disconnected from its
-// last one, it starts with only lo and can be connected again, now while it runs.
+// A stopped container disconnected from a network (of the two its --network flags gave) starts
+// without it; disconnected from its last one, it starts with only lo and can be connected
+// again, now while it runs.
 #[test]
 fn a_stopped_container_disconnected_starts_without_the_network() {
     let host = HostNetns::new("sdisc");
     let b = engine(&host);
     b.ok(&["network", "create", "--subnet", "10.250.54.0/24", "side"]);
-    b.ok(&["create", "--name", "c", IMAGE, "sleep", "600"]);
-    b.ok(&["network", "connect", "side", "c"]);
-    b.ok(&["start", "c"]);
+    let err = fails(&b, &["create", "--network", "none", "--network", "side", IMAGE, "true"]);
+    assert!(err.contains("cannot be combined"), "{err}");
+    let args = ["run", "-d", "--name", "c", "--network", "berth", "--network", "side", IMAGE];
+    b.ok(&[&args[..], &["sleep", "600"]].concat());
     assert_eq!(interfaces(&b, "c").len(), 3);
     b.ok(&["stop", "-t", "0", "c"]);
 
