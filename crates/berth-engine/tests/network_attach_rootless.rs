@@ -7,33 +7,19 @@
 //! `unshare --user --map-root-user --mount`, selected by `SCENARIO_ENV`; it prints `BODY …`
 //! with what the published port served and `CLEAN` once detach left nothing.
 
-use std::io::{Read as _, Write as _};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpListener};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 use berth_engine::network::attach::{self, ContainerNetworkRequest, NetworkPaths};
 use berth_engine::network::mode::NetworkMode;
 use berth_engine::network::netns;
 use berth_engine::network::ports::{PortMapping, Protocol};
+use berth_testkit::netns::http_get;
 use berth_testkit::user::TestUser;
 
 const SCENARIO_ENV: &str = "BERTH_TEST_ROOTLESS_ATTACH_DIR";
-
-fn get(port: u16) -> std::io::Result<String> {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    stream.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply)?;
-    match reply.split_once("\r\n\r\n") {
-        Some((head, body)) if head.contains(" 200 ") => Ok(body.to_owned()),
-        _ => Err(std::io::Error::other(format!("unexpected reply {reply:?}"))),
-    }
-}
 
 /// The rootless side: runs only when started by the test below.
 #[test]
@@ -78,14 +64,7 @@ fn rootless_scenario() {
         assert!(attached.network.resolv_conf.contains("nameserver 169.254.1.1"));
         let pid_file = paths.runroot.join("network/pasta").join(format!("{id}.pid"));
         println!("PASTA {}", std::fs::read_to_string(pid_file).unwrap().trim());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let body = loop {
-            match get(port) {
-                Ok(body) => break body,
-                Err(err) => assert!(Instant::now() < deadline, "fetching: {err}"),
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let body = http_get(&format!("127.0.0.1:{port}"));
         println!("BODY {}", body.trim());
     });
     attach::detach(&paths, &id).unwrap();

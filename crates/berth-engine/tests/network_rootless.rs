@@ -3,8 +3,7 @@
 //! slirp4netns, the fallback) connect it and publish its port on the host's loopback, where the
 //! test fetches a page. Traffic stays on loopback and inside the container's namespace.
 
-use std::io::{Read as _, Write as _};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpListener};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -13,6 +12,7 @@ use std::time::{Duration, Instant};
 use berth_engine::network::netns::Netns;
 use berth_engine::network::ports::{PortMapping, Protocol};
 use berth_engine::network::rootless::{Pasta, PastaOptions, Slirp, SlirpOptions};
+use berth_testkit::netns::{free_port, http_get, http_get_once};
 use berth_testkit::user::TestUser;
 
 /// A rootless fake container, killed on drop.
@@ -73,34 +73,9 @@ impl Drop for Container {
     }
 }
 
-/// A loopback port nobody listens on right now.
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port()
-}
-
-fn get(port: u16) -> std::io::Result<String> {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    stream.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply)?;
-    match reply.split_once("\r\n\r\n") {
-        Some((head, body)) if head.contains(" 200 ") => Ok(body.to_owned()),
-        _ => Err(std::io::Error::other(format!("unexpected reply {reply:?}"))),
-    }
-}
-
-/// [`get`], retried while httpd inside comes up (bounded to ten seconds).
+/// One page from 127.0.0.1:`port`, retried while httpd inside comes up.
 fn fetch(port: u16) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match get(port) {
-            Ok(body) => return body,
-            Err(err) => assert!(Instant::now() < deadline, "fetching 127.0.0.1:{port}: {err}"),
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    http_get(&format!("127.0.0.1:{port}"))
 }
 
 /// A directory the test user can write (for pid files and sockets), removed on drop.
@@ -158,7 +133,10 @@ fn pasta_publishes_a_rootless_port_on_loopback_and_stops_cleanly() {
     assert_eq!(again.pid(), pid);
     again.stop().unwrap();
     assert!(!alive(pid), "pasta is gone");
-    assert!(get(port).is_err(), "nothing listens on the published port any more");
+    assert!(
+        http_get_once(&format!("127.0.0.1:{port}")).is_err(),
+        "nothing listens on the published port any more"
+    );
 }
 
 #[test]
@@ -255,5 +233,5 @@ fn slirp4netns_publishes_a_rootless_port_through_its_api() {
     let pid = slirp.pid();
     slirp.stop().unwrap();
     assert!(!alive(pid));
-    assert!(get(port).is_err());
+    assert!(http_get_once(&format!("127.0.0.1:{port}")).is_err());
 }

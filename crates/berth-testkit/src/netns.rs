@@ -122,21 +122,28 @@ pub fn http_get(addr: &str) -> String {
     http_get_addr(addr.parse().expect("an address and port"))
 }
 
+/// One HTTP/1.0 GET of `/` at `addr`: the body if the server answered 200.
+pub fn http_get_once(addr: &str) -> std::io::Result<String> {
+    let addr: SocketAddr = addr.parse().map_err(std::io::Error::other)?;
+    get_once(addr)
+}
+
+fn get_once(addr: SocketAddr) -> std::io::Result<String> {
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+    let mut reply = String::new();
+    s.read_to_string(&mut reply)?;
+    match reply.split_once("\r\n\r\n") {
+        Some((head, body)) if head.contains(" 200 ") => Ok(body.to_owned()),
+        _ => Err(std::io::Error::other(format!("unexpected reply {reply:?}"))),
+    }
+}
+
 fn http_get_addr(addr: SocketAddr) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let attempt = (|| -> std::io::Result<String> {
-            let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-            s.set_read_timeout(Some(Duration::from_secs(5)))?;
-            s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
-            let mut reply = String::new();
-            s.read_to_string(&mut reply)?;
-            match reply.split_once("\r\n\r\n") {
-                Some((head, body)) if head.contains(" 200 ") => Ok(body.to_owned()),
-                _ => Err(std::io::Error::other(format!("unexpected reply {reply:?}"))),
-            }
-        })();
-        match attempt {
+        match get_once(addr) {
             Ok(body) => return body,
             Err(e) => assert!(Instant::now() < deadline, "fetching {addr}: {e}"),
         }
