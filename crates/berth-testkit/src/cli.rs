@@ -47,7 +47,12 @@ impl Berth {
     pub fn load_busybox(&self, tag: &str) -> String {
         let layout = tempfile::tempdir().expect("a temp dir");
         crate::busybox::image_layout(layout.path()).expect("the busybox layout");
-        let out = self.ok(&["load", "-i", layout.path().to_str().expect("a UTF-8 temp path")]);
+        self.load(layout.path(), tag)
+    }
+
+    /// Loads the OCI layout at `layout` and tags it `tag`; returns the image id.
+    pub fn load(&self, layout: &Path, tag: &str) -> String {
+        let out = self.ok(&["load", "-i", layout.to_str().expect("a UTF-8 layout path")]);
         let id = out
             .trim()
             .strip_prefix("Loaded image: sha256:")

@@ -1,5 +1,5 @@
-//! A network namespace that stands in for the host in rootful network tests, and HTTP fetches
-//! with retries for the servers those tests start.
+//! A network namespace that stands in for the host in rootful network tests, HTTP fetches with
+//! retries for the servers those tests start, and an image that serves two exposed ports.
 //!
 //! [`HostNetns`] is made with `ip netns add` and deleted when dropped, also when the test
 //! failed. [`HostNetns::enter`] runs every command of a [`Berth`] in it (through `nsenter
@@ -11,7 +11,7 @@
 use std::io::{Read as _, Write as _};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -107,6 +107,24 @@ impl Drop for HostNetns {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
     }
+}
+
+/// Writes an OCI layout at `layout`, tagged `latest`: busybox that EXPOSEs 80/tcp and
+/// 8080/tcp and serves `eighty` and `eighty-eighty` on them, for `-P` tests.
+pub fn two_port_layout(layout: &Path) {
+    let tree = tempfile::tempdir().expect("a temp dir");
+    crate::busybox::rootfs(tree.path()).expect("the busybox tree");
+    let mut builder = crate::layout::LayoutBuilder::new(layout).expect("a layout");
+    builder.add_dir_layer(tree.path()).expect("the layer");
+    let serve = "echo eighty > /tmp/index.html; mkdir /tmp/b; \
+        echo eighty-eighty > /tmp/b/index.html; httpd -p 8080 -h /tmp/b; \
+        exec httpd -f -p 80 -h /tmp";
+    let config = serde_json::json!({
+        "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
+        "ExposedPorts": {"80/tcp": {}, "8080/tcp": {}},
+        "Cmd": ["sh", "-c", serve],
+    });
+    builder.finish(config, "latest").expect("the image");
 }
 
 /// A port nobody listens on now, on this namespace's loopback: in a fresh namespace (or on

@@ -111,23 +111,8 @@ fn a_published_port_answers_from_the_host_and_bad_ports_are_one_line() {
 fn publish_all_and_cleanup_after_a_failed_start_and_a_killed_monitor() {
     let b = engine();
     // An image that EXPOSEs two ports and serves both.
-    let tree = tempfile::tempdir().unwrap();
-    berth_testkit::busybox::rootfs(tree.path()).unwrap();
     let layout = b.dir().join("exposed");
-    let mut builder = berth_testkit::layout::LayoutBuilder::new(&layout).unwrap();
-    builder.add_dir_layer(tree.path()).unwrap();
-    builder
-        .finish(
-            serde_json::json!({
-                "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
-                "ExposedPorts": {"80/tcp": {}, "8080/tcp": {}},
-                "Cmd": ["sh", "-c", "echo eighty > /tmp/index.html; mkdir /tmp/b; \
-                    echo eighty-eighty > /tmp/b/index.html; httpd -p 8080 -h /tmp/b; \
-                    exec httpd -f -p 80 -h /tmp"],
-            }),
-            "latest",
-        )
-        .unwrap();
+    berth_testkit::netns::two_port_layout(&layout);
     b.load(&layout, "localhost/exposed:latest");
 
     b.ok(&["run", "-d", "--name", "all", "-P", "localhost/exposed"]);

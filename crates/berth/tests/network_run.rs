@@ -223,26 +223,9 @@ fn the_default_bridge_network_of_independent_roots_and_host() {
 fn publish_all_ports_held_and_a_failed_start_leaves_nothing() {
     let host = HostNetns::new("ports");
     let b = engine(&host);
-    let tree = tempfile::tempdir().unwrap();
-    berth_testkit::busybox::rootfs(tree.path()).unwrap();
     let layout = b.dir().join("exposed");
-    let mut builder = berth_testkit::layout::LayoutBuilder::new(&layout).unwrap();
-    builder.add_dir_layer(tree.path()).unwrap();
-    builder
-        .finish(
-            serde_json::json!({
-                "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
-                "ExposedPorts": {"80/tcp": {}, "8080/tcp": {}},
-                "Cmd": ["sh", "-c", "echo eighty > /tmp/index.html; mkdir /tmp/b; \
-                    echo eighty-eighty > /tmp/b/index.html; httpd -p 8080 -h /tmp/b; \
-                    exec httpd -f -p 80 -h /tmp"],
-            }),
-            "latest",
-        )
-        .unwrap();
-    let out = b.ok(&["load", "-i", layout.to_str().unwrap()]);
-    let id = out.trim().strip_prefix("Loaded image: sha256:").unwrap().to_owned();
-    b.ok(&["tag", &id, "localhost/exposed:latest"]);
+    berth_testkit::netns::two_port_layout(&layout);
+    b.load(&layout, "localhost/exposed:latest");
 
     // -P: every exposed port on a free host port, shown by `berth port`, answering.
     b.ok(&["run", "-d", "--name", "all", "-P", "localhost/exposed"]);
