@@ -7,6 +7,14 @@
 //! directory into the container's mount namespace, and whoever sees the container's process
 //! gone (its monitor, or the next berth command when the monitor was killed) unmounts it.
 //! Every cleanup step here is idempotent, so it can run again after a crash at any point.
+//!
+//! Removing a container's directories can take long on a busy disk (each unlink waits for the
+//! file system's journal, and a disk mounted with `discard` trims the freed blocks). A process
+//! that is about to exit and has a caller waiting for it (a foreground `run --rm`) removes
+//! them with [`ContainerLayers::deferring_removal`]: each is renamed into a `trash` directory
+//! of the same root instead (atomic, one system call), and [`ContainerLayers::empty_trash`]
+//! removes them later, from a detached process or the next command. A crash in between leaves
+//! only trash, which is nobody's and is removed by whoever empties it next.
 
 use std::fs;
 use std::io;
@@ -42,6 +50,13 @@ pub enum ContainerLayerError {
 pub struct ContainerLayers {
     root: PathBuf,
     runroot: PathBuf,
+    /// `RUNROOT/trash` and `ROOT/trash` (in the order of [`ContainerLayers::remove`]'s two
+    /// directories): directories on their way out, one per root, so a rename never crosses
+    /// file systems.
+    trash: [PathBuf; 2],
+    /// Whether [`ContainerLayers::remove`] moves directories to the trash (see the module
+    /// documentation) rather than removing them.
+    defer_removal: bool,
 }
 
 /// One container's directories.
@@ -59,7 +74,19 @@ pub struct ContainerLayer {
 impl ContainerLayers {
     /// The container layers under data root `root` and runtime root `runroot`.
     pub fn new(root: &Path, runroot: &Path) -> Self {
-        Self { root: root.join("overlay-containers"), runroot: runroot.join("overlay-containers") }
+        Self {
+            root: root.join("overlay-containers"),
+            runroot: runroot.join("overlay-containers"),
+            trash: [runroot.join("trash"), root.join("trash")],
+            defer_removal: false,
+        }
+    }
+
+    /// The same layers, with [`ContainerLayers::remove`] moving directories to the trash for
+    /// [`ContainerLayers::empty_trash`] to remove later.
+    pub fn deferring_removal(mut self) -> Self {
+        self.defer_removal = true;
+        self
     }
 
     /// The directories of container `id` (nothing is created).
@@ -133,19 +160,44 @@ impl ContainerLayers {
         Ok(())
     }
 
-    /// Unmounts and removes everything of container `id`; what is gone already is skipped.
+    /// Unmounts and removes everything of container `id` (deferring, moves it to the trash);
+    /// what is gone already is skipped.
     pub fn remove(&self, id: &str) -> Result<(), ContainerLayerError> {
         self.unmount(id)?;
         let layer = self.layer(id);
-        for dir in [self.runroot.join(id), self.root.join(id)] {
+        for (dir, trash) in [self.runroot.join(id), self.root.join(id)].into_iter().zip(&self.trash)
+        {
+            if self.defer_removal && move_to_trash(&dir, trash, id) {
+                continue;
+            }
             match fs::remove_dir_all(&dir) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(source) => return Err(ContainerLayerError::RemoveDir { path: dir, source }),
             }
         }
-        debug!(id, upper = %layer.upper.display(), "container layer removed");
+        debug!(id, upper = %layer.upper.display(), deferred = self.defer_removal, "container layer removed");
         Ok(())
+    }
+
+    /// Whether anything waits in the trash.
+    pub fn has_trash(&self) -> bool {
+        self.trash.iter().any(|dir| fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()))
+    }
+
+    /// Removes what waits in the trash, by this process or any other (a detached one, or one
+    /// that crashed). Several may empty it at once; what another removed is skipped.
+    pub fn empty_trash(&self) {
+        for dir in &self.trash {
+            for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                match fs::remove_dir_all(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => debug!(path = %path.display(), error = %e, "emptying the trash"),
+                }
+            }
+        }
     }
 
     /// The ids that have a directory in either root, for finding leftovers.
@@ -159,6 +211,25 @@ impl ContainerLayers {
         ids.sort();
         ids.dedup();
         ids
+    }
+}
+
+/// Renames `dir` (of container `id`) into `trash`; false when it could not, and the caller
+/// removes it in place. A `dir` that is not there counts as moved: nothing is left to remove.
+fn move_to_trash(dir: &Path, trash: &Path, id: &str) -> bool {
+    if let Err(e) = fs::create_dir_all(trash) {
+        debug!(path = %trash.display(), error = %e, "creating the trash");
+        return false;
+    }
+    // The pid keeps two processes' entries apart; the same id twice is one container's.
+    let dest = trash.join(format!("{id}.{}", std::process::id()));
+    match fs::rename(dir, &dest) {
+        Ok(()) => true,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => true,
+        Err(e) => {
+            debug!(path = %dir.display(), error = %e, "moving to the trash");
+            false
+        }
     }
 }
 
@@ -288,5 +359,38 @@ mod tests {
             .filter(|line| line.split(' ').nth(4).map(unescape).as_deref() == Some(&*target))
             .find_map(|line| line.rsplit(' ').next().map(str::to_owned))
             .unwrap_or_default()
+    }
+
+    // Deferred, remove leaves the container's directories in the trash (not among the layers'
+    // ids) and empty_trash removes them; undeferred, nothing goes to the trash.
+    #[test]
+    fn deferred_removal_goes_through_the_trash() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, run) = (dir.path().join("root"), dir.path().join("run"));
+        let layers = ContainerLayers::new(&root, &run).deferring_removal();
+        let layer = layers.prepare("c1").unwrap();
+        fs::write(layer.upper.join("written"), "x").unwrap();
+        layers.remove("c1").unwrap();
+        assert!(layers.ids().is_empty());
+        assert!(layers.has_trash());
+        assert!(root
+            .join("trash")
+            .read_dir()
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path()
+            .join("upper/written")
+            .exists());
+        layers.empty_trash();
+        assert!(!layers.has_trash());
+        assert_eq!(fs::read_dir(root.join("trash")).unwrap().count(), 0);
+
+        let layers = ContainerLayers::new(&root, &run);
+        layers.prepare("c2").unwrap();
+        layers.remove("c2").unwrap();
+        assert!(layers.ids().is_empty());
+        assert!(!layers.has_trash());
     }
 }

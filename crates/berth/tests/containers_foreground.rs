@@ -95,7 +95,7 @@ fn stop_from_another_shell() {
 }
 
 // Exit codes 0, 3, 137 (killed by `kill`), 127, 126 and 125, stdout and stderr kept apart,
-// and nothing left.
+// and nothing left (the trash emptied too).
 #[test]
 fn exit_codes_and_streams() {
     let berth = engine();
@@ -110,6 +110,13 @@ fn exit_codes_and_streams() {
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(stdout(&out), "to-out\n");
     assert_eq!(String::from_utf8_lossy(&out.stderr), "to-err\n");
+    // The removed container's directories went to the trash, which berth's detached child
+    // empties with no other command's help.
+    berth.eventually("the trash to be emptied", || {
+        [berth.root().join("trash"), berth.runroot().join("trash")]
+            .iter()
+            .all(|dir| std::fs::read_dir(dir).map_or(true, |mut d| d.next().is_none()))
+    });
     berth.fails(&["run", "--rm", "localhost/busybox", "sh", "-c", "exit 3"], 3);
     // Killed from outside (PID 1 ignores a SIGKILL from inside its own namespace).
     let child = berth

@@ -309,6 +309,9 @@ impl Containers {
             self.cleanup(id);
         }
         self.remove_unattended(&auto_remove);
+        // What a foreground `run --rm` moved to the trash, if its detached child did not get
+        // to it (see monitor::foreground).
+        self.layers.empty_trash();
         Ok(ids)
     }
 

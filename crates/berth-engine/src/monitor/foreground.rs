@@ -116,6 +116,38 @@ impl SavedStdio {
     }
 }
 
+/// Empties the layers' trash (the removed container's directories) in a child of its own, in
+/// a session of its own and holding none of this process's descriptors, so neither berth's
+/// exit nor whoever reads its output to the end waits for the disk. Where the fork fails it
+/// is emptied here; where the child dies first, the next command that reconciles empties it.
+fn empty_trash_detached(layers: &berth_storage::ContainerLayers) {
+    if !layers.has_trash() {
+        return;
+    }
+    // SAFETY: this process is single-threaded (run_here's caller checks it; the runtime forked
+    // here already), so the child's copy of the allocator and of every lock is consistent.
+    match unsafe { libc::fork() } {
+        0 => {
+            // SAFETY: setsid, open, dup2 and close_range act on the child alone; the path is
+            // a NUL-terminated literal.
+            unsafe {
+                libc::setsid();
+                let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+                for fd in 0..3 {
+                    libc::dup2(null, fd);
+                }
+                libc::close_range(3, u32::MAX, 0);
+            }
+            layers.empty_trash();
+            // SAFETY: _exit ends the child without running this process's exit handlers or
+            // flushing buffers it shares with the parent.
+            unsafe { libc::_exit(0) }
+        }
+        -1 => layers.empty_trash(),
+        _ => {}
+    }
+}
+
 /// Runs the container of `config` (created, its root mounted, not `-t`, not `-i`, without a
 /// restart policy or healthcheck) in this process with its output going to `io` and the log;
 /// `on_started` records it running (the pid and start time) before anything else may record
@@ -127,7 +159,10 @@ pub fn run_here(
     on_started: impl FnOnce(i32, u64) -> Result<(), String>,
 ) -> Result<i32, MonitorError> {
     let runtime_root = berth_runtime::state::StateRoot::new(config.runroot.join("runtime"));
-    let layers = berth_storage::ContainerLayers::new(&config.root, &config.runroot);
+    // The container's directories go to the trash when it is removed, and a detached child
+    // empties it after this process has the exit code (see empty_trash_detached).
+    let layers =
+        berth_storage::ContainerLayers::new(&config.root, &config.runroot).deferring_removal();
     let rootfs = layers.layer(&config.id).merged;
     let mut log = open_log(config);
     // The client this process is: where the output goes.
@@ -204,6 +239,7 @@ pub fn run_here(
     for client in &clients {
         let _ = fds::write_all(client.sock.as_fd(), format!("exit {code}\n").as_bytes());
     }
+    empty_trash_detached(&layers);
     match recorded {
         Ok(()) => Ok(code),
         Err(message) => Err(MonitorError::Record { id: config.id.clone(), message }),
