@@ -46,7 +46,11 @@ fn probe() -> (tempfile::TempDir, PathBuf) {
     let source = dir.path().join("probe.c");
     fs::write(&source, PROBE).unwrap();
     let bin = dir.path().join("probe");
-    let out = Command::new("cc").args(["-static", "-O1", "-Werror", "-o"]).arg(&bin).arg(&source).output();
+    let out = Command::new("cc")
+        .args(["-static", "-O1", "-Werror", "-o"])
+        .arg(&bin)
+        .arg(&source)
+        .output();
     let out = out.expect("running cc (build-essential)");
     assert!(out.status.success(), "cc: {}", String::from_utf8_lossy(&out.stderr));
     open_to_all(dir.path());
