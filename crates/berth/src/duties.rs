@@ -39,6 +39,10 @@ pub struct DutyArgs {
     /// No healthcheck, not even the image's.
     #[arg(long)]
     pub no_healthcheck: bool,
+    /// What to do once the healthcheck turns the container unhealthy: none (default), kill,
+    /// restart or stop.
+    #[arg(long, value_name = "ACTION")]
+    pub health_on_failure: Option<String>,
     /// Where the output goes: k8s-file (default), json-file or none.
     #[arg(long, value_name = "DRIVER")]
     pub log_driver: Option<String>,
@@ -59,6 +63,7 @@ impl DutyArgs {
                 health_start_period: self.health_start_period.clone(),
                 health_timeout: self.health_timeout.clone(),
                 no_healthcheck: self.no_healthcheck,
+                health_on_failure: self.health_on_failure.clone(),
             },
             log_driver: self.log_driver.clone(),
             log_opt: self.log_opt.clone(),

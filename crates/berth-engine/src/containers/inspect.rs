@@ -138,6 +138,8 @@ pub struct InspectConfig {
     /// Docker's form of the healthcheck, when the container has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<crate::monitor::health::HealthCheck>,
+    /// `--health-on-failure`, by name.
+    pub healthcheck_on_failure_action: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -365,6 +367,7 @@ impl InspectContainer {
                 timeout: 0,
                 stop_timeout: options.stop_timeout,
                 healthcheck: options.duties.health.clone(),
+                healthcheck_on_failure_action: options.duties.health_on_failure.name(),
             },
             host_config: InspectHostConfig {
                 binds: Vec::new(),

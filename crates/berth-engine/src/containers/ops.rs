@@ -688,38 +688,52 @@ impl Containers {
         }
     }
 
-    /// Removes a container; a live one only with `force`, after killing it.
+    /// Removes a container; a live one only with `force`, after killing it. A start that
+    /// races with a forced removal (a `--health-on-failure restart`, another shell's `start`)
+    /// is killed again, a few times at most.
     pub fn remove(&mut self, query: &str, force: bool) -> Result<ContainerRecord, OpsError> {
-        let record = self.lookup(query)?;
-        if record.state.has_process() {
-            if !force {
-                return Err(ContainerError::Live { name: record.name, state: record.state }.into());
+        const FORCED_ROUNDS: u32 = 5;
+        let mut record = self.lookup(query)?;
+        let mut round = 0;
+        loop {
+            if record.state.has_process() {
+                if !force {
+                    let (name, state) = (record.name, record.state);
+                    return Err(ContainerError::Live { name, state }.into());
+                }
+                monitor::restart::mark_stopped_by_user(&CreateOptions::of(&record)?.userdata_dir);
+                if record.state == ContainerState::Paused {
+                    let _ = berth_runtime::pause::resume(&self.runtime, &record.id);
+                }
+                let _ = signal_init(&record, libc::SIGKILL);
+                self.await_exit(&record.id, Duration::from_secs(30))?;
             }
-            monitor::restart::mark_stopped_by_user(&CreateOptions::of(&record)?.userdata_dir);
-            if record.state == ContainerState::Paused {
-                let _ = berth_runtime::pause::resume(&self.runtime, &record.id);
+            // The monitor (of an --rm container) may be removing it right now: let it finish.
+            // One waiting to restart the container gives up.
+            let options = CreateOptions::of(&record)?;
+            monitor::restart::mark_stopped_by_user(&options.userdata_dir);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while monitor::monitor_alive(&options.userdata_dir, &record.id)
+                && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(5));
             }
-            let _ = signal_init(&record, libc::SIGKILL);
-            self.await_exit(&record.id, Duration::from_secs(30))?;
+            self.cleanup(&record.id);
+            let removed = match self.store.remove(&record.id) {
+                Ok(r) => r,
+                Err(ContainerError::State(StateError::NoSuchContainer { .. })) => record.clone(),
+                Err(ContainerError::Live { .. }) if force && round < FORCED_ROUNDS => {
+                    round += 1;
+                    debug!(id = %record.id, round, "started again while being removed");
+                    record = self.store.db().get(&record.id)?;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            self.layers.remove(&record.id)?;
+            crate::events::record_container(&self.ctx.runroot, "remove", &removed, None);
+            return Ok(removed);
         }
-        // The monitor (of an --rm container) may be removing it right now: let it finish. One
-        // waiting to restart the container gives up.
-        let options = CreateOptions::of(&record)?;
-        monitor::restart::mark_stopped_by_user(&options.userdata_dir);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while monitor::monitor_alive(&options.userdata_dir, &record.id) && Instant::now() < deadline
-        {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        self.cleanup(&record.id);
-        let removed = match self.store.remove(&record.id) {
-            Ok(r) => r,
-            Err(ContainerError::State(StateError::NoSuchContainer { .. })) => record.clone(),
-            Err(e) => return Err(e.into()),
-        };
-        self.layers.remove(&record.id)?;
-        crate::events::record_container(&self.ctx.runroot, "remove", &removed, None);
-        Ok(removed)
     }
 
     /// `network connect`: puts container `query` on one more bridge network, as Podman does.

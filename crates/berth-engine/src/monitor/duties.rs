@@ -10,7 +10,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::health::{HealthCheck, HealthError, HealthFlags};
+use super::health::{HealthCheck, HealthError, HealthFlags, OnFailure};
 use super::restart::{RestartError, RestartPolicy};
 use crate::containers::log_files::{LogConfig, LogConfigError};
 
@@ -45,13 +45,20 @@ pub struct DutyOptions {
 pub struct Duties {
     pub restart: RestartPolicy,
     pub health: Option<HealthCheck>,
+    /// `--health-on-failure`
+    pub health_on_failure: OnFailure,
     pub log: LogConfig,
 }
 
 impl DutyOptions {
     /// Checks every value, and `--rm` against the policy, without an image.
+    /// Whether `--health-on-failure` has a check to act on is known only with the image.
     pub fn validate(&self, auto_remove: bool) -> Result<(), DutyError> {
-        self.resolve(None, auto_remove).map(|_| ())
+        RestartPolicy::parse(self.restart.as_deref().unwrap_or(""))?
+            .check_auto_remove(auto_remove)?;
+        self.health.validate()?;
+        LogConfig::parse(self.log_driver.as_deref(), &self.log_opt)?;
+        Ok(())
     }
 
     /// The duties of a container of an image with healthcheck `image_health`.
@@ -63,8 +70,9 @@ impl DutyOptions {
         let restart = RestartPolicy::parse(self.restart.as_deref().unwrap_or(""))?;
         restart.check_auto_remove(auto_remove)?;
         let health = self.health.resolve(image_health)?;
+        let health_on_failure = self.health.on_failure(health.as_ref())?;
         let log = LogConfig::parse(self.log_driver.as_deref(), &self.log_opt)?;
-        Ok(Duties { restart, health, log })
+        Ok(Duties { restart, health, health_on_failure, log })
     }
 }
 
@@ -89,6 +97,19 @@ mod tests {
         assert!(opts("bogus").validate(false).is_err());
         let log = DutyOptions { log_opt: vec!["max-size=12x".into()], ..Default::default() };
         assert!(log.validate(false).unwrap_err().to_string().contains("12x"));
+        let on_failure = |action: &str| DutyOptions {
+            health: HealthFlags { health_on_failure: Some(action.into()), ..Default::default() },
+            ..Default::default()
+        };
+        assert!(on_failure("kill").validate(false).is_ok(), "the image may have a check");
+        assert_eq!(
+            on_failure("kill").resolve(None, false).unwrap_err().to_string(),
+            "--health-on-failure kill needs a healthcheck (--health-cmd or the image's)"
+        );
+        assert_eq!(
+            on_failure("reboot").validate(false).unwrap_err().to_string(),
+            "invalid --health-on-failure \"reboot\": the action must be none, kill, restart or stop"
+        );
         let duties = DutyOptions::default().resolve(None, false).unwrap();
         assert_eq!(duties, Duties::default());
         assert_eq!(duties.log_path(Path::new("/u")), Path::new("/u/ctr.log"));

@@ -16,15 +16,20 @@
 //! healthy at once; failures count only after the start period, and `retries` of them in a
 //! row make it unhealthy. Writers hold a lock file, so a check typed by hand and the monitor's
 //! own never lose each other's result.
+//!
+//! `--health-on-failure` (Podman's): the check that turns the container unhealthy takes the
+//! action — kill, stop, or restart — as the user's command of that name would.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::state::Timestamp;
 
@@ -54,6 +59,12 @@ pub enum HealthError {
     BadRetries { value: String },
     #[error("--no-healthcheck cannot be used with {flag}")]
     Conflict { flag: &'static str },
+    #[error(
+        "invalid --health-on-failure {value:?}: the action must be none, kill, restart or stop"
+    )]
+    BadOnFailure { value: String },
+    #[error("--health-on-failure {action} needs a healthcheck (--health-cmd or the image's)")]
+    OnFailureWithoutCheck { action: &'static str },
     #[error("container {name} has no healthcheck")]
     NoHealthcheck { name: String },
     #[error("container {name} is not running: a healthcheck needs a running container")]
@@ -105,6 +116,43 @@ pub struct HealthFlags {
     pub health_timeout: Option<String>,
     /// `--no-healthcheck`
     pub no_healthcheck: bool,
+    /// `--health-on-failure none|kill|restart|stop`
+    pub health_on_failure: Option<String>,
+}
+
+/// `--health-on-failure`: what happens to a container whose check turns it unhealthy
+/// (Podman's actions). `kill` and `stop` end it as the user's `kill` and `stop` would, so
+/// no restart policy starts it again; `restart` stops and starts it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    #[default]
+    None,
+    Kill,
+    Restart,
+    Stop,
+}
+
+impl OnFailure {
+    pub fn parse(value: &str) -> Result<Self, HealthError> {
+        match value {
+            "" | "none" => Ok(Self::None),
+            "kill" => Ok(Self::Kill),
+            "restart" => Ok(Self::Restart),
+            "stop" => Ok(Self::Stop),
+            _ => Err(HealthError::BadOnFailure { value: value.to_owned() }),
+        }
+    }
+
+    /// The name, as inspect's Config.HealthcheckOnFailureAction shows it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Kill => "kill",
+            Self::Restart => "restart",
+            Self::Stop => "stop",
+        }
+    }
 }
 
 /// A container's healthcheck, resolved from the flags and the image; shown by `inspect` as
@@ -148,7 +196,18 @@ impl HealthCheck {
 impl HealthFlags {
     /// Checks the flags on their own (before an image is at hand), as `resolve` would.
     pub fn validate(&self) -> Result<(), HealthError> {
-        self.resolve(None).map(|_| ())
+        self.resolve(None)?;
+        OnFailure::parse(self.health_on_failure.as_deref().unwrap_or("")).map(drop)
+    }
+
+    /// `--health-on-failure` for a container whose check is `check`: an action other than
+    /// none needs a check, as in Podman.
+    pub fn on_failure(&self, check: Option<&HealthCheck>) -> Result<OnFailure, HealthError> {
+        let action = OnFailure::parse(self.health_on_failure.as_deref().unwrap_or(""))?;
+        if check.is_none() && action != OnFailure::None {
+            return Err(HealthError::OnFailureWithoutCheck { action: action.name() });
+        }
+        Ok(action)
     }
 
     /// The container's healthcheck: `--health-cmd` (or the image's test) with the other flags
@@ -360,18 +419,21 @@ pub fn set_starting(userdata: &Path) -> Result<(), HealthError> {
     write_state(userdata, &state)
 }
 
-/// Records one result under the lock; returns the new state.
+/// Records one result under the lock; returns the new state and whether this result is the
+/// one that turned the container unhealthy.
 pub fn record_result(
     userdata: &Path,
     entry: HealthLogEntry,
     in_start_period: bool,
     retries: u32,
-) -> Result<HealthState, HealthError> {
+) -> Result<(HealthState, bool), HealthError> {
     let _lock = lock_state(userdata)?;
     let mut state = read_state(userdata).unwrap_or_default();
+    let was_unhealthy = state.status == UNHEALTHY;
     state.add(entry, in_start_period, retries);
     write_state(userdata, &state)?;
-    Ok(state)
+    let turned = !was_unhealthy && state.status == UNHEALTHY;
+    Ok((state, turned))
 }
 
 /// What one run of a check gave.
@@ -555,7 +617,7 @@ pub fn healthcheck(
         exit_code: run.exit_code,
         output: run.output,
     };
-    let state = record_result(userdata, entry, in_start_period, check.retries)?;
+    let (state, turned_unhealthy) = record_result(userdata, entry, in_start_period, check.retries)?;
     debug!(id = %record.id, code = run.exit_code, status = %state.status, "healthcheck");
     let mut event = crate::events::Event::container(
         "health_status",
@@ -565,7 +627,55 @@ pub fn healthcheck(
     );
     event.health_status = Some(state.status.clone());
     crate::events::record(&containers.context().runroot, &event);
+    // Once per turn: the action's own stop and start take longer than a check's interval,
+    // and a restart makes the container `starting` again.
+    let action = options.duties.health_on_failure;
+    if turned_unhealthy && action != OnFailure::None {
+        act_on_failure(containers, &record.id, action);
+    }
     Ok(Checked { passed: run.exit_code == 0, state })
+}
+
+/// Takes `--health-on-failure`'s action on container `id`, which its check just found
+/// unhealthy. `stop` and `restart` run as a `berth stop`/`berth restart` of their own, in a
+/// session of their own: this process is the monitor's child, which the monitor ends once the
+/// container has exited, halfway through a restart. A failure is logged; the check's result
+/// stands either way.
+fn act_on_failure(
+    containers: &mut crate::containers::ops::Containers,
+    id: &str,
+    action: OnFailure,
+) {
+    debug!(%id, action = action.name(), "the container is unhealthy");
+    let command = match action {
+        OnFailure::None => return,
+        OnFailure::Kill => {
+            if let Err(e) = containers.kill(id, libc::SIGKILL) {
+                warn!(%id, error = %e, "killing the unhealthy container");
+            }
+            return;
+        }
+        OnFailure::Stop => "stop",
+        OnFailure::Restart => "restart",
+    };
+    let ctx = containers.context();
+    let mut berth = std::process::Command::new("/proc/self/exe");
+    berth.arg("--root").arg(&ctx.root).arg("--runroot").arg(&ctx.runroot).args([command, id]);
+    berth.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    // SAFETY: setsid is async-signal-safe and touches no memory of this process.
+    unsafe {
+        berth.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    match berth.spawn() {
+        // Not waited for: it outlives this process, and its parent's reaper collects it.
+        Ok(child) => drop(child),
+        Err(e) => warn!(%id, error = %e, "starting `berth {command}` of the unhealthy container"),
+    }
 }
 
 /// The exit code of child `pid` if it has exited.
@@ -853,11 +963,26 @@ mod tests {
         assert_eq!(s.log.as_ref().unwrap().len(), LOG_ENTRIES);
     }
 
+    // --health-on-failure acts on the result that turns the container unhealthy, once.
+    #[test]
+    fn only_the_result_that_turns_it_unhealthy_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        set_starting(dir.path()).unwrap();
+        let turns: Vec<bool> = [1, 1, 0, 1, 1]
+            .into_iter()
+            .map(|code| record_result(dir.path(), entry(code), false, 1).unwrap().1)
+            .collect();
+        assert_eq!(turns, [true, false, false, true, false]);
+        set_starting(dir.path()).unwrap();
+        assert!(record_result(dir.path(), entry(1), false, 1).unwrap().1, "again after a start");
+    }
+
     #[test]
     fn the_state_file_is_podmans_shape_and_survives_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         set_starting(dir.path()).unwrap();
-        let s = record_result(dir.path(), entry(0), false, 3).unwrap();
+        let (s, turned) = record_result(dir.path(), entry(0), false, 3).unwrap();
+        assert!(!turned);
         assert_eq!(s.status, HEALTHY);
         let json: serde_json::Value =
             serde_json::from_slice(&fs::read(state_file(dir.path())).unwrap()).unwrap();
