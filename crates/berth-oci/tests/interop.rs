@@ -12,8 +12,12 @@ use std::process::{Command, Output, Stdio};
 /// run podman take turns.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// Podman asks for more open files and processes than this host's hard limits allow.
-const ULIMITS: [&str; 4] = ["--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096"];
+/// Podman asks for more open files and processes than this host's hard limits allow. And no
+/// network: Podman 4.3's default bridge needs CNI plugins or netavark with iptables, neither
+/// of which a fresh Debian 12 with setup-host's packages has (berth's own networking needs
+/// neither); the runtime still gets a network namespace of its own to make.
+const RUN_FLAGS: [&str; 6] =
+    ["--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096", "--network", "none"];
 
 struct Podman {
     dir: tempfile::TempDir,
@@ -82,7 +86,7 @@ fn podman_runs_containers_with_berth_oci() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let Some(p) = Podman::new() else { return };
     let mut args = vec!["run", "--rm"];
-    args.extend(ULIMITS);
+    args.extend(RUN_FLAGS);
     args.extend([
         "localhost/bb:test",
         "sh",
@@ -98,7 +102,7 @@ fn podman_runs_containers_with_berth_oci() {
     );
 
     let mut args = vec!["run", "--rm", "--read-only"];
-    args.extend(ULIMITS);
+    args.extend(RUN_FLAGS);
     args.extend([
         "localhost/bb:test",
         "sh",
@@ -109,7 +113,7 @@ fn podman_runs_containers_with_berth_oci() {
     assert_eq!(common::stdout(&out), "ro\ntmp\n", "{}", common::stderr(&out));
 
     let mut args = vec!["run", "-d", "--name", "bg"];
-    args.extend(ULIMITS);
+    args.extend(RUN_FLAGS);
     args.extend([
         "localhost/bb:test",
         "sh",
@@ -128,7 +132,7 @@ fn podman_runs_containers_with_berth_oci() {
     assert_eq!(common::stdout(&out).trim(), "3", "{}", common::stderr(&out));
 
     let mut args = vec!["run", "-d", "--name", "victim"];
-    args.extend(ULIMITS);
+    args.extend(RUN_FLAGS);
     args.extend(["localhost/bb:test", "sleep", "100"]);
     assert!(p.run(&args).status.success());
     let out = p.run(&["kill", "victim"]);
@@ -140,7 +144,7 @@ fn podman_runs_containers_with_berth_oci() {
     let inner = format!(
         "{} run --rm -it {} localhost/bb:test sh -c 'tty; stty size'",
         shell_words(&p.cmd()),
-        ULIMITS.join(" ")
+        RUN_FLAGS.join(" ")
     );
     // script(1) forwards an end of its standard input to the terminal as end-of-file, which
     // can hang the container up before it prints: keep its input open until it is done.
