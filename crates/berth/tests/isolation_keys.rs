@@ -90,30 +90,12 @@ fn keys_from_inside_a_default_container() {
     let (dir, _) = probe();
     let host = host_session();
     let berth = Berth::with_busybox(env!("CARGO_BIN_EXE_berth"), "localhost/bb");
-    let out = berth.ok(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "-v",
-        &volume(dir.path()),
-        "localhost/bb",
-        "/probe/probe",
-    ]);
-    check(&out, host);
+    let volume = volume(dir.path());
+    let run = ["run", "--rm", "--network", "none", "-v", &volume, "localhost/bb", "/probe/probe"];
+    check(&berth.ok(&run), host);
     berth.assert_clean();
 
     let rootless =
         RootlessBerth::with_busybox(Path::new(env!("CARGO_BIN_EXE_berth")), "localhost/bb");
-    let out = rootless.ok(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "-v",
-        &volume(dir.path()),
-        "localhost/bb",
-        "/probe/probe",
-    ]);
-    check(&out, host);
+    check(&rootless.ok(&run), host);
 }
