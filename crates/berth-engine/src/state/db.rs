@@ -398,12 +398,7 @@ impl StateDb {
     pub fn rename(&mut self, id: &str, new_name: &str) -> Result<ContainerRecord, StateError> {
         validate_name(new_name)?;
         let what = format!("renaming container {id} to {new_name:?}");
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(write_err(&what))?;
-        let mut record = read_one(&tx, id)?
-            .ok_or_else(|| StateError::NoSuchContainer { query: id.to_owned() })?;
+        let (tx, mut record) = write_one(&mut self.conn, id, &what)?;
         let holder: Option<String> = tx
             .query_row("SELECT id FROM containers WHERE name = ?1", [new_name], |row| row.get(0))
             .optional()
@@ -435,12 +430,7 @@ impl StateDb {
             source,
         })?;
         let what = format!("updating the create options of container {id}");
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(write_err(&what))?;
-        let mut record = read_one(&tx, id)?
-            .ok_or_else(|| StateError::NoSuchContainer { query: id.to_owned() })?;
+        let (tx, mut record) = write_one(&mut self.conn, id, &what)?;
         tx.execute("UPDATE containers SET create_options = ?1 WHERE id = ?2", params![text, id])
             .map_err(write_err(&what))?;
         tx.commit().map_err(write_err(&what))?;
@@ -451,12 +441,7 @@ impl StateDb {
     /// Removes container `id` and its labels, returning what it was.
     pub fn remove(&mut self, id: &str) -> Result<ContainerRecord, StateError> {
         let what = format!("removing container {id}");
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(write_err(&what))?;
-        let record = read_one(&tx, id)?
-            .ok_or_else(|| StateError::NoSuchContainer { query: id.to_owned() })?;
+        let (tx, record) = write_one(&mut self.conn, id, &what)?;
         tx.execute("DELETE FROM containers WHERE id = ?1", [id]).map_err(write_err(&what))?;
         tx.commit().map_err(write_err(&what))?;
         debug!(%id, name = %record.name, "removed container record");
@@ -482,12 +467,7 @@ impl StateDb {
         changes: &[StateChange],
     ) -> Result<ContainerRecord, StateError> {
         let what = format!("changing the state of container {id}");
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(write_err(&what))?;
-        let mut record = read_one(&tx, id)?
-            .ok_or_else(|| StateError::NoSuchContainer { query: id.to_owned() })?;
+        let (tx, mut record) = write_one(&mut self.conn, id, &what)?;
         for change in changes {
             let from = record.state;
             let to = change.target();
@@ -569,6 +549,19 @@ pub(super) fn write_state(conn: &Connection, record: &ContainerRecord) -> rusqli
             record.state_error,
         ],
     )
+}
+
+/// Opens a write transaction (taking the write lock at once) and reads container `id` in it.
+fn write_one<'c>(
+    conn: &'c mut Connection,
+    id: &str,
+    what: &str,
+) -> Result<(rusqlite::Transaction<'c>, ContainerRecord), StateError> {
+    let tx =
+        conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(write_err(what))?;
+    let record =
+        read_one(&tx, id)?.ok_or_else(|| StateError::NoSuchContainer { query: id.to_owned() })?;
+    Ok((tx, record))
 }
 
 /// Reads one container with its labels.
