@@ -14,7 +14,7 @@
 #
 #   [PROFILE=debug] scripts/bench/network.sh [ROUNDS]   (as root; default 20 rounds, >= 10)
 #
-# Needs: hyperfine, podman, runc, conmon, netavark, skopeo, jq, curl, busybox-static (Debian
+# Needs: hyperfine, podman, runc, conmon, netavark, iptables, skopeo, jq, curl, busybox-static (Debian
 # packages) and cargo for the release build of berth and berth-fixture. Traffic stays on the
 # host's loopback and the two bridges; everything is removed at the end.
 set -eu
@@ -35,8 +35,10 @@ TARGET=$(cargo metadata --format-version 1 --no-deps --manifest-path "$REPO/Carg
 
 WORK=$(mktemp -d /var/tmp/berth-bench-network.XXXXXX)
 B="$TARGET/berth --root $WORK/berth --runroot $WORK/berth-run"
+# netavark by name: with the CNI file Debian's podman ships in /etc/cni/net.d, podman 4.3
+# would pick CNI, whose plugins are not installed.
 P="podman --root $WORK/podman --runroot $WORK/podman-run --runtime runc \
---cgroup-manager cgroupfs --events-backend file --storage-driver overlay"
+--cgroup-manager cgroupfs --events-backend file --storage-driver overlay --network-backend netavark"
 NOFILE=$(ulimit -Hn)
 PFLAGS="--ulimit nofile=$NOFILE:$NOFILE --ulimit nproc=4096:4096"
 BPORT=18080
@@ -56,6 +58,17 @@ $B load -i "$WORK/layout" >/dev/null
 $B tag "$($B images -q | head -n 1)" localhost/busybox:latest
 skopeo copy --quiet "oci:$WORK/layout:latest" \
     "containers-storage:[overlay@$WORK/podman+$WORK/podman-run]localhost/busybox:latest"
+
+# Waits up to 30 s for each published port to serve the 256 MiB file.
+wait_for_ports() {
+    for port in "$@"; do
+        i=0
+        until curl -fs "http://127.0.0.1:$port/big" -o /dev/null; do
+            i=$((i + 1)); [ $i -lt 300 ] || { echo "port $port never answered" >&2; exit 1; }
+            sleep 0.1
+        done
+    done
+}
 
 summary() {
     jq -r --arg what "$1" '
@@ -97,13 +110,7 @@ $P rm -af -t 0 >/dev/null
 
 $B run -d --name web -p "127.0.0.1:$BPORT:80" localhost/busybox sh -c "$HTTPD" >/dev/null
 $P run -d $PFLAGS --name web -p "127.0.0.1:$PPORT:80" localhost/busybox sh -c "$HTTPD" >/dev/null
-for port in $BPORT $PPORT; do
-    i=0
-    until curl -fs "http://127.0.0.1:$port/big" -o /dev/null; do
-        i=$((i + 1)); [ $i -lt 300 ] || { echo "port $port never answered" >&2; exit 1; }
-        sleep 0.1
-    done
-done
+wait_for_ports $BPORT $PPORT
 
 echo "== 2. connection setup: one GET of a 6-byte page" >&2
 hyperfine -N --warmup 5 --runs "$((ROUNDS * 5))" --export-json "$WORK/get.json" \
@@ -190,13 +197,7 @@ $AS $RP rm -af -t 0 >/dev/null
 
 $AS $RB run -d --name web -p "127.0.0.1:$RBPORT:80" localhost/busybox sh -c "$HTTPD" >/dev/null
 $AS $RP run -d $PFLAGS --name web -p "127.0.0.1:$RPPORT:80" localhost/busybox sh -c "$HTTPD" >/dev/null
-for port in $RBPORT $RPPORT; do
-    i=0
-    until curl -fs "http://127.0.0.1:$port/big" -o /dev/null; do
-        i=$((i + 1)); [ $i -lt 300 ] || { echo "port $port never answered" >&2; exit 1; }
-        sleep 0.1
-    done
-done
+wait_for_ports $RBPORT $RPPORT
 echo "== 5.2 rootless connection setup and a 256 MiB download" >&2
 hyperfine -N --warmup 5 --runs "$((ROUNDS * 5))" --export-json "$UWORK/get.json" \
     -n "berth (pasta)" "curl -fs -o /dev/null http://127.0.0.1:$RBPORT/" \
