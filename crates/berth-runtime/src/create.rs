@@ -114,13 +114,17 @@ impl SelfPlacement {
         SelfPlacement { tasks, v2 }
     }
 
-    /// Forks, into the cgroup2 directory where there is one and the kernel allows it; the
-    /// flag says whether the child started there.
-    pub(crate) fn fork(&self) -> io::Result<(sys::Fork, bool)> {
+    /// Forks, into the cgroup2 directory where there is one and the kernel allows it, and
+    /// into new namespaces of `namespaces` (CLONE_NEW* flags, or 0); the flag says whether
+    /// the child started in the cgroup.
+    pub(crate) fn fork(&self, namespaces: u64) -> io::Result<(sys::Fork, bool)> {
         if let Some((_, fd)) = &self.v2 {
-            if let Ok(f) = sys::fork_into_cgroup(fd.as_raw_fd()) {
+            if let Ok(f) = sys::clone3(namespaces, Some(fd.as_raw_fd())) {
                 return Ok((f, true));
             }
+        }
+        if namespaces != 0 {
+            return sys::clone3(namespaces, None).map(|f| (f, false));
         }
         Ok((sys::fork()?, false))
     }
@@ -285,7 +289,20 @@ pub fn launch(root: &StateRoot, opts: &CreateOptions, mode: Mode) -> Result<Cont
 
     let placement = SelfPlacement::of(cgroup);
     tracing::debug!(id = %opts.id, bundle = %bundle.dir.display(), "forking the init");
-    let (fork, v2_placed) = placement.fork().map_err(CreateError::Fork)?;
+    // One clone3 makes the init in its namespaces where it can (see Plan::direct_flags): a
+    // fork, a copy of this process's page tables and an exit fewer than two stages take.
+    // Where that fails (no clone3), the two stages report the reason or do without. Id-mapped
+    // mounts need the first stage outside the new pid namespace: it names their helper's
+    // /proc entry by pid.
+    let idmaps = spec.mounts().iter().flatten().any(crate::mounts::wants_idmap);
+    let direct = plan.direct_flags().filter(|_| !idmaps && !sys::in_user_namespace());
+    let (fork, v2_placed, direct) = match direct.map(|flags| placement.fork(flags)) {
+        Some(Ok((fork, placed))) => (fork, placed, true),
+        _ => {
+            let (fork, placed) = placement.fork(0).map_err(CreateError::Fork)?;
+            (fork, placed, false)
+        }
+    };
     let stage1 = match fork {
         sys::Fork::Child => {
             drop(chan);
@@ -302,6 +319,7 @@ pub fn launch(root: &StateRoot, opts: &CreateOptions, mode: Mode) -> Result<Cont
                 map_method,
                 seccomp,
                 cgroup_tasks: placement.tasks.clone(),
+                direct,
             })
         }
         sys::Fork::Parent(pid) => pid,

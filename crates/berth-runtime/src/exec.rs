@@ -121,7 +121,7 @@ pub fn exec(root: &StateRoot, id: &str, opts: &ExecOptions) -> Result<i32, Error
     // for it and kill --all finds it (see create::SelfPlacement).
     let placement = c.cgroup_manager().map(|m| crate::create::SelfPlacement::of(&m));
     let (fork, v2_placed) = match &placement {
-        Some(p) => p.fork(),
+        Some(p) => p.fork(0),
         None => sys::fork().map(|f| (f, false)),
     }
     .map_err(ExecError::Prepare)?;

@@ -59,6 +59,9 @@ pub struct InitArgs<'a> {
     /// The `tasks` files of the container's v1 cgroups, which the first stage joins itself
     /// (see crate::create::SelfPlacement).
     pub cgroup_tasks: Vec<PathBuf>,
+    /// Whether the runtime's clone3 made this process in its new namespaces, as the init
+    /// (crate::namespaces::Plan::direct_flags): the first stage is the init then.
+    pub direct: bool,
 }
 
 /// The child's entry point; never returns.
@@ -100,6 +103,11 @@ enum Never {}
 fn stage1(args: InitArgs<'_>) -> Result<Never, String> {
     let spec = &args.bundle.spec;
     let process = spec.process().as_ref().ok_or("process: missing")?;
+    if args.direct {
+        // Born in the container's namespaces: alone in its pid namespace, but non-dumpable
+        // before anything else all the same (see the module docs).
+        sys::prctl(libc::PR_SET_DUMPABLE, 0, 0).map_err(|e| format!("PR_SET_DUMPABLE: {e}"))?;
+    }
 
     // Join the v1 cgroups first, while this process is still the host's: "0" in `tasks` moves
     // just the caller, which the kernel does without the attach lock. Where that fails the
@@ -125,6 +133,14 @@ fn stage1(args: InitArgs<'_>) -> Result<Never, String> {
     )
     .map_err(|e| e.to_string())?;
 
+    if args.direct {
+        // No user or pid namespace among them (Plan::direct_flags).
+        join_namespaces(&args.plan)?;
+        let pid = host_pid();
+        args.chan.send(&pid_msg(pid)).map_err(|e| e.to_string())?;
+        return init(args, false, idmapped);
+    }
+
     let join_user = args.plan.join.iter().find(|(t, _, _)| *t == LinuxNamespaceType::User);
     if let Some((_, flag, file)) = join_user {
         sys::setns(file.as_raw_fd(), *flag)
@@ -132,13 +148,7 @@ fn stage1(args: InitArgs<'_>) -> Result<Never, String> {
     }
     // Other joins are checked against the user namespace we are in: the joined one, or,
     // before a new one is made, the runtime's.
-    for (typ, flag, file) in &args.plan.join {
-        if *typ == LinuxNamespaceType::User {
-            continue;
-        }
-        sys::setns(file.as_raw_fd(), *flag)
-            .map_err(|e| format!("joining the {} namespace: {e}", crate::spec::ns_name(*typ)))?;
-    }
+    join_namespaces(&args.plan)?;
     let in_userns = args.plan.new_user || join_user.is_some() || sys::in_user_namespace();
     if args.plan.new_user {
         sys::unshare(libc::CLONE_NEWUSER).map_err(|e| format!("making a user namespace: {e}"))?;
@@ -184,6 +194,26 @@ fn stage1(args: InitArgs<'_>) -> Result<Never, String> {
         args.chan.send(&pid_msg(pid)).map_err(|e| e.to_string())?;
     }
     init(args, in_userns, idmapped)
+}
+
+/// Joins the plan's namespaces other than a user namespace, in the plan's order.
+fn join_namespaces(plan: &Plan) -> Result<(), String> {
+    for (typ, flag, file) in &plan.join {
+        if *typ == LinuxNamespaceType::User {
+            continue;
+        }
+        sys::setns(file.as_raw_fd(), *flag)
+            .map_err(|e| format!("joining the {} namespace: {e}", crate::spec::ns_name(*typ)))?;
+    }
+    Ok(())
+}
+
+/// This process's pid as the runtime sees it, read where the host's /proc is still mounted.
+fn host_pid() -> i32 {
+    fs::read_link("/proc/self")
+        .ok()
+        .and_then(|p| p.to_str().and_then(|s| s.parse().ok()))
+        .unwrap_or(0)
 }
 
 fn write_time_offsets(bundle: &Bundle) -> Result<(), String> {
@@ -233,11 +263,8 @@ fn init(
     let linux = spec.linux().clone().unwrap_or_default();
     // SAFETY: setsid takes no arguments; the fork made us a non-leader, so it succeeds.
     unsafe { libc::setsid() };
-    // Our pid as the runtime sees it, for the hooks' state: the host's /proc is still mounted.
-    let host_pid: i32 = fs::read_link("/proc/self")
-        .ok()
-        .and_then(|p| p.to_str().and_then(|s| s.parse().ok()))
-        .unwrap_or(0);
+    // Our pid as the runtime sees it, for the hooks' state.
+    let host_pid = host_pid();
 
     if !args.no_new_keyring {
         // A session keyring of the container's own (keyctl(2), KEYCTL_JOIN_SESSION_KEYRING);

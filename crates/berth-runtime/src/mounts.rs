@@ -545,7 +545,7 @@ fn idmap_userns(maps: (&[LinuxIdMapping], &[LinuxIdMapping])) -> io::Result<std:
 }
 
 /// Whether a mount asks for an id-mapped bind: option `idmap` or `ridmap`, or maps of its own.
-fn wants_idmap(m: &Mount) -> bool {
+pub(crate) fn wants_idmap(m: &Mount) -> bool {
     m.options().iter().flatten().any(|o| o == "idmap" || o == "ridmap")
         || m.uid_mappings().is_some()
         || m.gid_mappings().is_some()

@@ -93,6 +93,22 @@ impl Plan {
     pub fn joins(&self, typ: LinuxNamespaceType) -> bool {
         self.join.iter().any(|(t, _, _)| *t == typ)
     }
+
+    /// The CLONE_NEW* flags with which one clone3 can make the init, as pid 1 of its new pid
+    /// namespace, where that is all a two-stage start would do between its fork and the
+    /// init's: `None` with a user namespace (made or joined first, its ids mapped by the
+    /// runtime in between), a joined pid namespace, a time namespace (its offsets are set
+    /// before its first process) or no new pid namespace (the first stage is the init then,
+    /// one process either way). The cgroup namespace is not among them: the init makes it
+    /// once it is in its cgroup.
+    pub fn direct_flags(&self) -> Option<u64> {
+        let blocked = self.new_user
+            || self.joins(LinuxNamespaceType::User)
+            || self.joins(LinuxNamespaceType::Pid)
+            || self.new_flags & libc::CLONE_NEWTIME != 0
+            || !self.has(LinuxNamespaceType::Pid);
+        (!blocked).then(|| (self.new_flags & !libc::CLONE_NEWCGROUP) as u32 as u64)
+    }
 }
 
 /// How the id maps of a new user namespace get written.

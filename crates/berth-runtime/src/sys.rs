@@ -55,11 +55,12 @@ pub(crate) fn fork() -> io::Result<Fork> {
     }
 }
 
-/// clone3(2) with CLONE_INTO_CGROUP and no new stack: a fork whose child starts in the cgroup2
-/// directory `cgroup` (an O_RDONLY directory fd), without the migration that writing
-/// cgroup.procs costs (that takes the cgroup attach lock, whose first writer waits for an RCU
-/// grace period). Linux 5.7+. Same rules for the child as [`fork`].
-pub(crate) fn fork_into_cgroup(cgroup: RawFd) -> io::Result<Fork> {
+/// clone3(2) with no new stack: a fork whose child starts in the namespaces of
+/// `namespaces` (CLONE_NEW* flags, none of them CLONE_NEWUSER) and, given `cgroup` (an
+/// O_RDONLY directory fd), in that cgroup2 directory (CLONE_INTO_CGROUP, Linux 5.7+), without
+/// the migration that writing cgroup.procs costs (that takes the cgroup attach lock, whose
+/// first writer waits for an RCU grace period). Same rules for the child as [`fork`].
+pub(crate) fn clone3(namespaces: u64, cgroup: Option<RawFd>) -> io::Result<Fork> {
     #[repr(C)]
     #[derive(Default)]
     struct CloneArgs {
@@ -77,9 +78,9 @@ pub(crate) fn fork_into_cgroup(cgroup: RawFd) -> io::Result<Fork> {
     }
     const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
     let args = CloneArgs {
-        flags: CLONE_INTO_CGROUP,
+        flags: namespaces | cgroup.map_or(0, |_| CLONE_INTO_CGROUP),
         exit_signal: libc::SIGCHLD as u64,
-        cgroup: cgroup as u64,
+        cgroup: cgroup.map_or(0, |fd| fd as u64),
         ..CloneArgs::default()
     };
     // SAFETY: as for fork: the process is single-threaded, and without CLONE_VM or a stack the

@@ -20,6 +20,7 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use rustix::process::{pidfd_open, Pid, PidfdFlags};
@@ -121,9 +122,18 @@ impl HostIds {
 }
 
 /// The host uid and gid of this process, from /proc/self/uid_map and gid_map: inside the
-/// per-user namespace the effective uid is 0 but the host uid is the user's. Read on every
-/// call (two small reads), since joining the namespace changes the answer.
+/// per-user namespace the effective uid is 0 but the host uid is the user's. Read once per
+/// process and user namespace: joining the namespace ([`join`]) reads them again.
 pub fn host_ids() -> HostIds {
+    if let Some(ids) = HOST_IDS.get() {
+        return ids;
+    }
+    let ids = read_host_ids();
+    HOST_IDS.set(ids);
+    ids
+}
+
+fn read_host_ids() -> HostIds {
     let euid = rustix::process::geteuid().as_raw();
     let egid = rustix::process::getegid().as_raw();
     let uid_map = fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
@@ -132,6 +142,42 @@ pub fn host_ids() -> HostIds {
         uid: map_to_host(&uid_map, euid).unwrap_or(euid),
         gid: map_to_host(&gid_map, egid).unwrap_or(egid),
         in_user_namespace: !is_initial_map(&uid_map),
+    }
+}
+
+/// [`host_ids`] as last read, in atomics rather than behind a lock, so that a child forked
+/// while another thread reads it cannot inherit a held lock.
+static HOST_IDS: HostIdsCache = HostIdsCache::new();
+
+struct HostIdsCache {
+    /// The uid in the high half, the gid in the low one; valid once `state` says so.
+    ids: AtomicU64,
+    /// 0: not read (or forgotten); 1: read, in the initial user namespace; 2: read, inside one.
+    state: AtomicU8,
+}
+
+impl HostIdsCache {
+    const fn new() -> HostIdsCache {
+        HostIdsCache { ids: AtomicU64::new(0), state: AtomicU8::new(0) }
+    }
+
+    fn get(&self) -> Option<HostIds> {
+        let state = self.state.load(Ordering::Acquire);
+        let ids = self.ids.load(Ordering::Acquire);
+        (state != 0).then_some(HostIds {
+            uid: (ids >> 32) as u32,
+            gid: ids as u32,
+            in_user_namespace: state == 2,
+        })
+    }
+
+    fn set(&self, ids: HostIds) {
+        self.ids.store(u64::from(ids.uid) << 32 | u64::from(ids.gid), Ordering::Release);
+        self.state.store(if ids.in_user_namespace { 2 } else { 1 }, Ordering::Release);
+    }
+
+    fn forget(&self) {
+        self.state.store(0, Ordering::Release);
     }
 }
 
@@ -339,6 +385,7 @@ fn enter(pause: &Pause) -> Result<(), UsernsError> {
         ThreadNameSpaceType::USER | ThreadNameSpaceType::MOUNT,
     )
     .map_err(|e| UsernsError::Join { pid: pause.pid, source: e.into() })?;
+    HOST_IDS.forget();
     if let Some(cwd) = cwd {
         if let Err(e) = std::env::set_current_dir(&cwd) {
             debug!(cwd = %cwd.display(), error = %e, "working directory not reachable after join");

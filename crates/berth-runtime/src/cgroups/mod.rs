@@ -154,17 +154,22 @@ pub enum Mode {
 /// Detects the layout under `root` from the files the kernel shows there: a cgroup2 root has
 /// `cgroup.controllers`; v1 has one directory per hierarchy; hybrid adds `unified/`.
 pub fn detect_mode(root: &Path) -> Result<Mode> {
+    detect(root).map(|(mode, _)| mode)
+}
+
+/// [`detect_mode`], with the v1 hierarchies found on the way (none on a cgroup2 root).
+fn detect(root: &Path) -> Result<(Mode, std::collections::BTreeMap<String, PathBuf>)> {
     if root.join("cgroup.controllers").exists() {
-        return Ok(Mode::Unified);
+        return Ok((Mode::Unified, Default::default()));
     }
     let hierarchies = v1::hierarchies(root)?;
     if hierarchies.is_empty() {
         return Err(Error::NoHierarchy { path: root.to_path_buf() });
     }
     if root.join("unified/cgroup.controllers").exists() {
-        Ok(Mode::Hybrid)
+        Ok((Mode::Hybrid, hierarchies))
     } else {
-        Ok(Mode::Legacy)
+        Ok((Mode::Legacy, hierarchies))
     }
 }
 
@@ -266,12 +271,14 @@ impl ManagerBuilder {
             })?,
         };
         let own = OwnCgroups::parse(&own);
-        let mode = detect_mode(&self.root)?;
+        let (mode, hierarchies) = detect(&self.root)?;
         let driver = match mode {
             Mode::Unified => {
                 Driver::V2(v2::Manager::new(&self.root, &path, &own).with_rootless(self.rootless))
             }
-            Mode::Legacy | Mode::Hybrid => Driver::V1(v1::Manager::new(&self.root, &path, &own)?),
+            Mode::Legacy | Mode::Hybrid => {
+                Driver::V1(v1::Manager::new(&self.root, &path, &own, hierarchies)?)
+            }
         };
         if self.rootless {
             if let Some(reason) = driver.unwritable_reason() {

@@ -44,7 +44,14 @@ pub(crate) fn hierarchies(root: &Path) -> Result<BTreeMap<String, PathBuf>> {
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let path = entry.path();
-        if !path.is_dir() {
+        // The directory's type comes with its entry; a link (`cpu` -> `cpu,cpuacct`) is
+        // followed.
+        let dir = match entry.file_type() {
+            Ok(t) if t.is_dir() => true,
+            Ok(t) if t.is_symlink() => path.is_dir(),
+            _ => false,
+        };
+        if !dir {
             continue;
         }
         for controller in name.split(',') {
@@ -63,6 +70,8 @@ pub(crate) struct Manager {
     inner: String,
     /// Controller name → the container's cgroup directory in that hierarchy.
     dirs: BTreeMap<String, PathBuf>,
+    /// Controller name → the hierarchy's mount directory, where known (not from a state).
+    mounts: Option<BTreeMap<String, PathBuf>>,
     /// On a hybrid host, the container's cgroup in the cgroup2 mount at `<root>/unified`: the
     /// process joins it too (as with runc), and controllers bound there (hugetlb on this
     /// project's host) are written there.
@@ -70,10 +79,16 @@ pub(crate) struct Manager {
 }
 
 impl Manager {
-    pub(crate) fn new(root: &Path, path: &CgroupsPath, own: &OwnCgroups) -> Result<Self> {
+    /// The manager of the container's cgroups in `hierarchies` (from [`hierarchies`]).
+    pub(crate) fn new(
+        root: &Path,
+        path: &CgroupsPath,
+        own: &OwnCgroups,
+        hierarchies: BTreeMap<String, PathBuf>,
+    ) -> Result<Self> {
         let mut dirs = BTreeMap::new();
         let mut inner = None;
-        for (controller, mount) in hierarchies(root)? {
+        for (controller, mount) in &hierarchies {
             let resolved = path.resolve(own.v1(&controller));
             if resolved == "/" {
                 return Err(Error::InvalidPath {
@@ -84,14 +99,28 @@ impl Manager {
             if controller == "memory" || inner.is_none() {
                 inner = Some(resolved.clone());
             }
-            dirs.insert(controller, join_inner(&mount, &resolved));
+            dirs.insert(controller.clone(), join_inner(mount, &resolved));
         }
         let unified_root = root.join("unified");
         let unified = unified_root
             .join("cgroup.controllers")
             .exists()
             .then(|| super::v2::Manager::new(&unified_root, path, own));
-        Ok(Manager { root: root.to_path_buf(), inner: inner.unwrap_or_default(), dirs, unified })
+        Ok(Manager {
+            root: root.to_path_buf(),
+            inner: inner.unwrap_or_default(),
+            dirs,
+            mounts: Some(hierarchies),
+            unified,
+        })
+    }
+
+    /// The mount directory of `controller`'s hierarchy.
+    fn mount_of(&self, controller: &str) -> Result<PathBuf> {
+        if let Some(mount) = self.mounts.as_ref().and_then(|m| m.get(controller)) {
+            return Ok(mount.clone());
+        }
+        Ok(hierarchies(&self.root)?.remove(controller).unwrap_or_default())
     }
 
     pub(crate) fn state(&self, mode: super::Mode) -> super::CgroupState {
@@ -114,7 +143,13 @@ impl Manager {
         let unified = dirs.remove("unified").map(|path| {
             super::v2::Manager::from_parts(&state.root.join("unified"), &state.inner, path, false)
         });
-        Manager { root: state.root.clone(), inner: state.inner.clone(), dirs, unified }
+        Manager {
+            root: state.root.clone(),
+            inner: state.inner.clone(),
+            dirs,
+            mounts: None,
+            unified,
+        }
     }
 
     pub(crate) fn paths(&self) -> Vec<PathBuf> {
@@ -149,7 +184,7 @@ impl Manager {
             mkdir_all(&dir)?;
         }
         if let Some(dir) = self.dirs.get("cpuset") {
-            let mount = hierarchies(&self.root)?.remove("cpuset").unwrap_or_default();
+            let mount = self.mount_of("cpuset")?;
             inherit_cpuset(&mount, dir)?;
         }
         if let Some(unified) = &self.unified {
@@ -339,7 +374,7 @@ impl Manager {
             }
             if let Some(v) = c.realtime_runtime() {
                 if v > 0 {
-                    let mount = hierarchies(&self.root)?.remove("cpu").unwrap_or_default();
+                    let mount = self.mount_of("cpu")?;
                     raise_rt_ancestors(&mount, dir, v)?;
                 }
                 write(dir, "cpu.rt_runtime_us", &v.to_string())?;
@@ -639,8 +674,12 @@ pub(crate) fn device_rule(rule: &LinuxDeviceCgroup) -> String {
 
 /// Writes the rules in order: each allow to devices.allow, each deny to devices.deny. A rule
 /// for all devices switches the cgroup's default (the kernel clears the exceptions then), so
-/// the list behaves as an ordered list, later rules overriding earlier ones.
+/// the list behaves as an ordered list, later rules overriding earlier ones. Each file is
+/// opened once and takes one rule per write(2), as the kernel reads them.
 fn apply_devices(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<()> {
+    use std::io::Write;
+    let mut allow = None;
+    let mut deny = None;
     for rule in rules {
         let text = device_rule(rule);
         if let Some(access) = rule.access() {
@@ -651,8 +690,26 @@ fn apply_devices(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<()> {
                 });
             }
         }
-        let file = if rule.allow() { "devices.allow" } else { "devices.deny" };
-        write(dir, file, &text)?;
+        let (slot, name) =
+            if rule.allow() { (&mut allow, "devices.allow") } else { (&mut deny, "devices.deny") };
+        let path = dir.join(name);
+        let fail = |source| Error::Write { path: path.clone(), value: text.clone(), source };
+        if slot.is_none() {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&path)
+                .map_err(fail)?;
+            *slot = Some(file);
+        }
+        let line = format!("{text}\n");
+        let file = slot.as_mut().expect("opened above");
+        match file.write(line.as_bytes()) {
+            Ok(n) if n == line.len() => {}
+            Ok(_) => return Err(fail(std::io::Error::from(std::io::ErrorKind::WriteZero))),
+            Err(e) => return Err(fail(e)),
+        }
     }
     Ok(())
 }
@@ -822,10 +879,10 @@ mod tests {
         assert_eq!(content(&blk, "blkio.weight_device"), "8:0 500");
         assert_eq!(content(&blk, "blkio.throttle.read_bps_device"), "8:0 1048576");
         assert_eq!(content(&blk, "blkio.throttle.write_iops_device"), "8:16 100");
-        // Each write replaces the fake file, so the last rule of each kind is what remains.
+        // The fake files keep every rule of their kind, one per line, in order.
         let dev = tmp.path().join("devices/berth/c1");
-        assert_eq!(content(&dev, "devices.allow"), "c 1:3 rwm");
-        assert_eq!(content(&dev, "devices.deny"), "c 1:3 m");
+        assert_eq!(content(&dev, "devices.allow"), "c 1:3 rwm\n");
+        assert_eq!(content(&dev, "devices.deny"), "a *:* rwm\nc 1:3 m\n");
     }
 
     #[test]
