@@ -383,9 +383,9 @@ pub fn launch(root: &StateRoot, opts: &CreateOptions, mode: Mode) -> Result<Cont
                     }
                 }
                 if mode == Mode::Run {
-                    // Recorded now: the init goes on to its exec without a Ready.
-                    container.record = record.clone();
-                    container.save()?;
+                    // The init goes on to its exec without a Ready. state.json gets its pid
+                    // once with the exec, below (a crash in between leaves the cgroup, which
+                    // delete empties, to find the init by).
                     if let Some(path) = &opts.pid_file {
                         write_pid_file(path, pid)?;
                     }

@@ -82,6 +82,17 @@ impl Bundle {
 
 /// Parses config.json, naming the JSON path of the first error.
 pub fn parse(path: &Path, bytes: &[u8]) -> Result<Spec, SpecError> {
+    // A valid document is read in one typed pass; only a bad one is read again, the slow
+    // way, to say where it is wrong.
+    match serde_json::from_slice::<Spec>(bytes) {
+        Ok(spec) => Ok(spec),
+        Err(_) => parse_for_error(path, bytes),
+    }
+}
+
+/// [`parse`] through a JSON tree and a path-tracking deserializer, which name the entry at
+/// fault.
+fn parse_for_error(path: &Path, bytes: &[u8]) -> Result<Spec, SpecError> {
     // Namespace names are checked on the raw JSON first: the typed parse only says "unknown
     // variant", and the user wants to know which entry.
     let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| SpecError::Parse {

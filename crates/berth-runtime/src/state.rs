@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::fs;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -274,8 +274,17 @@ impl Container {
         let err =
             |source| StateError::Write { id: self.record.id.clone(), path: path.clone(), source };
         let bytes = serde_json::to_vec(&self.record).map_err(io::Error::other).map_err(err)?;
-        fs::write(&tmp, bytes).map_err(err)?;
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600)).map_err(err)?;
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(err)?;
+        // A temporary file left by a crash with another mode keeps none.
+        file.set_permissions(fs::Permissions::from_mode(0o600)).map_err(err)?;
+        io::Write::write_all(&mut file, &bytes).map_err(err)?;
+        drop(file);
         fs::rename(&tmp, &path).map_err(err)
     }
 

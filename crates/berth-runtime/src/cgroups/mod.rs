@@ -733,6 +733,16 @@ pub(crate) fn is_cgroupfs(path: &Path) -> bool {
     }
 }
 
+/// Removes the cgroup directory `path` with one rmdir if it can: no process and no child
+/// cgroup left (the kernel refuses otherwise, with EBUSY), or already gone. True when `path`
+/// is gone.
+pub(crate) fn rmdir_empty(path: &Path) -> bool {
+    match std::fs::remove_dir(path) {
+        Ok(()) => true,
+        Err(e) => e.kind() == io::ErrorKind::NotFound,
+    }
+}
+
 /// Removes the cgroup directory `path` and its child cgroups, deepest first. On cgroupfs a
 /// cgroup is removed with rmdir (its files go with it); on a fake tree the files are removed.
 pub(crate) fn remove_tree(path: &Path) -> Result<()> {

@@ -555,6 +555,12 @@ impl Manager {
     }
 
     pub(crate) fn destroy(&self) -> Result<()> {
+        // The usual case, a container whose processes are gone: one rmdir per hierarchy.
+        // Anything left (a process, a child cgroup, a fake tree's files) makes the rest below
+        // run for what remains.
+        if self.paths().iter().all(|d| super::rmdir_empty(d)) {
+            return Ok(());
+        }
         let live = self.paths().into_iter().any(|d| !read_pids(&d).unwrap_or_default().is_empty());
         if live {
             // Freeze first so nothing forks while the leftovers are killed.

@@ -458,6 +458,10 @@ impl Manager {
     }
 
     pub(crate) fn destroy(&self) -> Result<()> {
+        // The usual case, a container whose processes are gone: one rmdir.
+        if super::rmdir_empty(&self.path) {
+            return Ok(());
+        }
         if !read_pids(&self.path)?.is_empty() {
             if self.path.join("cgroup.kill").exists() {
                 // Linux 5.14+: the kernel kills the whole subtree, forks included.
