@@ -107,7 +107,7 @@ impl Plan {
             || self.joins(LinuxNamespaceType::Pid)
             || self.new_flags & libc::CLONE_NEWTIME != 0
             || !self.has(LinuxNamespaceType::Pid);
-        (!blocked).then(|| (self.new_flags & !libc::CLONE_NEWCGROUP) as u32 as u64)
+        (!blocked).then_some((self.new_flags & !libc::CLONE_NEWCGROUP) as u32 as u64)
     }
 }
 

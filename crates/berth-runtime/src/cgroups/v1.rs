@@ -89,7 +89,7 @@ impl Manager {
         let mut dirs = BTreeMap::new();
         let mut inner = None;
         for (controller, mount) in &hierarchies {
-            let resolved = path.resolve(own.v1(&controller));
+            let resolved = path.resolve(own.v1(controller));
             if resolved == "/" {
                 return Err(Error::InvalidPath {
                     path: format!("{path:?}"),
