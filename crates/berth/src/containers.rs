@@ -36,6 +36,7 @@ use crate::format::{write_table, Format};
 
 /// The container commands, flattened into berth's top level.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum ContainerCommand {
     /// Run a command in a new container.
     #[command(disable_help_flag = true)]
@@ -73,7 +74,7 @@ pub enum ContainerCommand {
     Rename(RenameArgs),
 }
 
-/// The flags of `run` and `create`.
+// The flags of `run` and `create`.
 #[derive(Debug, Args, Clone)]
 pub struct RunArgs {
     /// Print help.

@@ -12,7 +12,7 @@ use clap::{Args, Subcommand};
 
 use crate::cli::GlobalOptions;
 
-/// The duty flags of `run` and `create` (flattened into their arguments).
+// The duty flags of `run` and `create` (flattened into their arguments).
 #[derive(Debug, Args, Clone, Default)]
 pub struct DutyArgs {
     /// Restart policy: no, on-failure[:MAX], always or unless-stopped. The container's monitor
@@ -78,6 +78,7 @@ impl DutyArgs {
 
 /// `berth healthcheck`.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum HealthcheckCommand {
     /// Run a container's healthcheck now: exit 0 if it passed, 1 (printing "unhealthy") if
     /// it failed.

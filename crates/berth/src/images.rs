@@ -32,7 +32,7 @@ fn open(global: &GlobalOptions) -> Result<Images> {
     Images::open(&root).with_context(|| format!("opening the image store in {}", root.display()))
 }
 
-/// Registry flags shared by pull, push, login and manifest inspect.
+// Registry flags shared by pull, push, login and manifest inspect.
 #[derive(Debug, Args, Clone, Default)]
 pub struct RegistryFlags {
     /// Require HTTPS and verify certificates (default true, unless registries.conf marks
@@ -911,6 +911,7 @@ pub fn logout(_global: &GlobalOptions, args: LogoutArgs) -> Result<ExitCode> {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum ImageCommand {
     /// Build an image from a Containerfile or Dockerfile.
     Build(crate::build::BuildArgsCli),
@@ -960,6 +961,7 @@ pub fn image(global: &GlobalOptions, command: ImageCommand) -> Result<ExitCode> 
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum ManifestCommand {
     /// Show the manifest or index a remote reference names, without pulling it.
     Inspect(ManifestInspectArgs),

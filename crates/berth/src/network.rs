@@ -23,6 +23,7 @@ use crate::cli::GlobalOptions;
 use crate::format::{write_table, Format};
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum NetworkCommand {
     /// Create a bridge network.
     Create(CreateArgs),

@@ -20,7 +20,7 @@ use serde::Serialize;
 use crate::cli::GlobalOptions;
 use crate::format::{write_table, Format};
 
-/// The cgroup limits both `run`/`create` and `update` take (flattened into each).
+// The cgroup limits both `run`/`create` and `update` take (flattened into each).
 #[derive(Debug, Args, Clone, Default)]
 pub struct LimitArgs {
     /// Memory limit (e.g. 512m, 1g).
@@ -62,7 +62,7 @@ impl LimitArgs {
     }
 }
 
-/// The flags issue 7 adds to `run` and `create` (flattened into their arguments).
+// The flags issue 7 adds to `run` and `create` (flattened into their arguments).
 #[derive(Debug, Args, Clone, Default)]
 pub struct Part2RunArgs {
     #[command(flatten)]
@@ -114,7 +114,7 @@ impl Part2RunArgs {
     }
 }
 
-/// `berth update`.
+// `berth update`.
 #[derive(Debug, Args)]
 pub struct UpdateArgs {
     #[command(flatten)]
@@ -123,7 +123,7 @@ pub struct UpdateArgs {
     pub container: String,
 }
 
-/// `berth stats`.
+// `berth stats`.
 #[derive(Debug, Args)]
 pub struct StatsArgs {
     /// Print one reading and exit.
@@ -142,7 +142,7 @@ pub struct StatsArgs {
     pub containers: Vec<String>,
 }
 
-/// `berth top`.
+// `berth top`.
 #[derive(Debug, Args)]
 pub struct TopArgs {
     /// The container.
@@ -151,7 +151,7 @@ pub struct TopArgs {
     pub descriptors: Vec<String>,
 }
 
-/// `berth events`.
+// `berth events`.
 #[derive(Debug, Args)]
 pub struct EventsArgs {
     /// Filter: container=NAME|ID, event=STATUS, image=NAME, type=container.
@@ -641,7 +641,7 @@ mod tests {
     }
 }
 
-/// `berth info`.
+// `berth info`.
 #[derive(Debug, Args)]
 pub struct InfoArgs {
     /// Go template or `json` (default: YAML, as Podman prints it).
@@ -750,7 +750,7 @@ fn write_yaml(value: &serde_json::Value, indent: usize, out: &mut impl Write) ->
     Ok(())
 }
 
-/// `berth cp`.
+// `berth cp`.
 #[derive(Debug, Args)]
 pub struct CpArgs {
     /// CONTAINER:PATH, a host path, or `-` for a tar stream on stdin.
@@ -759,7 +759,7 @@ pub struct CpArgs {
     pub destination: String,
 }
 
-/// `berth diff`.
+// `berth diff`.
 #[derive(Debug, Args)]
 pub struct DiffArgs {
     /// `json` for a JSON object of changed, added and deleted paths.
@@ -768,7 +768,7 @@ pub struct DiffArgs {
     pub container: String,
 }
 
-/// `berth export`.
+// `berth export`.
 #[derive(Debug, Args)]
 pub struct ExportArgs {
     /// Write to this file instead of stdout.
@@ -873,6 +873,7 @@ pub fn export(global: &GlobalOptions, args: ExportArgs) -> Result<ExitCode> {
 
 /// The `system` subcommands of issue 7 (flattened into `berth system`).
 #[derive(Debug, clap::Subcommand)]
+#[command(defer = true)]
 pub enum SystemPart2 {
     /// Show the disk space used by images, containers and volumes.
     Df,
@@ -899,6 +900,7 @@ pub struct SystemPruneArgs {
 
 /// `berth container …`: the container group's verbs of issue 7.
 #[derive(Debug, clap::Subcommand)]
+#[command(defer = true)]
 pub enum ContainerGroup {
     /// Remove every stopped container.
     Prune(PruneArgs),

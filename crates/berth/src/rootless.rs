@@ -72,7 +72,7 @@ fn joins(args: &[OsString]) -> bool {
         .any(|a| *a == "--help" || *a == "-h")
 }
 
-/// Arguments of `berth unshare`.
+// Arguments of `berth unshare`.
 #[derive(Debug, Args)]
 pub struct UnshareArgs {
     /// The command to run (default: $SHELL, else /bin/sh) and its arguments.
@@ -82,6 +82,7 @@ pub struct UnshareArgs {
 
 /// `berth system` subcommands.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum SystemCommand {
     /// End the rootless user namespace's pause process; the next command makes a new one
     /// (after a change to /etc/subuid or /etc/subgid).

@@ -14,6 +14,7 @@ use crate::cli::GlobalOptions;
 use crate::format::{write_table, Format};
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum VolumeCommand {
     /// Create a volume.
     Create(CreateArgs),
