@@ -10,6 +10,14 @@
 #
 #   scripts/bench/containers.sh [ROUNDS]     (as root; default 20 rounds, at least 10)
 #   SKIP_BUILD=1 scripts/bench/containers.sh  times the release build already there
+#   RUNROOTS=disk scripts/bench/containers.sh keeps the runroots beside the roots
+#
+# Both engines keep their images and containers (--root) under /var/tmp and their per-boot
+# state (--runroot, and podman's --tmpdir) on a tmpfs under /dev/shm, where a stock Debian's
+# /run would hold them (both engines' defaults are under /run). This machine's /run is the
+# same journal-less ext4 as /var/tmp, where a new inode costs more the more inodes were
+# deleted in the last minutes (ext4's recently_deleted() scan): with RUNROOTS=disk the run
+# --rm figures of both depend on how many files the previous benchmarks and tests removed.
 #
 # Each line reports hyperfine's median wall time and its mean user and system CPU time, and
 # the load average is printed before and after (the machine is shared).
@@ -31,9 +39,14 @@ TARGET=$(cargo metadata --format-version 1 --no-deps --manifest-path "$REPO/Carg
     | jq -r .target_directory)
 
 WORK=$(mktemp -d /var/tmp/berth-bench-containers.XXXXXX)
-B="$TARGET/release/berth --root $WORK/berth --runroot $WORK/berth-run"
+case "${RUNROOTS:-tmpfs}" in
+    tmpfs) RUNW=$(mktemp -d /dev/shm/berth-bench-containers.XXXXXX) ;;
+    disk) RUNW=$WORK ;;
+    *) echo "containers.sh: RUNROOTS is tmpfs or disk" >&2; exit 2 ;;
+esac
+B="$TARGET/release/berth --root $WORK/berth --runroot $RUNW/berth-run"
 # Its own --tmpdir too: libpod's default (/run/libpod) is shared by every podman on the host.
-P="podman --root $WORK/podman --runroot $WORK/podman-run --tmpdir $WORK/podman-tmp \
+P="podman --root $WORK/podman --runroot $RUNW/podman-run --tmpdir $RUNW/podman-tmp \
 --runtime runc --cgroup-manager cgroupfs --events-backend file --storage-driver overlay"
 # Podman's default nofile limit is above this machine's hard limit.
 NOFILE=$(ulimit -Hn)
@@ -44,7 +57,7 @@ cleanup() {
     $P rm -af -t 0 >/dev/null 2>&1 || true
     $P system reset -f >/dev/null 2>&1 || true
     umount -R "$WORK/podman" 2>/dev/null || true
-    rm -rf "$WORK"
+    rm -rf "$WORK" "$RUNW"
 }
 trap cleanup EXIT
 
@@ -52,7 +65,7 @@ trap cleanup EXIT
 $B load -i "$WORK/layout" >/dev/null
 $B tag "$($B images -q | head -n 1)" localhost/busybox:latest
 skopeo copy --quiet "oci:$WORK/layout:latest" \
-    "containers-storage:[overlay@$WORK/podman+$WORK/podman-run]localhost/busybox:latest"
+    "containers-storage:[overlay@$WORK/podman+$RUNW/podman-run]localhost/busybox:latest"
 
 summary() {
     jq -r --arg what "$1" '
@@ -63,7 +76,7 @@ summary() {
       "ratio berth/podman \($b.median / $p.median * 1000 | round / 1000)"' "$2"
 }
 
-echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg); runroots on ${RUNROOTS:-tmpfs}" >&2
 echo "== 1. run --rm busybox true" >&2
 hyperfine -N --warmup 3 --runs "$ROUNDS" --export-json "$WORK/run.json" \
     -n berth "$B run --rm $RUN_FLAGS localhost/busybox true" \
