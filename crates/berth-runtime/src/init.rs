@@ -109,8 +109,9 @@ fn stage1(args: InitArgs<'_>) -> Result<Never, String> {
         sys::prctl(libc::PR_SET_DUMPABLE, 0, 0).map_err(|e| format!("PR_SET_DUMPABLE: {e}"))?;
     }
 
-    // Join the v1 cgroups first, while this process is still the host's: "0" in `tasks` moves
-    // just the caller, which the kernel does without the attach lock. Where that fails the
+    // Join the v1 cgroups first, before any namespace is joined (made directly, this process
+    // is in its new ones already, which changes nothing here): "0" in `tasks` moves just the
+    // caller, which the kernel does without the attach lock. Where that fails the
     // runtime moves us the usual way when it gets our pid.
     let placed = !args.cgroup_tasks.is_empty()
         && args.cgroup_tasks.iter().all(|t| fs::write(t, "0").is_ok());

@@ -281,7 +281,7 @@ impl Container {
             .mode(0o600)
             .open(&tmp)
             .map_err(err)?;
-        // A temporary file left by a crash with another mode keeps none.
+        // A temporary left behind by a crash keeps its old mode through O_TRUNC: set it again.
         file.set_permissions(fs::Permissions::from_mode(0o600)).map_err(err)?;
         io::Write::write_all(&mut file, &bytes).map_err(err)?;
         drop(file);
