@@ -196,10 +196,8 @@ mod tests {
         let top: Vec<&(String, String)> =
             before.iter().filter(|(p, _)| p.matches(' ').count() == 1).collect();
         assert!(top.len() > 30, "{top:?}");
-        for (path, about) in &before {
-            if path.matches(' ').count() == 1 {
-                assert!(!about.is_empty(), "{path} has no help line");
-            }
+        for (path, about) in &top {
+            assert!(!about.is_empty(), "{path} has no help line");
         }
         // Building adds clap's own `help` subcommands; every command there before keeps its line.
         let changed: Vec<_> = before.iter().filter(|entry| !after.contains(entry)).collect();

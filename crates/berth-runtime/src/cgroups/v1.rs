@@ -700,17 +700,18 @@ fn apply_devices(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<()> {
             if rule.allow() { (&mut allow, "devices.allow") } else { (&mut deny, "devices.deny") };
         let path = dir.join(name);
         let fail = |source| Error::Write { path: path.clone(), value: text.clone(), source };
-        if slot.is_none() {
-            let file = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&path)
-                .map_err(fail)?;
-            *slot = Some(file);
-        }
+        let file = match slot {
+            Some(file) => file,
+            None => slot.insert(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(&path)
+                    .map_err(fail)?,
+            ),
+        };
         let line = format!("{text}\n");
-        let file = slot.as_mut().expect("opened above");
         match file.write(line.as_bytes()) {
             Ok(n) if n == line.len() => {}
             Ok(_) => return Err(fail(std::io::Error::from(std::io::ErrorKind::WriteZero))),
